@@ -1,0 +1,84 @@
+//! The runtime: from the boot stub's hand-off to the application's `main` and back out of QEMU.
+
+use core::{fmt::Debug, panic::PanicInfo};
+
+use vireo_boot::BootInfo;
+
+use crate::{
+    console,
+    exit::{ExitCode, exit_qemu},
+    println,
+};
+
+/// What an application's `main` may return: `()` or `Result<(), E>` for any debuggable error.
+pub trait Termination {
+    /// Turns the value into the image's exit code, printing an error if there is one.
+    fn report(self) -> ExitCode;
+}
+
+impl Termination for () {
+    fn report(self) -> ExitCode {
+        ExitCode::Success
+    }
+}
+
+impl<E: Debug> Termination for Result<(), E> {
+    fn report(self) -> ExitCode {
+        match self {
+            Ok(()) => ExitCode::Success,
+            Err(e) => {
+                println!("main returned an error: {e:?}");
+                ExitCode::Failure
+            }
+        }
+    }
+}
+
+/// Names the application's entry point: `vireo::main!(main);` with `fn main() -> impl Termination`.
+///
+/// The kernel calls it once everything is up; its return value becomes QEMU's exit status.
+#[macro_export]
+macro_rules! main {
+    ($main:path) => {
+        #[doc(hidden)]
+        #[unsafe(no_mangle)]
+        pub fn __vireo_app_main() -> $crate::exit::ExitCode {
+            $crate::Termination::report($main())
+        }
+    };
+}
+
+unsafe extern "Rust" {
+    /// Defined by the application through [`main!`].
+    fn __vireo_app_main() -> ExitCode;
+}
+
+/// The Rust entry point, called by the boot stub on the boot stack with the PVH `hvm_start_info`.
+///
+/// # Safety
+/// Called once, by the boot stub, with the early page tables live and `start_info` the loader's.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn vireo_kernel_entry(start_info: u64) -> ! {
+    console::init();
+    // SAFETY: the boot stub passes the loader's pointer and the early tables identity-map it.
+    let boot_info = match unsafe { BootInfo::from_pvh(start_info) } {
+        Ok(info) => info,
+        Err(e) => {
+            println!("vireo: cannot read the boot hand-off: {e}");
+            exit_qemu(ExitCode::Failure);
+        }
+    };
+    console::init_logger(boot_info.cmdline());
+    log::debug!("boot info: {boot_info:?}");
+    // SAFETY: `__vireo_app_main` is the application's entry, defined by `vireo::main!` with exactly
+    // this signature; an image without it does not link.
+    let code = unsafe { __vireo_app_main() };
+    exit_qemu(code)
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo<'_>) -> ! {
+    x86_64::instructions::interrupts::disable();
+    crate::console::_print_emergency(format_args!("\npanicked: {info}\n"));
+    exit_qemu(ExitCode::Failure)
+}

@@ -75,7 +75,11 @@ impl BootInfo {
         let si = unsafe { core::ptr::read_unaligned(start_info as *const StartInfo) };
         si.check()?;
         let mut info = BootInfo {
-            regions: [MemoryRegion { start: 0, end: 0, kind: MemoryKind::Reserved }; MAX_REGIONS],
+            regions: [MemoryRegion {
+                start: 0,
+                end: 0,
+                kind: MemoryKind::Reserved,
+            }; MAX_REGIONS],
             region_count: 0,
             cmdline: [0; MAX_CMDLINE],
             cmdline_len: 0,
@@ -88,12 +92,17 @@ impl BootInfo {
             // SAFETY: the loader's memory map holds `memmap_entries` entries at `memmap_paddr`
             // (caller's guarantee); `i` is below that count.
             let e = unsafe { core::ptr::read_unaligned(at as *const MemmapEntry) };
-            let Some(end) = e.addr.checked_add(e.size) else { continue };
+            let Some(end) = e.addr.checked_add(e.size) else {
+                continue;
+            };
             if e.size == 0 {
                 continue;
             }
-            info.regions[info.region_count] =
-                MemoryRegion { start: e.addr, end, kind: MemoryKind::from_e820(e.kind) };
+            info.regions[info.region_count] = MemoryRegion {
+                start: e.addr,
+                end,
+                kind: MemoryKind::from_e820(e.kind),
+            };
             info.region_count += 1;
         }
         info.regions[..info.region_count].sort_unstable_by_key(|r| r.start);
@@ -140,7 +149,11 @@ impl BootInfo {
 
     /// Total usable RAM in bytes.
     pub fn ram_bytes(&self) -> u64 {
-        self.memory_map().iter().filter(|r| r.kind == MemoryKind::Ram).map(|r| r.end - r.start).sum()
+        self.memory_map()
+            .iter()
+            .filter(|r| r.kind == MemoryKind::Ram)
+            .map(|r| r.end - r.start)
+            .sum()
     }
 }
 

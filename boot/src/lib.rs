@@ -12,6 +12,6 @@ mod entry;
 mod info;
 mod pvh;
 
-pub use entry::{EARLY_IDENTITY_LIMIT, boot_stack, image_layout, ImageLayout};
-pub use info::{BootInfo, MemoryKind, MemoryRegion, MAX_CMDLINE, MAX_REGIONS};
+pub use entry::{EARLY_IDENTITY_LIMIT, ImageLayout, boot_stack, image_layout};
+pub use info::{BootInfo, MAX_CMDLINE, MAX_REGIONS, MemoryKind, MemoryRegion};
 pub use pvh::BootInfoError;

@@ -43,7 +43,10 @@ pub enum BootInfoError {
 impl fmt::Display for BootInfoError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::BadMagic(m) => write!(f, "hvm_start_info magic {m:#x}, expected {START_INFO_MAGIC:#x}"),
+            Self::BadMagic(m) => write!(
+                f,
+                "hvm_start_info magic {m:#x}, expected {START_INFO_MAGIC:#x}"
+            ),
             Self::NoMemoryMap => f.write_str("hvm_start_info version 0 carries no memory map"),
         }
     }

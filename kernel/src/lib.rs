@@ -25,7 +25,11 @@ extern crate alloc;
 pub mod arch;
 pub mod console;
 pub mod exit;
+pub mod interrupts;
 pub mod mm;
+pub mod pci;
 pub mod rt;
+pub mod testing;
+pub mod time;
 
-pub use rt::Termination;
+pub use rt::{Termination, boot_info};

@@ -2,12 +2,13 @@
 
 use core::{fmt::Debug, panic::PanicInfo};
 
+use spin::Once;
 use vireo_boot::BootInfo;
 
 use crate::{
     console,
     exit::{ExitCode, exit_qemu},
-    println,
+    interrupts, mm, pci, println, time,
 };
 
 /// What an application's `main` may return: `()` or `Result<(), E>` for any debuggable error.
@@ -48,6 +49,15 @@ macro_rules! main {
     };
 }
 
+static BOOT_INFO: Once<BootInfo> = Once::new();
+
+/// What the loader handed over: memory map, command line, ACPI RSDP.
+pub fn boot_info() -> &'static BootInfo {
+    BOOT_INFO
+        .get()
+        .expect("boot info is read before anything else runs")
+}
+
 unsafe extern "Rust" {
     /// Defined by the application through [`main!`].
     fn __vireo_app_main() -> ExitCode;
@@ -68,8 +78,14 @@ pub unsafe extern "C" fn vireo_kernel_entry(start_info: u64) -> ! {
             exit_qemu(ExitCode::Failure);
         }
     };
+    let boot_info = BOOT_INFO.call_once(|| boot_info);
     console::init_logger(boot_info.cmdline());
     log::debug!("boot info: {boot_info:?}");
+    interrupts::init_cpu();
+    mm::init(boot_info);
+    interrupts::init_apic();
+    time::init();
+    pci::init();
     // SAFETY: `__vireo_app_main` is the application's entry, defined by `vireo::main!` with exactly
     // this signature; an image without it does not link.
     let code = unsafe { __vireo_app_main() };

@@ -59,7 +59,10 @@ impl<T: PortValue> Port<T> {
     /// Every read and write of `T` at `number`, at any time, must be unable to break memory safety
     /// (e.g. it must not start a DMA into memory the kernel owns).
     pub const unsafe fn new(number: u16) -> Self {
-        Self { number, _value: PhantomData }
+        Self {
+            number,
+            _value: PhantomData,
+        }
     }
 
     /// Reads the port.

@@ -43,7 +43,12 @@ impl Serial {
     pub(super) fn com1_unlocked() -> Self {
         // SAFETY: the data and line-status registers of COM1; reading or writing them only moves
         // bytes through the UART.
-        unsafe { Self { data: Port::new(COM1_BASE), line_status: Port::new(COM1_BASE + 5) } }
+        unsafe {
+            Self {
+                data: Port::new(COM1_BASE),
+                line_status: Port::new(COM1_BASE + 5),
+            }
+        }
     }
 
     fn send(&mut self, byte: u8) {

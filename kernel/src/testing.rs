@@ -1,0 +1,48 @@
+//! The in-QEMU test harness.
+//!
+//! A test image is a file in `kernel/tests/` declared in `kernel/Cargo.toml` as a `[[test]]` with
+//! `harness = false`; it names its cases with [`test_main!`](crate::test_main). Each case runs on a
+//! fully initialised kernel; a case fails by panicking (`assert!`), which ends the image with the
+//! failure exit code. The serial protocol, read by `cargo xtask test`:
+//!
+//! ```text
+//! vireo-test: start NAME
+//! vireo-test: ok NAME
+//! vireo-test: all N passed
+//! ```
+//!
+//! `xtask` reads directives from the test file's own `//!` lines:
+//!
+//! - `//! vireo-test: append TEXT` — added to the kernel command line.
+//! - `//! vireo-test: qemu ARG...` — extra QEMU arguments, split at spaces (repeatable). `{disk:NAME:SIZE}` becomes the
+//!   path of a fresh zero-filled image under `target/` of SIZE (e.g. `64M`).
+//! - `//! vireo-test: expect-failure TEXT` — the image must exit with the failure code and its serial
+//!   output must contain TEXT (for tests of the fault path itself).
+//! - `//! vireo-test: timeout SECS` — the hard limit for this image (default 60 s).
+
+use crate::println;
+
+/// One named test case.
+pub type TestCase = (&'static str, fn());
+
+/// Runs every case in order, reporting each on the console.
+pub fn run(cases: &[TestCase]) {
+    for (name, case) in cases {
+        println!("vireo-test: start {name}");
+        case();
+        println!("vireo-test: ok {name}");
+    }
+    println!("vireo-test: all {} passed", cases.len());
+}
+
+/// Declares a test image's cases: `vireo::test_main!(case_a, case_b);` with `fn case_a()`.
+#[macro_export]
+macro_rules! test_main {
+    ($($case:ident),+ $(,)?) => {
+        $crate::main!(__vireo_test_image_main);
+
+        fn __vireo_test_image_main() {
+            $crate::testing::run(&[$((stringify!($case), $case as fn())),+]);
+        }
+    };
+}

@@ -32,7 +32,7 @@ pub fn level_from_cmdline(cmdline: &str) -> Option<LevelFilter> {
     cmdline
         .split_ascii_whitespace()
         .filter_map(|arg| arg.strip_prefix("log="))
-        .last()
+        .next_back()
         .and_then(|level| level.parse().ok())
 }
 

@@ -1,6 +1,9 @@
 //! Memory: physical frames, the kernel's page tables, the heap, and memory for devices.
 
 pub mod heap;
+mod mmio;
+
+pub use mmio::{MapError, Mmio, map_mmio};
 
 use vireo_boot::{BootInfo, MemoryKind};
 

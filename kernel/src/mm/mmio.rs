@@ -95,7 +95,8 @@ impl Mmio {
     fn reg<T>(&self, offset: usize) -> *mut T {
         let size = size_of::<T>();
         assert!(
-            offset.checked_add(size).is_some_and(|end| end <= self.len) && offset % size == 0,
+            offset.checked_add(size).is_some_and(|end| end <= self.len)
+                && offset.is_multiple_of(size),
             "MMIO access of {size} bytes at {offset:#x} outside a {:#x}-byte mapping",
             self.len
         );

@@ -15,6 +15,8 @@ pub struct Directives {
     pub expect_failure: Option<String>,
     /// The hard limit for one boot.
     pub timeout: Option<Duration>,
+    /// The image must still be running when its time limit kills it (tests of the harness itself).
+    pub expect_timeout: bool,
 }
 
 /// Reads the directives with `prefix` (`vireo-test:` or `vireo-run:`) from `source`.
@@ -41,6 +43,7 @@ pub fn parse(text: &str, prefix: &str) -> Result<Directives, String> {
             "qemu" => d.qemu.extend(value.split_whitespace().map(String::from)),
             "append" => d.append.extend(value.split_whitespace().map(String::from)),
             "expect-failure" if !value.is_empty() => d.expect_failure = Some(value.to_string()),
+            "expect-timeout" => d.expect_timeout = true,
             "timeout" => {
                 let secs: u64 = value
                     .parse()

@@ -275,6 +275,25 @@ fn run_image(image: &Image, accel: Accel, extra: &[String]) -> (Tally, String) {
 /// Counts cases: each `vireo-test: ok NAME` line is one passed test; an image that does not end with
 /// its `all N passed` line and the success code adds one failure (the case that was running).
 fn judge(dirs: &Directives, b: &Boot) -> (Tally, String) {
+    if dirs.expect_timeout {
+        return if b.timed_out {
+            (
+                Tally {
+                    passed: 1,
+                    failed: 0,
+                },
+                String::new(),
+            )
+        } else {
+            (
+                Tally {
+                    passed: 0,
+                    failed: 1,
+                },
+                format!("expected to be killed at its time limit, but {}", b.outcome),
+            )
+        };
+    }
     if b.timed_out {
         let ok = count_ok(&b.serial);
         return (
@@ -413,5 +432,14 @@ mod tests {
             1
         );
         assert_eq!(judge(&fault, &boot(Outcome::Failure, "other")).0.failed, 1);
+        let hang = Directives {
+            expect_timeout: true,
+            ..Directives::default()
+        };
+        let mut killed = boot(Outcome::Killed, "");
+        killed.timed_out = true;
+        assert_eq!(judge(&hang, &killed).0.passed, 1);
+        assert_eq!(judge(&hang, &boot(Outcome::Success, "")).0.failed, 1);
+        assert_eq!(judge(&d, &killed).0.failed, 1);
     }
 }

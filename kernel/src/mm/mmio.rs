@@ -143,7 +143,8 @@ const PHYS_LIMIT: u64 = 1 << 52;
 /// A zero `len` maps one byte's page. Give the mapping back with [`unmap_mmio`].
 ///
 /// # Errors
-/// [`MapError::BadRange`] if the range wraps or passes 52 bits, [`MapError::OutOfVirtualSpace`]
+/// [`MapError::BadRange`] if the range wraps or passes the CPU's physical address width
+/// (MAXPHYADDR), [`MapError::OutOfVirtualSpace`]
 /// when the window is used up (it is never reused), [`MapError::OutOfFrames`] if a page table
 /// cannot be allocated.
 ///
@@ -163,6 +164,9 @@ pub unsafe fn map_mmio(phys: u64, len: usize) -> Result<Mmio, MapError> {
         | PageTableFlags::WRITE_THROUGH
         | PageTableFlags::NO_EXECUTE;
     let base = space::with(|m| {
+        if end > m.phys_limit {
+            return Err(MapError::BadRange);
+        }
         let base = m.mmio_next;
         let next = base + (pages + 1) * FRAME_SIZE;
         if next > MMIO_BASE + MMIO_SIZE {

@@ -105,7 +105,7 @@ fn reserved_virt(virt: u64) -> bool {
 ///
 /// # Errors
 /// [`MapError::Unaligned`] if either address is not page-aligned, [`MapError::BadRange`] if `virt`
-/// is not canonical or `phys` is beyond 52 bits, [`MapError::ReservedVirtual`] for the null page,
+/// is not canonical or `phys` is beyond the CPU's physical address width (MAXPHYADDR), [`MapError::ReservedVirtual`] for the null page,
 /// the image, the direct map or the MMIO window, [`MapError::AlreadyMapped`],
 /// [`MapError::OutOfFrames`].
 ///
@@ -141,6 +141,9 @@ pub(crate) unsafe fn map_locked(
     frame: PhysFrame<Size4KiB>,
     flags: PageTableFlags,
 ) -> Result<(), MapError> {
+    if frame.start_address().as_u64() >= m.phys_limit {
+        return Err(MapError::BadRange);
+    }
     let mut flags = flags | PageTableFlags::PRESENT;
     if !m.nx {
         flags.remove(PageTableFlags::NO_EXECUTE);

@@ -39,6 +39,8 @@ pub(crate) struct Memory {
     pub(crate) table: OffsetPageTable<'static>,
     /// Whether `EFER.NXE` is set, so `NO_EXECUTE` may be used.
     pub(crate) nx: bool,
+    /// One past the highest physical address the CPU supports (`2^MAXPHYADDR`).
+    pub(crate) phys_limit: u64,
     /// The next unused virtual address of the MMIO window.
     pub(crate) mmio_next: u64,
     /// Physical frames the bitmap itself occupies.
@@ -117,9 +119,19 @@ fn cpu_has_1g_pages() -> bool {
     max >= 0x8000_0001 && core::arch::x86_64::__cpuid(0x8000_0001).edx & (1 << 26) != 0
 }
 
+/// `2^MAXPHYADDR`: CPUID leaf 0x8000_0008 EAX[7:0] (Intel SDM vol. 2A, CPUID), 36 bits when the
+/// leaf is missing.
+fn cpu_phys_limit() -> u64 {
+    let max = core::arch::x86_64::__cpuid(0x8000_0000).eax;
+    let bits = if max >= 0x8000_0008 {
+        core::arch::x86_64::__cpuid(0x8000_0008).eax & 0xff
+    } else {
+        36
+    };
+    1 << bits.clamp(32, 52)
+}
+
 /// Builds the kernel's page tables, switches to them and makes the memory state available.
-///
-/// Returns the frames the bitmap counts as allocatable before anything else is taken.
 ///
 /// # Safety
 /// Called once, while the boot stub's identity map of the first 4 GiB is live and nothing but the
@@ -241,14 +253,16 @@ pub(crate) unsafe fn init(boot_info: &BootInfo) {
             frames: bitmap,
             table: OffsetPageTable::new(&mut *pml4_virt, VirtAddr::new(PHYS_OFFSET)),
             nx,
+            phys_limit: cpu_phys_limit(),
             mmio_next: super::MMIO_BASE,
             bitmap_phys: bitmap_at..bitmap_at + bitmap_bytes,
             start_info_page,
         }
     };
     log::debug!(
-        "mm: page tables at {:#x}, 1 GiB pages: {huge_1g}, NX: {nx}, frame bitmap at {bitmap_at:#x} ({} frames)",
+        "mm: page tables at {:#x}, 1 GiB pages: {huge_1g}, NX: {nx}, physical address bits: {}, frame bitmap at {bitmap_at:#x} ({} frames)",
         pml4.start_address().as_u64(),
+        memory.phys_limit.trailing_zeros(),
         memory.frames.frames()
     );
     without_interrupts(|| *MEMORY.lock() = Some(memory));

@@ -1,4 +1,97 @@
 //! Time: a monotonic clock from the TSC and a periodic timer interrupt.
+//!
+//! [`init`] measures the TSC frequency against the PIT (median of several rounds; CPUID's figure is
+//! the fallback), starts [`Instant`]'s clock, calibrates the local APIC timer against the TSC, runs
+//! it at [`TICK_HZ`] and enables interrupts.
 
-/// Calibrates the clock and starts the timer.
-pub fn init() {}
+mod instant;
+mod pit;
+mod timer;
+mod tsc;
+
+use core::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+pub use instant::Instant;
+
+/// Timer interrupts per second.
+pub const TICK_HZ: u32 = 100;
+
+static TSC_HZ: AtomicU64 = AtomicU64::new(0);
+static APIC_TIMER_HZ: AtomicU64 = AtomicU64::new(0);
+
+/// Calibrates the clock, starts the timer and enables interrupts.
+///
+/// # Panics
+/// If neither the PIT nor CPUID gives a TSC frequency.
+pub fn init() {
+    if !tsc::is_invariant() {
+        log::info!("the TSC is not invariant (CPUID.80000007h:EDX[8] clear)");
+    }
+    let reported = tsc::cpuid_frequency();
+    let hz = match (tsc::calibrate_with_pit(), reported) {
+        (Some(hz), _) => hz,
+        (None, Some(hz)) => {
+            log::warn!("PIT calibration failed; using the CPUID TSC frequency");
+            hz
+        }
+        (None, None) => panic!("cannot determine the TSC frequency"),
+    };
+    TSC_HZ.store(hz, Ordering::Relaxed);
+    instant::start(hz);
+    log::info!(
+        "TSC: {}.{:03} MHz (CPUID says {:?} Hz)",
+        hz / 1_000_000,
+        hz / 1000 % 1000,
+        reported
+    );
+    match timer::start(hz, TICK_HZ) {
+        Some(rate) => {
+            APIC_TIMER_HZ.store(rate, Ordering::Relaxed);
+            log::info!("APIC timer: {rate} Hz at divide 16, ticking at {TICK_HZ} Hz");
+        }
+        None => log::error!("the APIC timer does not count; no timer interrupt"),
+    }
+    crate::interrupts::enable();
+}
+
+/// The calibrated TSC frequency in Hz (0 before [`init`]).
+pub fn tsc_frequency() -> u64 {
+    TSC_HZ.load(Ordering::Relaxed)
+}
+
+/// The local APIC timer's calibrated rate at divide-by-16, in Hz (0 if it is not running).
+pub fn apic_timer_frequency() -> u64 {
+    APIC_TIMER_HZ.load(Ordering::Relaxed)
+}
+
+/// Timer interrupts since the timer started ([`TICK_HZ`] per second).
+pub fn ticks() -> u64 {
+    timer::ticks()
+}
+
+/// Time since the clock started.
+pub fn uptime() -> Duration {
+    Instant::now().since_start()
+}
+
+/// Waits at least `d`: halts between timer ticks while more than a tick remains (if interrupts are
+/// enabled and the timer runs), then spins to the deadline.
+pub fn sleep(d: Duration) {
+    let deadline = Instant::now() + d;
+    let tick = Duration::from_secs(1) / TICK_HZ;
+    let can_halt = apic_timer_frequency() != 0 && crate::interrupts::are_enabled();
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        if can_halt && deadline - now > tick {
+            crate::arch::halt();
+        } else {
+            core::hint::spin_loop();
+        }
+    }
+}

@@ -1,5 +1,9 @@
-//! The 8254 PIT's channel 2 as a reference clock: gated through port 0x61, its OUT2 level is
-//! readable there too, so a one-shot count can be timed without interrupts.
+//! The 8254 PIT's channel 2 as a reference clock. Channel 2 is gated through port 0x61 and raises
+//! no interrupt, so it can be counted down freely while the TSC is compared against it.
+//!
+//! The count is read with the counter-latch command rather than by waiting for OUT2 to rise:
+//! an emulated PIT computes a latched count from its clock at the moment of the read, while OUT2
+//! rises only when the emulator's timer fires, which a loaded host can delay.
 
 use crate::arch::port::Port;
 
@@ -13,48 +17,84 @@ const PORT_GATE: u16 = 0x61;
 const GATE2: u8 = 1 << 0;
 /// Port 0x61: speaker data enable (kept off).
 const SPEAKER: u8 = 1 << 1;
-/// Port 0x61: channel 2 output level.
-const OUT2: u8 = 1 << 5;
 /// Channel 2, low byte then high byte, mode 0 (interrupt on terminal count), binary.
 const CHANNEL2_MODE0: u8 = 0b1011_0000;
+/// Counter-latch command for channel 2.
+const CHANNEL2_LATCH: u8 = 0b1000_0000;
 
-/// Most polls of OUT2 in one measurement (a missing PIT must not hang the boot).
-const MAX_POLLS: u64 = 20_000_000;
+/// Most count reads in one measurement (a missing PIT must not hang the boot).
+const MAX_POLLS: u32 = 1_000_000;
 
-/// Counts `latch` PIT cycles on channel 2 and returns how many `counter` units passed meanwhile, or
-/// `None` if OUT2 misbehaves (no PIT) or the wait exceeds `max_counter_units` or the poll budget.
-pub(super) fn time_against(
-    latch: u16,
+/// One measurement: how many `counter` units passed while the PIT counted `counts` cycles.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Measurement {
+    /// Units of the measured counter.
+    pub units: u64,
+    /// PIT cycles.
+    pub counts: u64,
+}
+
+struct Channel2 {
+    data: Port<u8>,
+    command: Port<u8>,
+}
+
+impl Channel2 {
+    /// Latches and reads the count; returns it with the counter's value at the latch (the
+    /// midpoint of readings just before and after the latch command).
+    fn read(&mut self, counter: &impl Fn() -> u64) -> (u16, u64) {
+        let before = counter();
+        self.command.write(CHANNEL2_LATCH);
+        let after = counter();
+        let lo = self.data.read();
+        let hi = self.data.read();
+        (
+            u16::from_le_bytes([lo, hi]),
+            before + (after.wrapping_sub(before)) / 2,
+        )
+    }
+}
+
+/// Lets the PIT count down at least `window` cycles (at most 65_000) and returns how far `counter`
+/// advanced meanwhile. `None` if the PIT does not count (absent) or the wait exceeds
+/// `max_counter_units` or the poll budget.
+pub(super) fn measure(
+    window: u16,
     max_counter_units: u64,
     counter: impl Fn() -> u64,
-) -> Option<u64> {
+) -> Option<Measurement> {
+    let window = window.min(65_000);
     // SAFETY: ports 0x42, 0x43 and 0x61 are the PIT's channel 2, its mode register and the
     // system control port B; programming them affects only timer 2 and the (disabled) speaker.
-    let (mut data, mut command, mut gate) = unsafe {
+    let (mut ch2, mut gate) = unsafe {
         (
-            Port::<u8>::new(PORT_CHANNEL2),
-            Port::<u8>::new(PORT_COMMAND),
+            Channel2 {
+                data: Port::new(PORT_CHANNEL2),
+                command: Port::new(PORT_COMMAND),
+            },
             Port::<u8>::new(PORT_GATE),
         )
     };
     let saved = gate.read();
     gate.write((saved & !SPEAKER) | GATE2);
-    command.write(CHANNEL2_MODE0);
-    data.write(latch as u8);
-    data.write((latch >> 8) as u8);
-    let start = counter();
-    // Mode 0 drives OUT2 low when the count is written; high already means there is no PIT.
+    ch2.command.write(CHANNEL2_MODE0);
+    ch2.data.write(0xff);
+    ch2.data.write(0xff);
+    // The first read may see the count before it was loaded; start from the second.
+    let _ = ch2.read(&counter);
+    let (start_count, start) = ch2.read(&counter);
     let mut result = None;
-    if gate.read() & OUT2 == 0 {
-        for _ in 0..MAX_POLLS {
-            let now = counter();
-            if gate.read() & OUT2 != 0 {
-                result = Some(counter() - start);
-                break;
-            }
-            if now - start > max_counter_units {
-                break;
-            }
+    for _ in 0..MAX_POLLS {
+        let (count, at) = ch2.read(&counter);
+        if count > start_count || at.wrapping_sub(start) > max_counter_units {
+            break; // wrapped or reloaded (not a counting PIT), or too slow
+        }
+        if start_count - count >= window {
+            result = Some(Measurement {
+                units: at - start,
+                counts: u64::from(start_count - count),
+            });
+            break;
         }
     }
     gate.write(saved & !(SPEAKER | GATE2));

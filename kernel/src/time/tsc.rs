@@ -39,7 +39,7 @@ pub(super) fn cpuid_frequency() -> Option<u64> {
 /// Rounds of PIT calibration; the median is taken.
 const ROUNDS: usize = 5;
 /// PIT cycles per round: 11_932 cycles ≈ 10 ms.
-const LATCH: u16 = 11_932;
+const WINDOW: u16 = 11_932;
 /// No round may take more TSC cycles than this (≈ 8.6 s even at 1 GHz; a round takes 10 ms).
 const MAX_ROUND_CYCLES: u64 = 1 << 33;
 
@@ -47,8 +47,8 @@ const MAX_ROUND_CYCLES: u64 = 1 << 33;
 pub(super) fn calibrate_with_pit() -> Option<u64> {
     let mut results = [0u64; ROUNDS];
     for r in &mut results {
-        let cycles = pit::time_against(LATCH, MAX_ROUND_CYCLES, rdtsc)?;
-        *r = (u128::from(cycles) * u128::from(PIT_HZ) / u128::from(LATCH)) as u64;
+        let m = pit::measure(WINDOW, MAX_ROUND_CYCLES, rdtsc)?;
+        *r = (u128::from(m.units) * u128::from(PIT_HZ) / u128::from(m.counts)) as u64;
     }
     results.sort_unstable();
     log::debug!("TSC calibration rounds (Hz): {results:?}");

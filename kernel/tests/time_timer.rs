@@ -1,0 +1,123 @@
+//! The monotonic clock, sleep and the periodic timer interrupt.
+
+#![no_std]
+#![no_main]
+
+use core::time::Duration;
+
+use vireo::time::{self, Instant, TICK_HZ};
+
+vireo::test_main!(
+    tsc_frequency_is_plausible,
+    interrupts_are_enabled,
+    ticks_advance_while_busy,
+    ticks_wake_a_halted_cpu,
+    clock_is_monotonic,
+    sleep_waits_long_enough,
+    ticks_agree_with_the_clock,
+    instant_arithmetic,
+);
+
+fn tsc_frequency_is_plausible() {
+    let hz = time::tsc_frequency();
+    vireo::println!(
+        "TSC {hz} Hz, APIC timer {} Hz",
+        time::apic_timer_frequency()
+    );
+    assert!(
+        (100_000_000..20_000_000_000).contains(&hz),
+        "TSC at {hz} Hz"
+    );
+    assert!(time::apic_timer_frequency() > 0);
+}
+
+fn interrupts_are_enabled() {
+    assert!(vireo::interrupts::are_enabled());
+}
+
+/// Spins until `d` has passed on the clock (bounded by the clock itself).
+fn spin_for(d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        core::hint::spin_loop();
+    }
+}
+
+fn ticks_advance_while_busy() {
+    let before = time::ticks();
+    spin_for(Duration::from_millis(100));
+    let n = time::ticks() - before;
+    assert!(n >= 5, "only {n} ticks in 100 ms");
+}
+
+fn ticks_wake_a_halted_cpu() {
+    let before = time::ticks();
+    let start = Instant::now();
+    // Each `hlt` returns at the next interrupt; without a timer the test's timeout would end it.
+    while time::ticks() < before + 3 {
+        vireo::arch::halt();
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "no ticks while halted"
+        );
+    }
+}
+
+fn clock_is_monotonic() {
+    let mut prev = Instant::now();
+    let first = prev;
+    for _ in 0..200_000 {
+        let now = Instant::now();
+        assert!(now >= prev, "clock went back: {prev:?} then {now:?}");
+        prev = now;
+    }
+    assert!(prev > first, "clock did not advance over 200000 reads");
+}
+
+fn sleep_waits_long_enough() {
+    for ms in [1u64, 10, 25] {
+        let start = Instant::now();
+        time::sleep(Duration::from_millis(ms));
+        let took = start.elapsed();
+        vireo::println!("sleep({ms} ms) took {took:?}");
+        assert!(
+            took >= Duration::from_millis(ms),
+            "sleep({ms} ms) took {took:?}"
+        );
+        assert!(
+            took < Duration::from_millis(ms + 50),
+            "sleep({ms} ms) took {took:?}"
+        );
+    }
+}
+
+fn ticks_agree_with_the_clock() {
+    let before = time::ticks();
+    let start = Instant::now();
+    time::sleep(Duration::from_millis(300));
+    let ticks = time::ticks() - before;
+    let expected = start.elapsed().as_millis() as u64 * u64::from(TICK_HZ) / 1000;
+    vireo::println!("{ticks} ticks, {expected} expected");
+    assert!(
+        ticks * 10 >= expected * 7 && ticks * 10 <= expected * 13,
+        "{ticks} ticks where {expected} were expected"
+    );
+}
+
+fn instant_arithmetic() {
+    let a = Instant::now();
+    let d = Duration::from_micros(1500);
+    let b = a + d;
+    assert_eq!(b - a, d);
+    assert_eq!(b.duration_since(a), d);
+    assert_eq!(a.duration_since(b), Duration::ZERO);
+    assert_eq!(a.checked_duration_since(b), None);
+    assert_eq!(b - d, a);
+    let mut c = b;
+    c -= d;
+    assert_eq!(c, a);
+    c += d;
+    assert_eq!(c, b);
+    assert_eq!(Instant::ZERO.checked_sub(Duration::from_nanos(1)), None);
+    assert!(time::uptime() >= a.since_start());
+}

@@ -5,7 +5,10 @@
 
 use core::time::Duration;
 
-use vireo::time::{self, Instant, TICK_HZ};
+use vireo::{
+    mm::map_mmio,
+    time::{self, Instant, TICK_HZ},
+};
 
 vireo::test_main!(
     tsc_frequency_is_plausible,
@@ -16,6 +19,7 @@ vireo::test_main!(
     sleep_waits_long_enough,
     ticks_agree_with_the_clock,
     instant_arithmetic,
+    clock_agrees_with_the_hpet,
 );
 
 fn tsc_frequency_is_plausible() {
@@ -120,4 +124,29 @@ fn instant_arithmetic() {
     assert_eq!(c, b);
     assert_eq!(Instant::ZERO.checked_sub(Duration::from_nanos(1)), None);
     assert!(time::uptime() >= a.since_start());
+}
+
+/// QEMU's q35 HPET (an independent clock: the TSC was calibrated against the PIT).
+const HPET_BASE: u64 = 0xfed0_0000;
+
+fn clock_agrees_with_the_hpet() {
+    // SAFETY: q35 has its HPET at 0xFED00000; reading its counter and setting its enable bit only
+    // starts the HPET's main counter (no comparator is armed, so no interrupt is raised).
+    let hpet = unsafe { map_mmio(HPET_BASE, 0x400) }.unwrap();
+    let period_fs = hpet.read_u64(0) >> 32;
+    if period_fs == 0 || period_fs > 100_000_000 {
+        vireo::println!("no HPET (period {period_fs} fs); comparison skipped");
+        return;
+    }
+    hpet.write_u64(0x10, hpet.read_u64(0x10) | 1);
+    let (h0, i0) = (hpet.read_u64(0xf0), Instant::now());
+    time::sleep(Duration::from_millis(200));
+    let (h1, i1) = (hpet.read_u64(0xf0), Instant::now());
+    let hpet_ns = (u128::from(h1 - h0) * u128::from(period_fs) / 1_000_000) as i128;
+    let clock_ns = (i1 - i0).as_nanos() as i128;
+    vireo::println!("200 ms sleep: clock {clock_ns} ns, HPET {hpet_ns} ns");
+    assert!(
+        (clock_ns - hpet_ns).abs() * 1000 < hpet_ns * 5,
+        "clock and HPET differ by more than 0.5%: {clock_ns} vs {hpet_ns} ns"
+    );
 }

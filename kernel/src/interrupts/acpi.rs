@@ -176,6 +176,7 @@ fn find_table(rsdp: u64, want: &[u8; 4]) -> Result<Phys, AcpiError> {
     } else {
         (r.le(16, 4).ok_or(AcpiError::BadRsdp)?, 4)
     };
+    log::debug!("ACPI: RSDP {rsdp:#x} revision {revision}, root table {root:#x}");
     let root = map_table(root)?;
     let entries = (root.len - HEADER_LEN) / entry_size;
     for i in 0..entries {
@@ -184,6 +185,10 @@ fn find_table(rsdp: u64, want: &[u8; 4]) -> Result<Phys, AcpiError> {
         };
         let header = Phys::map(addr, HEADER_LEN)?;
         if &header.signature() == want {
+            log::debug!(
+                "ACPI: {} at {addr:#x}",
+                core::str::from_utf8(want).unwrap_or("????")
+            );
             return map_table(addr);
         }
     }

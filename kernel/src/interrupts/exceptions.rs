@@ -133,6 +133,13 @@ fn report(frame: &InterruptFrame) {
             if e & 8 != 0 { ", reserved bit set" } else { "" },
         ));
     }
+    let (guard, _) = vireo_boot::boot_stack();
+    let in_guard = |a: u64| (guard..guard + 4096).contains(&a);
+    if in_guard(frame.rsp) || (frame.vector == u64::from(PAGE_FAULT) && in_guard(Cr2::read_raw())) {
+        _print_emergency(format_args!(
+            "  the boot stack's guard page was hit: kernel stack overflow\n"
+        ));
+    }
     _print_emergency(format_args!(
         "  RIP {:#018x} CS {:#x} RFLAGS {:#x} RSP {:#018x} SS {:#x}\n",
         frame.rip, frame.cs, frame.rflags, frame.rsp, frame.ss

@@ -56,7 +56,16 @@ pub fn init_apic() {
         panic!("{e}");
     }
     let madt = match read_madt(crate::boot_info().rsdp()) {
-        Ok(m) => Some(m),
+        Ok(m) => {
+            log::debug!(
+                "MADT: local APIC {:#x}, 8259 {}, IOAPICs {:?}, overrides {:?}",
+                m.local_apic,
+                m.has_8259,
+                m.ioapics(),
+                m.overrides()
+            );
+            Some(m)
+        }
         Err(e) => {
             log::warn!(
                 "{e}; assuming an IOAPIC at {:#x}",
@@ -78,6 +87,11 @@ pub fn enable() {
 /// Disables interrupts on this CPU.
 pub fn disable() {
     x86_64::instructions::interrupts::disable();
+}
+
+/// Runs `f` with interrupts disabled on this CPU, restoring the previous state afterwards.
+pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
+    x86_64::instructions::interrupts::without_interrupts(f)
 }
 
 /// Whether interrupts are enabled on this CPU.

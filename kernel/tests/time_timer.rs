@@ -24,15 +24,12 @@ vireo::test_main!(
 
 fn tsc_frequency_is_plausible() {
     let hz = time::tsc_frequency();
-    vireo::println!(
-        "TSC {hz} Hz, APIC timer {} Hz",
-        time::apic_timer_frequency()
-    );
+    let mode = time::timer_mode().expect("a timer interrupt runs");
+    vireo::println!("TSC {hz} Hz, timer {mode}");
     assert!(
         (100_000_000..20_000_000_000).contains(&hz),
         "TSC at {hz} Hz"
     );
-    assert!(time::apic_timer_frequency() > 0);
 }
 
 fn interrupts_are_enabled() {

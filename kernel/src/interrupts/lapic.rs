@@ -36,7 +36,10 @@ const REG_TIMER_CURRENT: usize = 0x390;
 const REG_TIMER_DIVIDE: usize = 0x3e0;
 
 const LVT_MASKED: u32 = 1 << 16;
-const LVT_TIMER_PERIODIC: u32 = 1 << 17;
+const LVT_TIMER_PERIODIC: u32 = 0b01 << 17;
+const LVT_TIMER_TSC_DEADLINE: u32 = 0b10 << 17;
+/// `IA32_TSC_DEADLINE`.
+const IA32_TSC_DEADLINE: u32 = 0x6e0;
 const LVT_DELIVERY_NMI: u32 = 0b100 << 8;
 const SVR_ENABLE: u32 = 1 << 8;
 const ICR_DELIVERY_PENDING: u32 = 1 << 12;
@@ -235,4 +238,27 @@ pub(crate) fn timer_start_periodic(vector: u8, divide: u32, initial: u32) {
         apic.write(REG_LVT_TIMER, u32::from(vector) | LVT_TIMER_PERIODIC);
         apic.write(REG_TIMER_INITIAL, initial);
     }
+}
+
+/// Whether CPUID offers the TSC-deadline timer mode (CPUID.1:ECX bit 24).
+pub(crate) fn has_tsc_deadline() -> bool {
+    __cpuid(1).ecx & (1 << 24) != 0
+}
+
+/// Puts the timer in TSC-deadline mode raising `vector`; nothing fires until
+/// [`set_tsc_deadline`] arms it.
+pub(crate) fn timer_start_tsc_deadline(vector: u8) {
+    if let Some(apic) = LAPIC.get() {
+        apic.write(REG_LVT_TIMER, u32::from(vector) | LVT_TIMER_TSC_DEADLINE);
+        // The LVT write must reach the APIC before the deadline MSR is written (SDM §12.5.4.1).
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Arms the TSC-deadline timer to fire when the TSC reaches `tsc` (0 disarms it).
+pub(crate) fn set_tsc_deadline(tsc: u64) {
+    debug_assert!(has_tsc_deadline());
+    // SAFETY: IA32_TSC_DEADLINE exists when CPUID reports TSC-deadline mode (the caller chose this
+    // mode only then); writing it only schedules a timer interrupt.
+    unsafe { Msr::new(IA32_TSC_DEADLINE).write(tsc) };
 }

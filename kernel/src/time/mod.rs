@@ -15,12 +15,18 @@ use core::{
 };
 
 pub use instant::Instant;
+use spin::Once;
+pub use timer::TimerMode;
 
 /// Timer interrupts per second.
 pub const TICK_HZ: u32 = 100;
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
-static APIC_TIMER_HZ: AtomicU64 = AtomicU64::new(0);
+static TIMER_MODE: Once<TimerMode> = Once::new();
+
+/// Kernel command-line option that forces the periodic APIC timer even where TSC-deadline mode
+/// exists.
+pub const PERIODIC_TIMER_OPTION: &str = "vireo.timer=periodic";
 
 /// Calibrates the clock, starts the timer and enables interrupts.
 ///
@@ -47,10 +53,14 @@ pub fn init() {
         hz / 1000 % 1000,
         reported
     );
-    match timer::start(hz, TICK_HZ) {
-        Some(rate) => {
-            APIC_TIMER_HZ.store(rate, Ordering::Relaxed);
-            log::info!("APIC timer: {rate} Hz at divide 16, ticking at {TICK_HZ} Hz");
+    let allow_deadline = !crate::boot_info()
+        .cmdline()
+        .split(' ')
+        .any(|a| a == PERIODIC_TIMER_OPTION);
+    match timer::start(hz, TICK_HZ, allow_deadline) {
+        Some(mode) => {
+            TIMER_MODE.call_once(|| mode);
+            log::info!("timer: {mode}, ticking at {TICK_HZ} Hz");
         }
         None => log::error!("the APIC timer does not count; no timer interrupt"),
     }
@@ -62,9 +72,9 @@ pub fn tsc_frequency() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
 }
 
-/// The local APIC timer's calibrated rate at divide-by-16, in Hz (0 if it is not running).
-pub fn apic_timer_frequency() -> u64 {
-    APIC_TIMER_HZ.load(Ordering::Relaxed)
+/// How the timer interrupt is produced (`None` if there is no timer interrupt).
+pub fn timer_mode() -> Option<TimerMode> {
+    TIMER_MODE.get().copied()
 }
 
 /// Timer interrupts since the timer started ([`TICK_HZ`] per second).
@@ -79,10 +89,17 @@ pub fn uptime() -> Duration {
 
 /// Waits at least `d`: halts between timer ticks while more than a tick remains (if interrupts are
 /// enabled and the timer runs), then spins to the deadline.
+///
+/// # Panics
+/// If called before [`init`] (the clock would never advance).
 pub fn sleep(d: Duration) {
+    assert!(
+        tsc_frequency() != 0,
+        "time::sleep before the clock is calibrated"
+    );
     let deadline = Instant::now() + d;
     let tick = Duration::from_secs(1) / TICK_HZ;
-    let can_halt = apic_timer_frequency() != 0 && crate::interrupts::are_enabled();
+    let can_halt = timer_mode().is_some() && crate::interrupts::are_enabled();
     loop {
         let now = Instant::now();
         if now >= deadline {

@@ -133,11 +133,21 @@ fn report(frame: &InterruptFrame) {
             if e & 8 != 0 { ", reserved bit set" } else { "" },
         ));
     }
-    let (guard, _) = vireo_boot::boot_stack();
-    let in_guard = |a: u64| (guard..guard + 4096).contains(&a);
-    if in_guard(frame.rsp) || (frame.vector == u64::from(PAGE_FAULT) && in_guard(Cr2::read_raw())) {
+    if frame.vector == u64::from(DOUBLE_FAULT) {
         _print_emergency(format_args!(
-            "  the boot stack's guard page was hit: kernel stack overflow\n"
+            "  CR2 {:#x} (the last page-fault address)\n",
+            Cr2::read_raw()
+        ));
+    }
+    // A push into the guard page faults with RSP just above it and CR2 inside it; the double fault
+    // that follows keeps that CR2.
+    let (guard, _) = vireo_boot::boot_stack();
+    let near_guard = |a: u64| (guard..=guard + 4096).contains(&a);
+    let cr2_valid =
+        frame.vector == u64::from(PAGE_FAULT) || frame.vector == u64::from(DOUBLE_FAULT);
+    if near_guard(frame.rsp) || (cr2_valid && near_guard(Cr2::read_raw())) {
+        _print_emergency(format_args!(
+            "  at the boot stack's guard page: kernel stack overflow\n"
         ));
     }
     _print_emergency(format_args!(

@@ -32,7 +32,7 @@ fn ticks_agree_with_the_clock() {
     let expected = start.elapsed().as_millis() as u64 * u64::from(TICK_HZ) / 1000;
     vireo::println!("{ticks} ticks, {expected} expected");
     assert!(
-        ticks * 10 >= expected * 7 && ticks * 10 <= expected * 13,
+        ticks * 2 >= expected && ticks * 2 <= expected * 3,
         "{ticks} ticks where {expected} were expected"
     );
 }
@@ -42,7 +42,7 @@ fn sleep_is_accurate() {
     time::sleep(Duration::from_millis(35));
     let took = start.elapsed();
     assert!(
-        took >= Duration::from_millis(35) && took < Duration::from_millis(85),
+        took >= Duration::from_millis(35) && took < Duration::from_millis(135),
         "sleep(35 ms) took {took:?}"
     );
 }

@@ -48,8 +48,9 @@ fn ticks_advance_while_busy() {
     let before = time::ticks();
     spin_for(Duration::from_millis(100));
     let n = time::ticks() - before;
-    // 10 expected; a loaded host may delay and coalesce a few.
-    assert!(n >= 4, "only {n} ticks in 100 ms");
+    // 10 expected, but an overloaded host (TCG guests sharing a CPU) delays and coalesces timer
+    // interrupts; the rate is checked by `ticks_agree_with_the_clock`.
+    assert!(n >= 1, "no tick in 100 ms of busy-waiting");
 }
 
 fn ticks_wake_a_halted_cpu() {

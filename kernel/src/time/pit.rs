@@ -32,7 +32,22 @@ pub(super) struct Measurement {
     pub units: u64,
     /// PIT cycles.
     pub counts: u64,
+    /// How far off `units` may be: the widths of the two reads' brackets.
+    pub uncertainty: u64,
 }
+
+/// One latched read: the count, the counter at the latch (midpoint estimate) and the width of the
+/// bracket around the latch command.
+#[derive(Clone, Copy)]
+struct Read {
+    count: u16,
+    at: u64,
+    width: u64,
+}
+
+/// Reads taken at each end of a measurement; the one with the narrowest bracket is used, so a
+/// vCPU descheduled in the middle of one read does not skew the result.
+const READS_PER_END: usize = 4;
 
 struct Channel2 {
     data: Port<u8>,
@@ -40,18 +55,32 @@ struct Channel2 {
 }
 
 impl Channel2 {
-    /// Latches and reads the count; returns it with the counter's value at the latch (the
-    /// midpoint of readings just before and after the latch command).
-    fn read(&mut self, counter: &impl Fn() -> u64) -> (u16, u64) {
+    /// Latches and reads the count, with the counter's value at the latch (the midpoint of
+    /// readings just before and after the latch command).
+    fn read(&mut self, counter: &impl Fn() -> u64) -> Read {
         let before = counter();
         self.command.write(CHANNEL2_LATCH);
         let after = counter();
         let lo = self.data.read();
         let hi = self.data.read();
-        (
-            u16::from_le_bytes([lo, hi]),
-            before + (after.wrapping_sub(before)) / 2,
-        )
+        let width = after.wrapping_sub(before);
+        Read {
+            count: u16::from_le_bytes([lo, hi]),
+            at: before + width / 2,
+            width,
+        }
+    }
+
+    /// The read with the narrowest bracket out of `first` and `READS_PER_END - 1` more.
+    fn best_read(&mut self, first: Read, counter: &impl Fn() -> u64) -> Read {
+        let mut best = first;
+        for _ in 1..READS_PER_END {
+            let r = self.read(counter);
+            if r.width < best.width {
+                best = r;
+            }
+        }
+        best
     }
 }
 
@@ -80,19 +109,25 @@ pub(super) fn measure(
     ch2.command.write(CHANNEL2_MODE0);
     ch2.data.write(0xff);
     ch2.data.write(0xff);
-    // The first read may see the count before it was loaded; start from the second.
+    // The first read may see the count before it was loaded; start from the next ones.
     let _ = ch2.read(&counter);
-    let (start_count, start) = ch2.read(&counter);
+    let first = ch2.read(&counter);
+    let start = ch2.best_read(first, &counter);
     let mut result = None;
     for _ in 0..MAX_POLLS {
-        let (count, at) = ch2.read(&counter);
-        if count > start_count || at.wrapping_sub(start) > max_counter_units {
+        let r = ch2.read(&counter);
+        if r.count > start.count || r.at.wrapping_sub(start.at) > max_counter_units {
             break; // wrapped or reloaded (not a counting PIT), or too slow
         }
-        if start_count - count >= window {
+        if start.count - r.count >= window {
+            let end = ch2.best_read(r, &counter);
+            if end.count > start.count {
+                break;
+            }
             result = Some(Measurement {
-                units: at - start,
-                counts: u64::from(start_count - count),
+                units: end.at - start.at,
+                counts: u64::from(start.count - end.count),
+                uncertainty: start.width + end.width,
             });
             break;
         }

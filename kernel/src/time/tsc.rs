@@ -36,21 +36,42 @@ pub(super) fn cpuid_frequency() -> Option<u64> {
     None
 }
 
-/// Rounds of PIT calibration; the median is taken.
+/// Rounds of PIT calibration whose median is taken.
 const ROUNDS: usize = 5;
-/// PIT cycles per round: 11_932 cycles ≈ 10 ms.
-const WINDOW: u16 = 11_932;
-/// No round may take more TSC cycles than this (≈ 8.6 s even at 1 GHz; a round takes 10 ms).
+/// Most rounds tried to collect [`ROUNDS`] precise ones.
+const MAX_ATTEMPTS: usize = 15;
+/// PIT cycles per round: 17_898 cycles ≈ 15 ms.
+const WINDOW: u16 = 17_898;
+/// No round may take more TSC cycles than this (≈ 8.6 s even at 1 GHz; a round takes 15 ms).
 const MAX_ROUND_CYCLES: u64 = 1 << 33;
+/// A round is precise if its reads' brackets add up to less than 1/`PRECISION` of the round.
+const PRECISION: u64 = 400;
 
-/// Measures the TSC frequency against PIT channel 2: the median of several 10 ms rounds.
+/// Measures the TSC frequency against PIT channel 2: the median of several 15 ms rounds, each
+/// kept only if its endpoints were read precisely (a host that deschedules the vCPU in the middle
+/// of a read would otherwise skew it). If too few rounds are precise, all rounds count.
 pub(super) fn calibrate_with_pit() -> Option<u64> {
-    let mut results = [0u64; ROUNDS];
-    for r in &mut results {
+    let mut precise = [0u64; ROUNDS];
+    let mut n_precise = 0;
+    let mut any = [0u64; MAX_ATTEMPTS];
+    let mut n_any = 0;
+    while n_precise < ROUNDS && n_any < MAX_ATTEMPTS {
         let m = pit::measure(WINDOW, MAX_ROUND_CYCLES, rdtsc)?;
-        *r = (u128::from(m.units) * u128::from(PIT_HZ) / u128::from(m.counts)) as u64;
+        let hz = (u128::from(m.units) * u128::from(PIT_HZ) / u128::from(m.counts)) as u64;
+        any[n_any] = hz;
+        n_any += 1;
+        if m.uncertainty * PRECISION < m.units {
+            precise[n_precise] = hz;
+            n_precise += 1;
+        }
     }
-    results.sort_unstable();
-    log::debug!("TSC calibration rounds (Hz): {results:?}");
-    Some(results[ROUNDS / 2])
+    let rounds = if n_precise >= 3 {
+        &mut precise[..n_precise]
+    } else {
+        log::warn!("TSC calibration: only {n_precise} of {n_any} rounds were precise");
+        &mut any[..n_any]
+    };
+    rounds.sort_unstable();
+    log::debug!("TSC calibration rounds (Hz): {rounds:?} ({n_any} tried)");
+    Some(rounds[rounds.len() / 2])
 }

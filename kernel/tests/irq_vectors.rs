@@ -27,6 +27,8 @@ vireo::test_main!(
     exhaustion_is_an_error,
     reserved_vectors_refused,
     ioapic_routes_the_pit,
+    madt_describes_the_machine,
+    ioapic_refuses_bad_routes,
 );
 
 static COUNTS: [AtomicU32; 256] = [const { AtomicU32::new(0) }; 256];
@@ -127,4 +129,31 @@ fn ioapic_routes_the_pit() {
     ch0.write(0);
     assert!(ok, "PIT interrupts did not arrive through the IOAPIC");
     free_vector(v);
+}
+
+fn madt_describes_the_machine() {
+    let madt = interrupts::read_madt(vireo::boot_info().rsdp()).unwrap();
+    // QEMU's q35: one IOAPIC at the PC address serving GSIs from 0, the PIT's IRQ 0 on GSI 2.
+    assert_eq!(madt.local_apic, 0xfee0_0000);
+    assert_eq!(madt.ioapics().len(), 1);
+    assert_eq!(madt.ioapics()[0].address, 0xfec0_0000);
+    assert_eq!(madt.ioapics()[0].gsi_base, 0);
+    assert!(madt.overrides().iter().any(|o| o.irq == 0 && o.gsi == 2));
+    assert_eq!(ioapic::isa_irq_gsi(0).0, 2);
+    assert_eq!(ioapic::isa_irq_gsi(4), (4, ioapic::Trigger::EdgeHigh));
+}
+
+fn ioapic_refuses_bad_routes() {
+    assert_eq!(
+        ioapic::route_gsi(1000, 0x40, ioapic::Trigger::EdgeHigh),
+        Err(ioapic::IoApicError::NoSuchGsi(1000))
+    );
+    assert_eq!(
+        ioapic::route_gsi(4, 8, ioapic::Trigger::EdgeHigh),
+        Err(ioapic::IoApicError::Vector(VectorError::Reserved(8)))
+    );
+    assert_eq!(
+        ioapic::mask_gsi(24),
+        Err(ioapic::IoApicError::NoSuchGsi(24))
+    );
 }

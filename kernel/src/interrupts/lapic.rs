@@ -208,10 +208,13 @@ pub fn send_self_ipi(vector: u8) -> Result<(), VectorError> {
         return Err(VectorError::Reserved(vector));
     }
     if let Some(apic) = LAPIC.get() {
-        apic.send_ipi(
-            boot_apic_id(),
-            u32::from(vector) | ICR_LEVEL_ASSERT | ICR_SHORTHAND_SELF,
-        );
+        // The xAPIC ICR is two registers: no interrupt handler may send between the writes.
+        x86_64::instructions::interrupts::without_interrupts(|| {
+            apic.send_ipi(
+                boot_apic_id(),
+                u32::from(vector) | ICR_LEVEL_ASSERT | ICR_SHORTHAND_SELF,
+            );
+        });
     }
     Ok(())
 }

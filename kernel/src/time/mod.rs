@@ -1,8 +1,12 @@
 //! Time: a monotonic clock from the TSC and a periodic timer interrupt.
 //!
 //! [`init`] measures the TSC frequency against the PIT (median of several rounds; CPUID's figure is
-//! the fallback), starts [`Instant`]'s clock, calibrates the local APIC timer against the TSC, runs
-//! it at [`TICK_HZ`] and enables interrupts.
+//! the fallback), starts [`Instant`]'s clock, starts the local APIC timer at [`TICK_HZ`] — in
+//! TSC-deadline mode when the CPU has it, else in periodic mode calibrated against the TSC (see
+//! [`TimerMode`]) — and enables interrupts.
+//!
+//! Under nested KVM every `rdtsc` may exit to the hypervisor (tens of microseconds each here), so
+//! [`Instant::now`] is not free there; keep it out of tight loops.
 
 mod instant;
 mod pit;

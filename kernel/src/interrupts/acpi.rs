@@ -235,3 +235,17 @@ pub fn read_madt(rsdp: Option<u64>) -> Result<Madt, AcpiError> {
     }
     Ok(madt)
 }
+
+/// Physical address of the HPET's registers, from the ACPI HPET table (IA-PC HPET specification
+/// 1.0a, table 3), if it describes a memory-mapped block.
+pub fn hpet_address(rsdp: Option<u64>) -> Result<u64, AcpiError> {
+    let t = find_table(rsdp.ok_or(AcpiError::NoRsdp)?, b"HPET")?;
+    let bad = AcpiError::BadTable(*b"HPET");
+    // The base address is a Generic Address Structure at offset 40: address space 0 is memory.
+    let space = t.u8(40).ok_or(bad)?;
+    let address = t.le(44, 8).ok_or(bad)?;
+    if space != 0 || address == 0 {
+        return Err(bad);
+    }
+    Ok(address)
+}

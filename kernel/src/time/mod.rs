@@ -1,13 +1,14 @@
 //! Time: a monotonic clock from the TSC and a periodic timer interrupt.
 //!
-//! [`init`] measures the TSC frequency against the PIT (median of several rounds; CPUID's figure is
-//! the fallback), starts [`Instant`]'s clock, starts the local APIC timer at [`TICK_HZ`] — in
+//! [`init`] measures the TSC frequency against the PIT (median of several rounds; the HPET and then
+//! CPUID's figure are the fallbacks), starts [`Instant`]'s clock, starts the local APIC timer at [`TICK_HZ`] — in
 //! TSC-deadline mode when the CPU has it, else in periodic mode calibrated against the TSC (see
 //! [`TimerMode`]) — and enables interrupts.
 //!
 //! Under nested KVM every `rdtsc` may exit to the hypervisor (tens of microseconds each here), so
 //! [`Instant::now`] is not free there; keep it out of tight loops.
 
+mod hpet;
 mod instant;
 mod pit;
 mod timer;
@@ -27,6 +28,40 @@ pub const TICK_HZ: u32 = 100;
 
 static TSC_HZ: AtomicU64 = AtomicU64::new(0);
 static TIMER_MODE: Once<TimerMode> = Once::new();
+static TSC_REFERENCE: Once<TscReference> = Once::new();
+
+/// Kernel command-line option that makes the HPET the first choice for calibrating the TSC.
+pub const HPET_REFERENCE_OPTION: &str = "vireo.tsc_ref=hpet";
+
+/// What the TSC frequency was measured against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TscReference {
+    /// PIT channel 2 (the default).
+    Pit,
+    /// The HPET main counter (when the PIT does not count, or [`HPET_REFERENCE_OPTION`]).
+    Hpet,
+    /// Not measured: the frequency CPUID (or the hypervisor's CPUID leaf) reports.
+    Cpuid,
+}
+
+/// Measures the TSC frequency against `reference` now (about 100 ms for the PIT or HPET; CPUID
+/// is only read). `None` if that reference is missing or does not count. Interrupts may stay
+/// enabled: a delayed read is detected and its round discarded.
+pub fn measure_tsc_frequency(reference: TscReference) -> Option<u64> {
+    match reference {
+        TscReference::Pit => tsc::calibrate_with_pit(),
+        TscReference::Hpet => {
+            let phys = crate::interrupts::hpet_address(crate::boot_info().rsdp()).ok()?;
+            tsc::calibrate_with_hpet(phys)
+        }
+        TscReference::Cpuid => tsc::cpuid_frequency(),
+    }
+}
+
+/// What the TSC frequency was measured against (`None` before [`init`]).
+pub fn tsc_reference() -> Option<TscReference> {
+    TSC_REFERENCE.get().copied()
+}
 
 /// Kernel command-line option that forces the periodic APIC timer even where TSC-deadline mode
 /// exists.
@@ -35,32 +70,37 @@ pub const PERIODIC_TIMER_OPTION: &str = "vireo.timer=periodic";
 /// Calibrates the clock, starts the timer and enables interrupts.
 ///
 /// # Panics
-/// If neither the PIT nor CPUID gives a TSC frequency.
+/// If neither the PIT, nor the HPET, nor CPUID gives a TSC frequency.
 pub fn init() {
     if !tsc::is_invariant() {
         log::info!("the TSC is not invariant (CPUID.80000007h:EDX[8] clear)");
     }
-    let reported = tsc::cpuid_frequency();
-    let hz = match (tsc::calibrate_with_pit(), reported) {
-        (Some(hz), _) => hz,
-        (None, Some(hz)) => {
-            log::warn!("PIT calibration failed; using the CPUID TSC frequency");
-            hz
-        }
-        (None, None) => panic!("cannot determine the TSC frequency"),
+    let cmdline = crate::boot_info().cmdline();
+    let option = |o: &str| cmdline.split(' ').any(|a| a == o);
+    let order = if option(HPET_REFERENCE_OPTION) {
+        [TscReference::Hpet, TscReference::Pit, TscReference::Cpuid]
+    } else {
+        [TscReference::Pit, TscReference::Hpet, TscReference::Cpuid]
     };
+    let Some((reference, hz)) = order
+        .into_iter()
+        .find_map(|r| measure_tsc_frequency(r).map(|hz| (r, hz)))
+    else {
+        panic!("cannot determine the TSC frequency: no PIT, HPET or CPUID figure");
+    };
+    if reference != order[0] {
+        log::warn!("TSC calibration against the {:?} failed", order[0]);
+    }
+    TSC_REFERENCE.call_once(|| reference);
     TSC_HZ.store(hz, Ordering::Relaxed);
     instant::start(hz);
     log::info!(
-        "TSC: {}.{:03} MHz (CPUID says {:?} Hz)",
+        "TSC: {}.{:03} MHz, measured against the {reference:?} (CPUID says {:?} Hz)",
         hz / 1_000_000,
         hz / 1000 % 1000,
-        reported
+        tsc::cpuid_frequency()
     );
-    let allow_deadline = !crate::boot_info()
-        .cmdline()
-        .split(' ')
-        .any(|a| a == PERIODIC_TIMER_OPTION);
+    let allow_deadline = !option(PERIODIC_TIMER_OPTION);
     match timer::start(hz, TICK_HZ, allow_deadline) {
         Some(mode) => {
             TIMER_MODE.call_once(|| mode);

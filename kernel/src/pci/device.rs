@@ -9,7 +9,7 @@ use super::{
     },
     config::{ConfigError, ConfigSpace, PciAddress, PciConfig},
     regs,
-    virtio::{VIRTIO_VENDOR_ID, VirtioPciCap},
+    virtio::{VIRTIO_VENDOR_ID, VirtioCapKind, VirtioPciCap},
 };
 
 /// Class code: base class, subclass, programming interface.
@@ -141,7 +141,9 @@ impl PciDevice {
     }
 
     /// For a virtio device: its virtio capabilities, each checked to name an existing memory BAR
-    /// and to fit inside it (errors are returned in place, for the caller to skip or refuse).
+    /// and to fit inside it (errors are returned in place, for the caller to skip or refuse). The
+    /// PCI configuration access capability is not checked: its fields are the access window the
+    /// driver programs.
     pub fn virtio_capabilities(
         &self,
     ) -> impl Iterator<Item = Result<VirtioPciCap, CapabilityError>> + '_ {
@@ -150,6 +152,10 @@ impl PciDevice {
             .filter(move |_| is_virtio)
             .map(|v| {
                 let cap = VirtioPciCap::parse(&v)?;
+                if cap.kind == VirtioCapKind::PciCfg {
+                    // Its bar/offset/length are a window the driver writes, not a location.
+                    return Ok(cap);
+                }
                 let bar = self
                     .bar(cap.bar)
                     .filter(|b| b.is_memory())

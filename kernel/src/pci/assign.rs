@@ -8,8 +8,9 @@
 //! - I/O: `0xC000..0x1_0000`.
 //!
 //! Every e820 range (RAM or reserved) is kept out of every window. Largest BARs are placed first,
-//! each aligned to its size. Devices behind bridges keep the firmware's placement or stay
-//! unassigned: programming bridge windows is not done yet.
+//! each aligned to its size. Subtrees behind bus-0 bridges are placed as a whole with their
+//! bridge windows when the firmware placed nothing in them (see `bridge`), and kept as the
+//! firmware left them otherwise.
 
 use alloc::vec::Vec;
 
@@ -17,6 +18,7 @@ use vireo_boot::{MemoryKind, MemoryRegion};
 
 use super::{
     bar::{self, Bar, BarKind},
+    bridge,
     device::PciDevice,
     regs,
     window::AddressWindow,
@@ -62,10 +64,10 @@ pub fn physical_address_bits() -> u8 {
 }
 
 /// The three windows, with every fixed range kept out of them.
-struct Windows {
-    mem32: AddressWindow,
-    mem64: AddressWindow,
-    io: AddressWindow,
+pub(super) struct Windows {
+    pub(super) mem32: AddressWindow,
+    pub(super) mem64: AddressWindow,
+    pub(super) io: AddressWindow,
     phys_limit: u64,
 }
 
@@ -101,7 +103,8 @@ impl Windows {
         w
     }
 
-    fn reserve_memory(&mut self, start: u64, end: u64) {
+    /// Keeps `[start, end)` out of both memory windows.
+    pub(super) fn reserve_memory(&mut self, start: u64, end: u64) {
         self.mem32.reserve(start, end);
         self.mem64.reserve(start, end);
     }
@@ -171,15 +174,9 @@ pub(super) fn assign(devices: &mut [PciDevice], memory_map: &[MemoryRegion], phy
         for (b, bar) in dev.bars.iter().enumerate() {
             if let Some(bar) = bar
                 && bar.address.is_none()
+                && dev.config.address().bus() == 0
             {
-                if dev.config.address().bus() == 0 {
-                    todo.push((d, b));
-                } else {
-                    log::warn!(
-                        "pci {}: {bar} behind a bridge not assigned (bridge windows not programmed)",
-                        dev.config.address()
-                    );
-                }
+                todo.push((d, b));
             }
         }
     }
@@ -209,8 +206,16 @@ pub(super) fn assign(devices: &mut [PciDevice], memory_map: &[MemoryRegion], phy
         bar.address = Some(at);
         bar.assigned_by_kernel = true;
     }
-    // Pass 3: decoding on for each space whose BARs all have sound addresses (off otherwise);
-    // bus mastering for functions with BARs and for bridges.
+    // Pass 3: subtrees of bus-0 bridges that the firmware left unassigned.
+    bridge::place_bridges(devices, &mut windows);
+    for dev in devices.iter() {
+        for bar in dev.bars().filter(|b| b.address.is_none()) {
+            log::warn!("pci {}: {bar} left unassigned", dev.config.address());
+        }
+    }
+    // Pass 4: decoding on for each space whose BARs all have sound addresses (off otherwise)
+    // and, on bridges, for each space with an open window; bus mastering for functions with
+    // BARs and for bridges.
     for dev in devices.iter() {
         let has = |io: bool| dev.bars().any(|b| b.is_io() == io);
         let all_placed = |io: bool| {
@@ -220,15 +225,20 @@ pub(super) fn assign(devices: &mut [PciDevice], memory_map: &[MemoryRegion], phy
         };
         let mut enable = 0;
         let mut disable = 0;
-        if has(false) && all_placed(false) {
-            enable |= regs::COMMAND_MEMORY;
-        } else if has(false) {
+        let (window_mem, window_io) = if dev.header_type == regs::HEADER_TYPE_BRIDGE {
+            bridge::windows_open(&dev.config)
+        } else {
+            (false, false)
+        };
+        if !all_placed(false) {
             disable |= regs::COMMAND_MEMORY;
+        } else if has(false) || window_mem {
+            enable |= regs::COMMAND_MEMORY;
         }
-        if has(true) && all_placed(true) {
-            enable |= regs::COMMAND_IO;
-        } else if has(true) {
+        if !all_placed(true) {
             disable |= regs::COMMAND_IO;
+        } else if has(true) || window_io {
+            enable |= regs::COMMAND_IO;
         }
         if dev.bars().next().is_some() || dev.header_type == regs::HEADER_TYPE_BRIDGE {
             enable |= regs::COMMAND_BUS_MASTER;

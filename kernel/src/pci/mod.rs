@@ -7,6 +7,7 @@
 
 mod assign;
 mod bar;
+mod bridge;
 mod capability;
 mod config;
 mod device;

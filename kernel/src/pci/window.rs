@@ -51,7 +51,15 @@ impl AddressWindow {
         if !size.is_power_of_two() {
             return None;
         }
-        let mut at = self.start.checked_next_multiple_of(size)?;
+        self.allocate_aligned(size, size)
+    }
+
+    /// Takes the lowest free range of `size` bytes aligned to `align` (a power of two), or `None`.
+    pub(super) fn allocate_aligned(&mut self, size: u64, align: u64) -> Option<u64> {
+        if !align.is_power_of_two() || size == 0 {
+            return None;
+        }
+        let mut at = self.start.checked_next_multiple_of(align)?;
         loop {
             let end = at.checked_add(size)?;
             if end > self.end {
@@ -59,7 +67,7 @@ impl AddressWindow {
             }
             match self.overlap(at, end) {
                 // Jump past the furthest overlapping range; `at` strictly grows, so this ends.
-                Some(busy_end) => at = busy_end.checked_next_multiple_of(size)?,
+                Some(busy_end) => at = busy_end.checked_next_multiple_of(align)?,
                 None => {
                     self.busy.push((at, end));
                     return Some(at);

@@ -22,6 +22,7 @@ vireo::test_main!(
     virtio_capabilities_fit_their_bars,
     msix_capability_is_located,
     msix_table_decodes_at_the_assigned_address,
+    common_config_answers_in_the_64bit_bar,
     q35_chipset_is_found,
     device_line_format,
 );
@@ -247,4 +248,42 @@ fn device_line_format() {
         format!("{blk}"),
         format!("{bus:02x}:{device:02x}.{function} 1af4:1042 class 01.00.00 virtio-blk")
     );
+}
+
+fn common_config_answers_in_the_64bit_bar() {
+    for dev in virtio() {
+        let common = dev
+            .virtio_capabilities()
+            .flatten()
+            .find(|c| c.kind == VirtioCapKind::Common)
+            .expect("common capability");
+        let bar = dev.bar(common.bar).expect("its BAR");
+        let at = bar.address().unwrap() + u64::from(common.offset);
+        // SAFETY: the common configuration structure of a device no driver owns yet; selecting a
+        // feature word and reading it has no side effects, and the select is restored.
+        let mmio = match unsafe { vireo::mm::map_mmio(at, common.length as usize) } {
+            Ok(m) => m,
+            Err(e) => {
+                println!(
+                    "{}: common config at {at:#x} not mappable yet: {e}",
+                    dev.pci_address()
+                );
+                continue;
+            }
+        };
+        // virtio 1.2 §4.1.4.3: device_feature_select at 0, device_feature at 4, num_queues at
+        // 0x12, device_status at 0x14.
+        mmio.write_u32(0, 1);
+        assert_eq!(mmio.read_u32(0), 1);
+        assert_eq!(mmio.read_u32(4) & 1, 1, "VIRTIO_F_VERSION_1 offered");
+        mmio.write_u32(0, 0);
+        assert!(mmio.read_u16(0x12) >= 1, "at least one queue");
+        // Zero unless the firmware drove the device (SeaBIOS boots from virtio-blk).
+        assert_ne!(mmio.read_u8(0x14), 0xFF, "device_status answers");
+        println!(
+            "{}: common config answers at {at:#x} ({} queues)",
+            dev.pci_address(),
+            mmio.read_u16(0x12)
+        );
+    }
 }

@@ -113,6 +113,22 @@ fn config_access_refuses_decoding_registers() {
         Err(ConfigError::BadOffset)
     );
     assert_eq!(dev.write_config_u8(0x100, 0), Err(ConfigError::BadOffset));
+    // Decoding the kernel left off cannot be turned on; clearing and restoring bits can.
+    let command = dev.command();
+    if command & regs::COMMAND_IO != 0 {
+        dev.write_config_u16(regs::COMMAND, command & !regs::COMMAND_IO)
+            .unwrap();
+        assert_eq!(dev.command() & regs::COMMAND_IO, 0);
+        assert_eq!(
+            dev.write_config_u16(regs::COMMAND, command),
+            Err(ConfigError::Protected)
+        );
+        assert_eq!(dev.command() & regs::COMMAND_IO, 0, "still off");
+        // SAFETY: restores the value `pci::init` checked and set.
+        unsafe { dev.config().write_u16_raw(regs::COMMAND, command) };
+        assert_eq!(dev.command(), command);
+    }
+    dev.write_config_u16(regs::COMMAND, command).unwrap();
     // Through the trait, a refused write is ignored.
     ConfigSpace::write_u32(dev, regs::BAR0, 0xDEAD_0000);
     assert_eq!(dev.read_config_u32(regs::BAR0), bar0);

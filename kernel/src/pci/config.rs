@@ -124,8 +124,9 @@ fn with_data_port<T: PortValue, R>(
 
 /// Raw configuration access to one function, by address (no device need exist there).
 ///
-/// Reads are safe. Writes that cannot move memory decoding (BARs, the expansion ROM, bridge
-/// windows) are safe through the `try_write_*` methods; any write is possible through the
+/// Reads are safe. Writes that cannot move or widen address decoding (anything but BARs, the
+/// expansion ROM, bridge windows and bus numbers, and setting a clear decode bit in the command
+/// register) are safe through the `try_write_*` methods; any write is possible through the
 /// `unsafe` `write_*_raw` methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PciConfig {
@@ -138,7 +139,8 @@ pub enum ConfigError {
     /// The offset is misaligned for the access size or beyond the 256-byte space.
     BadOffset,
     /// The register decides where the function decodes memory or I/O (a BAR, the expansion ROM,
-    /// a bridge window or bus number); only the kernel's BAR code writes those.
+    /// a bridge window or bus number), or the write would turn on I/O or memory decoding the kernel
+    /// left off; only the kernel's BAR code does those.
     Protected,
 }
 
@@ -183,12 +185,14 @@ macro_rules! try_write {
             if !access_ok(offset, $size) {
                 return Err(ConfigError::BadOffset);
             }
-            if self.is_protected(offset, $size) {
+            if self.is_protected(offset, $size) || self.turns_decoding_on(offset, u32::from(value))
+            {
                 return Err(ConfigError::Protected);
             }
-            // SAFETY: the register is not a BAR, ROM, window or bus-number register, so the write
-            // cannot make the function decode other addresses. DMA: the kernel enables bus
-            // mastering at init for functions with BARs, and a driver owns its device's DMA.
+            // SAFETY: the register is not a BAR, ROM, window or bus-number register, and the
+            // write turns on no decoding the kernel left off, so it cannot make the function
+            // decode other addresses. DMA: the kernel enables bus mastering at init for functions
+            // with BARs, and a driver owns its device's DMA.
             unsafe { self.$raw(offset, value) };
             Ok(())
         }
@@ -209,6 +213,17 @@ impl PciConfig {
     raw_access!(read_u8, write_u8_raw, u8, 1);
     raw_access!(read_u16, write_u16_raw, u16, 2);
     raw_access!(read_u32, write_u32_raw, u32, 4);
+
+    /// Whether a write of `value` at `offset` sets a command-register decode bit (I/O or memory)
+    /// that is clear now: the kernel turns decoding on only for spaces whose BARs it checked.
+    fn turns_decoding_on(&self, offset: u16, value: u32) -> bool {
+        if offset != super::regs::COMMAND {
+            return false;
+        }
+        let decode = super::regs::COMMAND_IO | super::regs::COMMAND_MEMORY;
+        let now = self.read_u16(super::regs::COMMAND);
+        (value as u16) & decode & !now != 0
+    }
 
     /// Whether `[offset, offset + size)` touches a register that decides address decoding.
     fn is_protected(&self, offset: u16, size: u16) -> bool {

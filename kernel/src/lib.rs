@@ -32,4 +32,6 @@ pub mod rt;
 pub mod testing;
 pub mod time;
 
+pub use log;
 pub use rt::{Termination, boot_info};
+pub use vireo_boot as boot;

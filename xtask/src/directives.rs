@@ -17,6 +17,8 @@ pub struct Directives {
     pub timeout: Option<Duration>,
     /// The image must still be running when its time limit kills it (tests of the harness itself).
     pub expect_timeout: bool,
+    /// Disks (`{disk:NAME:SIZE}` names) to check against the guest's write reports after QEMU exits.
+    pub verify_disks: Vec<String>,
 }
 
 /// Reads the directives with `prefix` (`vireo-test:` or `vireo-run:`) from `source`.
@@ -44,6 +46,7 @@ pub fn parse(text: &str, prefix: &str) -> Result<Directives, String> {
             "append" => d.append.extend(value.split_whitespace().map(String::from)),
             "expect-failure" if !value.is_empty() => d.expect_failure = Some(value.to_string()),
             "expect-timeout" => d.expect_timeout = true,
+            "verify-disk" if !value.is_empty() => d.verify_disks.push(value.to_string()),
             "timeout" => {
                 let secs: u64 = value
                     .parse()

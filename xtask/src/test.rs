@@ -15,6 +15,7 @@ use crate::{
     Common, artifacts,
     artifacts::Image,
     directives::{self, Directives},
+    diskcheck,
     qemu::{self, Accel, Outcome},
 };
 
@@ -241,7 +242,20 @@ fn run_image(image: &Image, accel: Accel, extra: &[String]) -> (Tally, String) {
             );
         }
     };
-    let (tally, verdict) = judge(&dirs, &b);
+    let (mut tally, mut verdict) = judge(&dirs, &b);
+    for disk in &dirs.verify_disks {
+        match diskcheck::verify(&qemu::disk_path(&image.name, disk), disk, &b.serial) {
+            Ok(sectors) if sectors > 0 => tally.passed += 1,
+            Ok(_) => {
+                tally.failed += 1;
+                verdict = format!("disk {disk}: the guest reported no writes to check");
+            }
+            Err(e) => {
+                tally.failed += 1;
+                verdict = e;
+            }
+        }
+    }
     let mut report = String::new();
     let secs = b.elapsed.as_secs_f64();
     if tally.failed == 0 {

@@ -52,7 +52,6 @@ pub(crate) fn split_table<A: DmaAllocator>(
 
 /// A packed-ring indirect table: `struct pvirtq_desc` entries read in order; WRITE is the only
 /// valid flag and the Buffer ID is reserved (§2.8.19).
-#[expect(dead_code, reason = "the packed ring lands in the next commit")]
 pub(crate) fn packed_table<A: DmaAllocator>(
     alloc: &A,
     token: &AvailBufferToken<A>,

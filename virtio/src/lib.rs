@@ -18,6 +18,7 @@ mod error;
 pub mod features;
 mod indirect;
 mod inflight;
+mod packed;
 mod split;
 mod token;
 mod virtq;
@@ -29,6 +30,7 @@ pub use crate::{
     dma::{DmaAllocator, Notifier},
     error::{DispatchError, FeatureError, QueueError},
     features::negotiate,
+    packed::PackedVq,
     split::SplitVq,
     token::{AvailBufferToken, BufferType, DmaBuffer, UsedBufferToken},
     virtq::{RingAddresses, Virtq},

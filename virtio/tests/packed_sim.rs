@@ -61,7 +61,7 @@ fn out_of_order_completion_with_odd_sizes() {
         for round in 0..200 {
             let mut tags = Vec::new();
             while vq.free_descriptors() >= 3 {
-                let bt = if next_tag % 3 == 0 {
+                let bt = if next_tag.is_multiple_of(3) {
                     BufferType::Indirect
                 } else {
                     BufferType::Direct

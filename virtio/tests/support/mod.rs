@@ -15,16 +15,19 @@ use vireo_virtio::{AvailBufferToken, Notifier};
 
 pub use self::dma::GuestDma;
 
+/// One notification: queue index and notification data.
+pub type Notification = (u16, Option<u32>);
+
 /// Records every notification.
 #[derive(Clone, Debug, Default)]
-pub struct CountingNotifier(pub Rc<RefCell<Vec<(u16, Option<u32>)>>>);
+pub struct CountingNotifier(pub Rc<RefCell<Vec<Notification>>>);
 
 impl CountingNotifier {
     pub fn count(&self) -> usize {
         self.0.borrow().len()
     }
 
-    pub fn last(&self) -> Option<(u16, Option<u32>)> {
+    pub fn last(&self) -> Option<Notification> {
         self.0.borrow().last().copied()
     }
 }

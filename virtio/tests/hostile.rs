@@ -138,6 +138,28 @@ fn split_used_index_runs_ahead() {
 }
 
 #[test]
+fn split_used_index_runs_ahead_across_the_u16_wrap() {
+    let (dma, mut vq) = split(8);
+    let mut token = Some(make_token(&dma, &[1], &[], 0));
+    // An honest device for 65535 buffers: last_used_idx ends at 0xffff.
+    for i in 0..0xffffu16 {
+        vq.dispatch(token.take().unwrap(), BufferType::Direct)
+            .unwrap();
+        split_used(&dma, &vq, i % 8, u32::from(i % 8), 0, i.wrapping_add(1));
+        token = Some(vq.poll().unwrap().unwrap().into_avail());
+    }
+    vq.dispatch(token.take().unwrap(), BufferType::Direct)
+        .unwrap();
+    // 0xffff → 5 is six entries ahead with one in flight.
+    split_used(&dma, &vq, 7, 7, 0, 5);
+    let error = QueueError::UsedIndexAhead {
+        used_idx: 5,
+        last_used_idx: 0xffff,
+    };
+    assert_sticky(&mut vq, error, &[0]);
+}
+
+#[test]
 fn split_looping_chain_in_shared_memory_is_never_followed() {
     // The driver keeps each chain's links in private memory; a device rewriting the shared
     // descriptors into a loop changes nothing the driver reads.

@@ -21,6 +21,7 @@ mod inflight;
 mod packed;
 mod split;
 mod token;
+pub mod transport;
 mod virtq;
 
 pub use allocator_api2;

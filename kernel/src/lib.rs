@@ -31,6 +31,7 @@ pub mod pci;
 pub mod rt;
 pub mod testing;
 pub mod time;
+pub mod virtio;
 
 pub use log;
 pub use rt::{Termination, boot_info};

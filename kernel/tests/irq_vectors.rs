@@ -128,6 +128,9 @@ fn ioapic_routes_the_pit() {
     cmd.write(0b0011_0000);
     ch0.write(1);
     ch0.write(0);
+    // An interrupt already on its way when the line was masked lands on the handler, not on a
+    // freed vector.
+    vireo::time::sleep(Duration::from_millis(5));
     assert!(ok, "PIT interrupts did not arrive through the IOAPIC");
     free_vector(v);
 }
@@ -160,6 +163,7 @@ fn ioapic_refuses_bad_routes() {
 }
 
 fn no_stray_interrupts() {
-    // Nothing above raised a vector without a handler, and the masked PIC stayed silent.
+    // Nothing above raised a vector without a handler.
     assert_eq!(interrupts::unexpected_interrupts(), 0);
+    vireo::println!("{} spurious interrupts", interrupts::spurious_interrupts());
 }

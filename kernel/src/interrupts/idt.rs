@@ -55,7 +55,9 @@ core::arch::global_asm!(
 vireo_isr_stubs:
     .set vireo_vec, 0
     .rept 256
-    .balign 16
+    /* Stub N starts at byte 16 * N (the IDT computes the addresses); an overlong stub makes this
+       directive fail to assemble instead of misplacing its successors. */
+    .org vireo_isr_stubs + 16 * vireo_vec, 0xcc
     .if (vireo_vec == 8) || ((vireo_vec >= 10) && (vireo_vec <= 14)) || (vireo_vec == 17) || (vireo_vec == 21) || (vireo_vec == 29) || (vireo_vec == 30)
     .else
     pushq $0

@@ -32,7 +32,7 @@ pub(crate) use vectors::set_fixed_handler;
 pub use vectors::{
     APIC_ERROR_VECTOR, FIRST_DYNAMIC, InterruptHandler, LAST_DYNAMIC, MsiMessage, PIC_VECTOR_BASE,
     SPURIOUS_VECTOR, TIMER_VECTOR, Vector, VectorError, alloc_vector, free_vector, msi_message,
-    unexpected_interrupts,
+    spurious_interrupts, unexpected_interrupts,
 };
 
 static CPU_READY: AtomicBool = AtomicBool::new(false);

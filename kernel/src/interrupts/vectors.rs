@@ -97,8 +97,10 @@ pub fn msi_message(vector: u8) -> Result<MsiMessage, VectorError> {
 static HANDLERS: [AtomicUsize; 256] = [const { AtomicUsize::new(0) }; 256];
 /// Allocated dynamic vectors, one bit per vector.
 static ALLOCATED: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
-/// Interrupts that arrived with no handler, and spurious ones.
+/// Interrupts that arrived on a vector with no handler.
 static UNEXPECTED: AtomicU64 = AtomicU64::new(0);
+/// Spurious interrupts: the local APIC's spurious vector and the masked PIC's IRQ 7/15.
+static SPURIOUS: AtomicU64 = AtomicU64::new(0);
 
 /// Allocates a free vector in [`FIRST_DYNAMIC`]..=[`LAST_DYNAMIC`] and routes it to `handler`.
 pub fn alloc_vector(handler: InterruptHandler) -> Result<Vector, VectorError> {
@@ -121,9 +123,15 @@ pub fn free_vector(vector: Vector) {
     ALLOCATED[usize::from(v / 64)].fetch_and(!(1u64 << (v % 64)), Ordering::AcqRel);
 }
 
-/// How many interrupts arrived with no handler (or were spurious) since boot.
+/// How many interrupts arrived on a vector with no handler since boot.
 pub fn unexpected_interrupts() -> u64 {
     UNEXPECTED.load(Ordering::Relaxed)
+}
+
+/// How many spurious interrupts arrived since boot (the local APIC raises one, e.g., when an
+/// interrupt is masked at the IOAPIC while it is being delivered).
+pub fn spurious_interrupts() -> u64 {
+    SPURIOUS.load(Ordering::Relaxed)
 }
 
 /// Installs the handler of one of the kernel's fixed vectors (above [`LAST_DYNAMIC`]).
@@ -149,7 +157,7 @@ unsafe extern "C" fn vireo_interrupt_dispatch(frame: *mut InterruptFrame) {
     if vector == SPURIOUS_VECTOR || (PIC_VECTOR_BASE..PIC_VECTOR_BASE + 16).contains(&vector) {
         // Spurious APIC interrupts have no in-service bit; the masked PIC's spurious IRQ 7/15 do
         // not go through the local APIC. Neither gets an EOI.
-        UNEXPECTED.fetch_add(1, Ordering::Relaxed);
+        SPURIOUS.fetch_add(1, Ordering::Relaxed);
         return;
     }
     let raw = HANDLERS[usize::from(vector)].load(Ordering::Acquire);

@@ -342,3 +342,21 @@ fn config_generation_settling_after_a_few_changes_is_read() {
     device.read_config(4, &mut buf).unwrap();
     assert_eq!(buf, [4, 5, 6, 7]);
 }
+
+#[test]
+fn config_change_moves_generation_and_raises_isr() {
+    let fake = fake(F::VERSION_1);
+    let mut device = init(&fake, F::empty()).expect("init");
+    let before = device.transport().config_generation();
+    fake.set_device_config(&[0xaa; 8]);
+    assert_ne!(device.transport().config_generation(), before);
+    assert!(device.transport_mut().ack_interrupt().config);
+    let mut buf = [0u8; 8];
+    device.read_config(0, &mut buf).unwrap();
+    assert_eq!(buf, [0xaa; 8]);
+    assert_eq!(
+        device.transport().config_len(),
+        24,
+        "the capability's length stays"
+    );
+}

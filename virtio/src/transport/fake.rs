@@ -312,6 +312,15 @@ impl FakePci {
         self.state().device_config.clone()
     }
 
+    /// Replaces the device configuration bytes, as a device does when its configuration changes:
+    /// the generation counter moves and the configuration-change ISR bit is raised.
+    pub fn set_device_config(&self, bytes: &[u8]) {
+        let mut s = self.state();
+        s.device_config = bytes.to_vec();
+        s.generation = s.generation.wrapping_add(1);
+        s.isr |= 2;
+    }
+
     /// Takes the notification writes recorded so far.
     pub fn take_notifications(&self) -> Vec<FakeNotification> {
         core::mem::take(&mut self.state().notifications)

@@ -77,10 +77,12 @@ pub trait Transport {
         vector: Option<u16>,
     ) -> Result<(), TransportError>;
 
-    /// The notifier for queue `index` (call after [`setup_queue`](Self::setup_queue)).
+    /// The notifier for queue `index`, after feature negotiation (the notification width depends
+    /// on `VIRTIO_F_NOTIFICATION_DATA`); before or after [`setup_queue`](Self::setup_queue).
     ///
     /// # Errors
-    /// [`TransportError::BadCapability`] if the device's notification offset is out of range.
+    /// [`TransportError::BadCapability`] if the device's notification offset is out of range;
+    /// [`TransportError::QueueUnavailable`] if the queue does not exist.
     fn notifier(&mut self, index: u16) -> Result<Self::Notifier, TransportError>;
 
     /// Routes configuration-change notifications to MSI-X `vector` (`None`: none).

@@ -288,12 +288,10 @@ impl<P: PciPlatform> Transport for PciTransport<P> {
         let notify_off = self.common.read_u16(common::QUEUE_NOTIFY_OFF);
         let wide = self.driver_features.contains(F::NOTIFICATION_DATA);
         let width: usize = if wide { 4 } else { 2 };
+        let multiplier = usize::try_from(self.notify_off_multiplier)
+            .map_err(|_| TransportError::BadCapability)?;
         let offset = usize::from(notify_off)
-            .checked_mul(
-                usize::try_from(self.notify_off_multiplier)
-                    .ok()
-                    .unwrap_or(usize::MAX),
-            )
+            .checked_mul(multiplier)
             .filter(|offset| offset.is_multiple_of(width))
             .filter(|offset| {
                 offset

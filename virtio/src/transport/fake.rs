@@ -11,10 +11,13 @@
 
 extern crate std;
 
+mod mmio;
+
 use alloc::{vec, vec::Vec};
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use self::mmio::FakeMmio;
 use super::{
     Clock, ConfigSpace, PciPlatform, RegisterBlock, TransportError,
     pci_caps::{CAP_COMMON, CAP_DEVICE, CAP_ISR, CAP_NOTIFY},

@@ -9,12 +9,14 @@ mod device;
 mod error;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod fake;
+pub mod mmio;
 mod pci;
 mod pci_caps;
 mod regs;
 
 pub use device::{Device, WaitBudget};
 pub use error::TransportError;
+pub use mmio::{MmioNotifier, MmioTransport};
 pub use pci::{PciNotifier, PciPlatform, PciTransport, VIRTIO_MSI_NO_VECTOR};
 pub use pci_caps::{
     VIRTIO_PCI_VENDOR_ID, VirtioCap, VirtioCaps, find_virtio_caps, pci_device_type,

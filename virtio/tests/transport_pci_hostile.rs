@@ -240,13 +240,24 @@ fn without(cfg_type: u8) -> Vec<FakeCap> {
 fn malformed_capability_lists_are_rejected() {
     let second = FIRST_CAP + 20;
     let last = FIRST_CAP + 2 * 20; // the third and last one
-    let pokes: [(&str, &[(u8, u8)]); 7] = [
+    let pokes: [(&str, &[(u8, u8)]); 8] = [
         ("no capability-list bit", &[(0x06, 0)]),
         ("first pointer in the header", &[(0x34, 0x3c)]),
         ("first pointer misaligned", &[(0x34, FIRST_CAP + 1)]),
         ("loop to itself", &[(FIRST_CAP + 1, FIRST_CAP)]),
         ("loop back to the start", &[(last + 1, FIRST_CAP)]),
         ("next pointer misaligned", &[(second + 1, 0x42)]),
+        // A capability in the last dword: even its `bar` byte is past config space.
+        (
+            "capability in the last dword",
+            &[
+                (last + 1, 0xfc),
+                (0xfc, 0x09),
+                (0xfd, 0),
+                (0xfe, 16),
+                (0xff, DEVICE),
+            ],
+        ),
         // A capability at 0xf8 cannot hold 16 bytes.
         (
             "capability past config space",

@@ -159,12 +159,8 @@ fn read_virtio_cap<C: ConfigSpace + ?Sized>(
     if slot.is_some() {
         return Ok(());
     }
-    let bar = config.read_u8(at + 4);
-    if bar > MAX_BAR {
-        // §4.1.4: "The driver MUST ignore any vendor-specific capability structure which has a
-        // reserved bar value."
-        return Ok(());
-    }
+    // The whole structure must lie in configuration space before any field past the 4-byte
+    // header is read.
     let min_len = if cfg_type == CAP_NOTIFY {
         VIRTIO_NOTIFY_CAP_LEN
     } else {
@@ -172,6 +168,12 @@ fn read_virtio_cap<C: ConfigSpace + ?Sized>(
     };
     if cap_len < min_len || usize::from(at) + usize::from(cap_len) > PCI_CONFIG_SIZE {
         return Err(TransportError::BadCapability);
+    }
+    let bar = config.read_u8(at + 4);
+    if bar > MAX_BAR {
+        // §4.1.4: "The driver MUST ignore any vendor-specific capability structure which has a
+        // reserved bar value."
+        return Ok(());
     }
     let cap = VirtioCap {
         bar,

@@ -83,6 +83,7 @@ fn every_request_round_trips_on_every_ring_configuration() {
         assert_eq!((info.capacity, info.blk_size, info.queues), (2048, 512, 1));
         assert!(info.flush && !info.read_only);
         assert_eq!(info.topology.unwrap().physical_block_exp, 3);
+        assert_eq!(info.geometry, None, "GEOMETRY not offered");
 
         // Write three segments, read back with a different segmentation.
         let segs = vec![
@@ -729,9 +730,10 @@ fn reset_and_reinit_completes_in_flight_requests() {
             );
         }
         ids.push(drv.submit(0, Request::Flush).unwrap());
-        // The device takes two, then fails.
+        // The device takes all four, finishes the first (not yet polled), then fails.
         let chains = sim.pop(0);
         assert_eq!(chains.len(), 4);
+        sim.complete(0, &chains[0]);
         sim.state.borrow_mut().needs_reset = true;
         assert!(drv.needs_reset());
         assert_eq!(drv.config_changed(), Err(BlkError::NeedsReset));
@@ -750,7 +752,10 @@ fn reset_and_reinit_completes_in_flight_requests() {
         let mut got: Vec<_> = done.iter().map(|c| c.id).collect();
         got.sort();
         assert_eq!(got, ids);
-        for c in &done {
+        // The finished one keeps its result; the others end with DeviceReset.
+        assert_eq!(done[0].id, ids[0]);
+        assert_eq!(done[0].result, Ok(Output::Done));
+        for c in &done[1..] {
             assert_eq!(c.result, Err(BlkError::DeviceReset));
             let lens: Vec<usize> = c.buffers.iter().map(|b| b.len()).collect();
             match c.kind {

@@ -31,6 +31,7 @@ mod offset {
     pub(super) const CAPACITY: usize = 0;
     pub(super) const SIZE_MAX: usize = 8;
     pub(super) const SEG_MAX: usize = 12;
+    pub(super) const GEOMETRY: usize = 16;
     pub(super) const BLK_SIZE: usize = 20;
     pub(super) const TOPOLOGY: usize = 24;
     pub(super) const NUM_QUEUES: usize = 34;
@@ -107,6 +108,17 @@ impl BlkOptions {
     }
 }
 
+/// Legacy disk geometry (`VIRTIO_BLK_F_GEOMETRY`, §5.2.4); informational only.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Geometry {
+    /// Cylinders.
+    pub cylinders: u16,
+    /// Heads.
+    pub heads: u8,
+    /// Sectors per track.
+    pub sectors: u8,
+}
+
 /// Optimal I/O alignment hints (`VIRTIO_BLK_F_TOPOLOGY`, §5.2.4).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Topology {
@@ -135,13 +147,17 @@ pub struct BlkInfo {
     pub size_max: u32,
     /// Most data segments per request (`seg_max`; 1 when not offered or 0, as Linux assumes).
     pub seg_max: u32,
+    /// Disk geometry, when `VIRTIO_BLK_F_GEOMETRY` was negotiated.
+    pub geometry: Option<Geometry>,
     /// Alignment hints, when `VIRTIO_BLK_F_TOPOLOGY` was negotiated.
     pub topology: Option<Topology>,
     /// The device refuses writes (`VIRTIO_BLK_F_RO`).
     pub read_only: bool,
     /// `VIRTIO_BLK_F_FLUSH` was negotiated: [`Request::Flush`](super::Request::Flush) is
-    /// available. Without it the spec leaves durability to the device: a completed write is as
-    /// durable as the device makes it, and there is no way to ask for more.
+    /// available, and a write is durable only once a flush submitted after its completion has
+    /// completed. Without it the device is expected to have no writeback cache (Linux assumes
+    /// writethrough then): a write is acknowledged when the device says it is done, and the
+    /// driver has no way to ask for more durability than that.
     pub flush: bool,
     /// Request queues the device has (`num_queues` with MQ, else 1).
     pub num_queues: u16,
@@ -200,6 +216,7 @@ impl BlkInfo {
             blk_size_rejected: None,
             size_max: u32::MAX,
             seg_max: 1,
+            geometry: None,
             topology: None,
             read_only: false,
             flush: false,
@@ -269,6 +286,11 @@ impl BlkInfo {
             Some(0) | None => 1,
             Some(n) => n,
         };
+        let geometry = has(GEOMETRY).then(|| Geometry {
+            cylinders: u16_at(offset::GEOMETRY),
+            heads: raw[offset::GEOMETRY + 2],
+            sectors: raw[offset::GEOMETRY + 3],
+        });
         let topology = has(TOPOLOGY).then(|| Topology {
             physical_block_exp: raw[offset::TOPOLOGY],
             alignment_offset: raw[offset::TOPOLOGY + 1],
@@ -305,6 +327,7 @@ impl BlkInfo {
             blk_size_rejected,
             size_max,
             seg_max,
+            geometry,
             topology,
             read_only: has(RO),
             flush: has(FLUSH),

@@ -311,8 +311,9 @@ where
     }
 
     /// Recovers from `DEVICE_NEEDS_RESET` or a queue protocol error: resets the device, completes
-    /// every request that was in flight with [`BlkError::DeviceReset`] (pushed onto `completed`
-    /// with their buffers, whether or not re-initialisation then succeeds), renegotiates the same
+    /// every request that was in flight (pushed onto `completed` with their buffers, whether or
+    /// not re-initialisation then succeeds: those the device had already finished with their
+    /// result, the others with [`BlkError::DeviceReset`]), renegotiates the same
     /// features, re-reads the configuration and re-creates the queues with the MSI-X `vectors`
     /// (as in [`new`](Self::new)).
     ///
@@ -329,8 +330,14 @@ where
         completed: &mut Vec<Completion<A>>,
     ) -> Result<(), BlkError> {
         self.device.reset(budget)?;
-        // The device has stopped using the rings: the buffers are ours again.
+        // The device has stopped using the rings: the buffers are ours again. Requests it had
+        // already finished keep their real (checked) result; the rest end with `DeviceReset`.
+        // A protocol error stops the harvest of that queue, and its remaining requests end
+        // with `DeviceReset` too.
         for mut vq in self.queues.drain(..) {
+            while let Ok(Some(used)) = vq.poll() {
+                completed.push(Completion::from_used(used));
+            }
             completed.extend(vq.reset().into_iter().map(Completion::from_reset));
         }
         let result = self.renegotiate().and_then(|()| self.configure(vectors));

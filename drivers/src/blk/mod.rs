@@ -31,7 +31,7 @@ mod error;
 mod request;
 
 pub use self::{
-    config::{BlkInfo, BlkOptions, SECTOR_SIZE, Topology},
+    config::{BlkInfo, BlkOptions, Geometry, SECTOR_SIZE, Topology},
     driver::BlkDriver,
     error::{BlkError, SubmitError},
     request::{Completion, DeviceId, Output, Request, RequestId, RequestKind, SectorRange},

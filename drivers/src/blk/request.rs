@@ -272,9 +272,9 @@ impl<A: DmaAllocator> Request<A> {
     pub(crate) fn from_token(token: AvailBufferToken<A>) -> Self {
         let (kind, _) = split_tag(token.tag());
         let (mut readable, mut writable) = token.into_parts();
-        let sector = readable.first().map_or(0, |h| {
+        let sector = readable.first().and_then(|h| h.get(8..16)).map_or(0, |b| {
             let mut s = [0u8; 8];
-            s.copy_from_slice(&h[8..16]);
+            s.copy_from_slice(b);
             u64::from_le_bytes(s)
         });
         match kind {

@@ -10,9 +10,10 @@ use vireo_virtio::{
 };
 
 use super::{
+    completion::Completion,
     config::{BlkInfo, BlkOptions, MQ},
     error::{BlkError, SubmitError},
-    request::{Completion, Request, RequestId},
+    request::{Request, RequestId},
 };
 
 /// The virtio device type of a block device (virtio 1.2 §5).

@@ -25,14 +25,16 @@
 //! [`BlkError::SegmentTooLarge`]). The kernel chunks its I/O to [`BlkInfo::max_request_bytes`]
 //! (buffers of at most `max_segment_bytes` each).
 
+mod completion;
 mod config;
 mod driver;
 mod error;
 mod request;
 
 pub use self::{
+    completion::{Completion, DeviceId, Output},
     config::{BlkInfo, BlkOptions, Geometry, SECTOR_SIZE, Topology},
     driver::BlkDriver,
     error::{BlkError, SubmitError},
-    request::{Completion, DeviceId, Output, Request, RequestId, RequestKind, SectorRange},
+    request::{Request, RequestId, RequestKind, SectorRange},
 };

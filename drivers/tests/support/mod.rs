@@ -6,7 +6,8 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 pub mod dma;
+pub mod helpers;
 pub mod packed;
 pub mod sim;
 
-pub use self::{dma::GuestDma, sim::*};
+pub use self::{dma::GuestDma, helpers::*, sim::*};

@@ -86,7 +86,7 @@ pub struct SectorRange {
     pub num_sectors: u32,
 }
 
-/// A virtio-blk request. Data buffers are the caller's: they come back in the [`Completion`] or
+/// A virtio-blk request. Data buffers are the caller's: they come back in the [`Completion`](super::Completion) or
 /// in the [`SubmitError`](super::SubmitError).
 pub enum Request<A: DmaAllocator> {
     /// Read into `buffers` (one data segment each, in order) from `sector` on.

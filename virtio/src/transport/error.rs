@@ -13,6 +13,8 @@ pub enum TransportError {
     BadCapability,
     /// The platform could not map a register block.
     MapFailed,
+    /// The PCI function (or MMIO window) is not a virtio device this transport can drive.
+    NotVirtio,
     /// Feature negotiation failed (e.g. no `VIRTIO_F_VERSION_1`).
     Features(FeatureError),
     /// The device cleared `FEATURES_OK`: it does not accept the features the driver chose.
@@ -39,6 +41,7 @@ impl fmt::Display for TransportError {
             Self::Timeout => f.write_str("device did not respond within the wait budget"),
             Self::BadCapability => f.write_str("virtio capability missing or out of range"),
             Self::MapFailed => f.write_str("could not map device registers"),
+            Self::NotVirtio => f.write_str("not a supported virtio device"),
             Self::Features(e) => write!(f, "feature negotiation failed: {e}"),
             Self::FeaturesRejected => f.write_str("device rejected the negotiated features"),
             Self::DeviceNeedsReset => f.write_str("device needs a reset"),

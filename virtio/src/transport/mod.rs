@@ -7,10 +7,20 @@
 
 mod device;
 mod error;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod fake;
+pub mod mmio;
+mod pci;
+mod pci_caps;
 mod regs;
 
 pub use device::{Device, WaitBudget};
 pub use error::TransportError;
+pub use mmio::{MmioNotifier, MmioTransport};
+pub use pci::{PciNotifier, PciPlatform, PciTransport, VIRTIO_MSI_NO_VECTOR};
+pub use pci_caps::{
+    VIRTIO_PCI_VENDOR_ID, VirtioCap, VirtioCaps, find_virtio_caps, pci_device_type,
+};
 pub use regs::{Clock, ConfigSpace, RegisterBlock};
 use virtio_spec::{DeviceStatus, F};
 
@@ -69,10 +79,12 @@ pub trait Transport {
         vector: Option<u16>,
     ) -> Result<(), TransportError>;
 
-    /// The notifier for queue `index` (call after [`setup_queue`](Self::setup_queue)).
+    /// The notifier for queue `index`, after feature negotiation (the notification width depends
+    /// on `VIRTIO_F_NOTIFICATION_DATA`); before or after [`setup_queue`](Self::setup_queue).
     ///
     /// # Errors
-    /// [`TransportError::BadCapability`] if the device's notification offset is out of range.
+    /// [`TransportError::BadCapability`] if the device's notification offset is out of range;
+    /// [`TransportError::QueueUnavailable`] if the queue does not exist.
     fn notifier(&mut self, index: u16) -> Result<Self::Notifier, TransportError>;
 
     /// Routes configuration-change notifications to MSI-X `vector` (`None`: none).

@@ -159,7 +159,7 @@ fn batch_submit_notifies_once_and_keeps_the_rest() {
     assert_eq!(requests.len(), 2);
     assert!(matches!(requests[0], Request::Read { sector: 4096, .. }));
     assert_eq!(
-        sim.state.borrow().notifications,
+        sim.state.lock().unwrap().notifications,
         [0],
         "one notification for the batch"
     );
@@ -230,11 +230,13 @@ fn multi_queue() {
         );
         for q in 0..3u16 {
             assert_eq!(
-                sim.state.borrow().queues[usize::from(q)].unwrap().vector,
+                sim.state.lock().unwrap().queues[usize::from(q)]
+                    .unwrap()
+                    .vector,
                 Some(q + 1)
             );
         }
-        assert!(sim.state.borrow().queues[3].is_none());
+        assert!(sim.state.lock().unwrap().queues[3].is_none());
         let dma = sim.dma.clone();
         for q in 0..3u16 {
             let buffers = vec![pattern(&dma, 512, q as u8)];
@@ -285,7 +287,7 @@ fn notifications_and_config_change() {
         ..BlkConfig::default()
     };
     {
-        let mut s = sim.state.borrow_mut();
+        let mut s = sim.state.lock().unwrap();
         s.config = config.bytes();
         s.generation += 1;
         s.disk.resize(4096 * 512, 0);

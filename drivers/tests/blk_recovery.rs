@@ -34,19 +34,19 @@ fn reset_and_reinit_completes_in_flight_requests() {
         let chains = sim.pop(0);
         assert_eq!(chains.len(), 4);
         sim.complete(0, &chains[0]);
-        sim.state.borrow_mut().needs_reset = true;
+        sim.state.lock().unwrap().needs_reset = true;
         assert!(drv.needs_reset());
         assert_eq!(drv.config_changed(), Err(BlkError::NeedsReset));
 
         // A device that never finishes its reset keeps the buffers (it may still use them).
-        sim.state.borrow_mut().reset_stuck = true;
+        sim.state.lock().unwrap().reset_stuck = true;
         let mut done = Vec::new();
         let err = drv.reset_and_reinit(&mut sim.budget(), &[Some(7)], &mut done);
         assert!(matches!(err, Err(BlkError::Transport(_))));
         assert!(done.is_empty());
         assert_eq!(drv.in_flight(0), 4);
 
-        sim.state.borrow_mut().reset_stuck = false;
+        sim.state.lock().unwrap().reset_stuck = false;
         drv.reset_and_reinit(&mut sim.budget(), &[Some(7)], &mut done)
             .unwrap();
         let mut got: Vec<_> = done.iter().map(|c| c.id).collect();
@@ -67,7 +67,7 @@ fn reset_and_reinit_completes_in_flight_requests() {
         assert_eq!(drv.in_flight(0), 0);
         assert!(!drv.needs_reset());
         assert_eq!(
-            sim.state.borrow().queues[0].unwrap().vector,
+            sim.state.lock().unwrap().queues[0].unwrap().vector,
             Some(7),
             "vector re-routed"
         );
@@ -88,7 +88,7 @@ fn failed_reinit_leaves_the_driver_not_ready() {
     let mut drv = sim.driver(BlkOptions::default());
     let id = drv.submit(0, Request::Flush).unwrap();
     // The device no longer offers a feature that was negotiated.
-    sim.state.borrow_mut().offered = F::VERSION_1;
+    sim.state.lock().unwrap().offered = F::VERSION_1;
     let mut done = Vec::new();
     let err = drv
         .reset_and_reinit(&mut sim.budget(), &[], &mut done)
@@ -100,7 +100,7 @@ fn failed_reinit_leaves_the_driver_not_ready() {
     assert_eq!(err.error, BlkError::NotReady);
     assert_eq!(drv.poll(0).unwrap_err(), BlkError::NotReady);
     // The device comes back: a second attempt succeeds.
-    sim.state.borrow_mut().offered = ALL_BLK | F::INDIRECT_DESC | F::VERSION_1;
+    sim.state.lock().unwrap().offered = ALL_BLK | F::INDIRECT_DESC | F::VERSION_1;
     drv.reset_and_reinit(&mut sim.budget(), &[], &mut done)
         .unwrap();
     assert_eq!(
@@ -124,7 +124,7 @@ fn unusable_config_values() {
     );
     // A capacity whose byte size overflows is an initialisation error.
     let sim = Sim::new(F::empty(), &BlkConfig::default());
-    sim.state.borrow_mut().config[0..8].copy_from_slice(&u64::MAX.to_le_bytes());
+    sim.state.lock().unwrap().config[0..8].copy_from_slice(&u64::MAX.to_le_bytes());
     let err = BlkDriver::new(
         sim.transport(),
         sim.dma.clone(),
@@ -134,5 +134,9 @@ fn unusable_config_values() {
     )
     .unwrap_err();
     assert_eq!(err, BlkError::BadCapacity);
-    assert_ne!(sim.state.borrow().status & 0x80, 0, "device marked FAILED");
+    assert_ne!(
+        sim.state.lock().unwrap().status & 0x80,
+        0,
+        "device marked FAILED"
+    );
 }

@@ -107,7 +107,7 @@ fn device_error_statuses_are_typed_errors_with_buffers() {
     for (status, error) in [(1u8, BlkError::IoError), (2, BlkError::DeviceUnsupported)] {
         let mut sim = Sim::new(ALL_BLK, &BlkConfig::default());
         let mut drv = sim.driver(BlkOptions::default());
-        sim.state.borrow_mut().status_override = Some(status);
+        sim.state.lock().unwrap().status_override = Some(status);
         let buffers = vec![buf(&sim.dma, 512, 0)];
         let c = run(&mut sim, &mut drv, 0, Request::Read { sector: 0, buffers });
         assert_eq!(c.result, Err(error));
@@ -118,7 +118,7 @@ fn device_error_statuses_are_typed_errors_with_buffers() {
     // refused before, so use a device that offers FLUSH but then fails it.
     let mut sim = Sim::new(ALL_BLK, &BlkConfig::default());
     let mut drv = sim.driver(BlkOptions::default());
-    sim.state.borrow_mut().offered = ALL_BLK.difference(FLUSH) | F::VERSION_1;
+    sim.state.lock().unwrap().offered = ALL_BLK.difference(FLUSH) | F::VERSION_1;
     let c = run(&mut sim, &mut drv, 0, Request::Flush);
     assert_eq!(c.result, Err(BlkError::DeviceUnsupported));
 }
@@ -139,14 +139,14 @@ fn hostile_device_answers_are_typed_errors() {
         };
 
         // A status byte that is none of OK/IOERR/UNSUPP.
-        sim.state.borrow_mut().status_override = Some(0x7f);
+        sim.state.lock().unwrap().status_override = Some(0x7f);
         let c = run(&mut sim, &mut drv, 0, read_req());
         assert_eq!(c.result, Err(BlkError::BadStatus(0x7f)));
         assert_eq!(c.buffers.len(), 1);
-        sim.state.borrow_mut().status_override = None;
+        sim.state.lock().unwrap().status_override = None;
 
         // A used length that does not even cover the status byte.
-        sim.state.borrow_mut().len_override = Some(0);
+        sim.state.lock().unwrap().len_override = Some(0);
         let c = run(&mut sim, &mut drv, 0, read_req());
         assert_eq!(
             c.result,
@@ -156,7 +156,7 @@ fn hostile_device_answers_are_typed_errors() {
             })
         );
         // A read whose used length does not cover the data.
-        sim.state.borrow_mut().len_override = Some(100);
+        sim.state.lock().unwrap().len_override = Some(100);
         let c = run(&mut sim, &mut drv, 0, read_req());
         assert_eq!(
             c.result,
@@ -166,7 +166,7 @@ fn hostile_device_answers_are_typed_errors() {
             })
         );
         // A get-id whose used length does not cover the id.
-        sim.state.borrow_mut().len_override = Some(1);
+        sim.state.lock().unwrap().len_override = Some(1);
         let c = run(&mut sim, &mut drv, 0, Request::GetId);
         assert_eq!(
             c.result,
@@ -175,16 +175,16 @@ fn hostile_device_answers_are_typed_errors() {
                 expected: 21
             })
         );
-        sim.state.borrow_mut().len_override = None;
+        sim.state.lock().unwrap().len_override = None;
 
         // Id strings that are not NUL-padded ASCII; a full 20-byte id without NUL is valid.
-        sim.state.borrow_mut().serial = *b"ABC\0garbage-after-NU";
+        sim.state.lock().unwrap().serial = *b"ABC\0garbage-after-NU";
         let c = run(&mut sim, &mut drv, 0, Request::GetId);
         assert_eq!(c.result, Err(BlkError::BadId));
-        sim.state.borrow_mut().serial = [0xC3; 20];
+        sim.state.lock().unwrap().serial = [0xC3; 20];
         let c = run(&mut sim, &mut drv, 0, Request::GetId);
         assert_eq!(c.result, Err(BlkError::BadId));
-        sim.state.borrow_mut().serial = *b"01234567890123456789";
+        sim.state.lock().unwrap().serial = *b"01234567890123456789";
         let c = run(&mut sim, &mut drv, 0, Request::GetId);
         match c.result {
             Ok(Output::Id(id)) => assert_eq!(id.as_bytes(), b"01234567890123456789"),
@@ -193,7 +193,7 @@ fn hostile_device_answers_are_typed_errors() {
 
         // A used length beyond the writable part is a queue protocol error: nothing is lost,
         // and a reset hands the request back.
-        sim.state.borrow_mut().len_override = Some(10_000);
+        sim.state.lock().unwrap().len_override = Some(10_000);
         let id = drv.submit(0, read_req()).unwrap();
         sim.serve(0);
         assert!(matches!(
@@ -203,7 +203,7 @@ fn hostile_device_answers_are_typed_errors() {
                 ..
             }))
         ));
-        sim.state.borrow_mut().len_override = None;
+        sim.state.lock().unwrap().len_override = None;
         let mut done = Vec::new();
         drv.reset_and_reinit(&mut sim.budget(), &[Some(1)], &mut done)
             .unwrap();
@@ -356,7 +356,7 @@ fn validation_errors_never_reach_the_device() {
     assert_eq!(drv.in_flight(0), 0);
     assert_eq!(sim.serve(0), 0);
     assert!(sim.seen().is_empty());
-    assert!(sim.state.borrow().notifications.is_empty());
+    assert!(sim.state.lock().unwrap().notifications.is_empty());
 
     // Read-only device: writes, discards and write-zeroes are refused; reads go through.
     let mut sim = Sim::new(RO | DISCARD | WRITE_ZEROES | FLUSH, &BlkConfig::default());

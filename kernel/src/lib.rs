@@ -23,6 +23,7 @@
 extern crate alloc;
 
 pub mod arch;
+pub mod block;
 pub mod console;
 pub mod exit;
 pub mod interrupts;

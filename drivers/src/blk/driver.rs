@@ -11,9 +11,9 @@ use vireo_virtio::{
 
 use super::{
     completion::Completion,
-    config::{BlkInfo, BlkOptions, MQ},
+    config::{BlkInfo, BlkOptions, DISCARD, MQ, WRITE_ZEROES},
     error::{BlkError, SubmitError},
-    request::{Request, RequestId},
+    request::{Request, RequestId, RequestKind},
 };
 
 /// The virtio device type of a block device (virtio 1.2 §5).
@@ -30,7 +30,7 @@ pub struct BlkDriver<T: Transport, A: DmaAllocator + 'static> {
     options: BlkOptions,
     info: BlkInfo,
     /// Empty while the driver is not operational (after a failed re-initialisation).
-    queues: Vec<Box<dyn Virtq<A>>>,
+    queues: Vec<Box<dyn Virtq<A> + Send>>,
     buffer_type: BufferType,
     /// Most data segments the smallest queue can carry (its size minus header and status).
     queue_segment_limit: u32,
@@ -52,8 +52,8 @@ impl<T: Transport, A: DmaAllocator + 'static> fmt::Debug for BlkDriver<T, A> {
 impl<T, A> BlkDriver<T, A>
 where
     T: Transport,
-    T::Notifier: 'static,
-    A: DmaAllocator + 'static,
+    T::Notifier: Send + 'static,
+    A: DmaAllocator + Send + 'static,
 {
     /// Initialises the device (virtio 1.2 §3.1.1): reset, feature negotiation for `options`,
     /// configuration read and check, one queue per request queue — queue `i` gets MSI-X vector
@@ -124,6 +124,29 @@ where
         Ok(())
     }
 
+    /// Whether the device can carry out requests of `kind` (writes: not on a read-only device;
+    /// flush, discard and write-zeroes: only when negotiated).
+    #[must_use]
+    pub fn supports(&self, kind: RequestKind) -> bool {
+        let features = self.device.features();
+        match kind {
+            RequestKind::Read | RequestKind::GetId => true,
+            RequestKind::Write => !self.info.read_only,
+            RequestKind::Flush => self.info.flush,
+            RequestKind::Discard => !self.info.read_only && features.contains(DISCARD),
+            RequestKind::WriteZeroes => !self.info.read_only && features.contains(WRITE_ZEROES),
+        }
+    }
+
+    /// Routes configuration-change notifications to MSI-X table entry `vector` (`None`: none).
+    /// A device reset forgets it: set it again after [`reset_and_reinit`](Self::reset_and_reinit).
+    ///
+    /// # Errors
+    /// [`BlkError::Transport`] if the device refuses the vector.
+    pub fn set_config_vector(&mut self, vector: Option<u16>) -> Result<(), BlkError> {
+        Ok(self.device.transport_mut().set_config_vector(vector)?)
+    }
+
     /// What the driver knows about the disk and the limits requests are checked against.
     #[must_use]
     pub fn info(&self) -> &BlkInfo {
@@ -142,7 +165,7 @@ where
         self.queues.len() as u16
     }
 
-    fn queue(&mut self, queue: u16) -> Result<&mut Box<dyn Virtq<A>>, BlkError> {
+    fn queue(&mut self, queue: u16) -> Result<&mut Box<dyn Virtq<A> + Send>, BlkError> {
         if self.queues.is_empty() {
             return Err(BlkError::NotReady);
         }

@@ -5,8 +5,8 @@
 //! so tests choose the completion order and can hold requests in flight.
 
 use std::{
-    cell::{Cell, RefCell},
-    rc::Rc,
+    cell::Cell,
+    sync::{Arc, Mutex},
 };
 
 use vireo_drivers::blk::{BlkDriver, BlkOptions};
@@ -174,15 +174,15 @@ impl SimState {
 
 /// The fake transport: register accesses go to a shared [`SimState`].
 #[derive(Clone, Debug)]
-pub struct FakeTransport(pub Rc<RefCell<SimState>>);
+pub struct FakeTransport(pub Arc<Mutex<SimState>>);
 
 /// Records a notification in the shared state.
 #[derive(Clone, Debug)]
-pub struct FakeNotifier(Rc<RefCell<SimState>>);
+pub struct FakeNotifier(Arc<Mutex<SimState>>);
 
 impl Notifier for FakeNotifier {
     fn notify(&self, queue_index: u16, _notification_data: Option<u32>) {
-        self.0.borrow_mut().notifications.push(queue_index);
+        self.0.lock().unwrap().notifications.push(queue_index);
     }
 }
 
@@ -194,7 +194,7 @@ impl Transport for FakeTransport {
     }
 
     fn status(&self) -> DeviceStatus {
-        let s = self.0.borrow();
+        let s = self.0.lock().unwrap();
         let mut status = DeviceStatus::from_bits_retain(s.status);
         if s.needs_reset {
             status |= DeviceStatus::DEVICE_NEEDS_RESET;
@@ -203,7 +203,7 @@ impl Transport for FakeTransport {
     }
 
     fn set_status(&mut self, status: DeviceStatus) {
-        let mut s = self.0.borrow_mut();
+        let mut s = self.0.lock().unwrap();
         if status.is_empty() {
             if s.reset_stuck {
                 return;
@@ -223,19 +223,19 @@ impl Transport for FakeTransport {
     }
 
     fn device_features(&mut self) -> F {
-        self.0.borrow().offered
+        self.0.lock().unwrap().offered
     }
 
     fn set_driver_features(&mut self, features: F) {
-        self.0.borrow_mut().driver_features = features;
+        self.0.lock().unwrap().driver_features = features;
     }
 
     fn queue_count(&self) -> u16 {
-        self.0.borrow().hw_queues
+        self.0.lock().unwrap().hw_queues
     }
 
     fn max_queue_size(&mut self, index: u16) -> u16 {
-        let s = self.0.borrow();
+        let s = self.0.lock().unwrap();
         if index < s.hw_queues {
             s.max_queue_size
         } else {
@@ -250,7 +250,7 @@ impl Transport for FakeTransport {
         addrs: RingAddresses,
         vector: Option<u16>,
     ) -> Result<(), TransportError> {
-        let mut s = self.0.borrow_mut();
+        let mut s = self.0.lock().unwrap();
         s.epoch += 1;
         let epoch = s.epoch;
         let slot = s
@@ -278,11 +278,11 @@ impl Transport for FakeTransport {
     }
 
     fn config_generation(&self) -> u32 {
-        self.0.borrow().generation
+        self.0.lock().unwrap().generation
     }
 
     fn read_config_raw(&self, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {
-        let s = self.0.borrow();
+        let s = self.0.lock().unwrap();
         let src = s
             .config
             .get(offset..offset + buf.len())
@@ -331,7 +331,7 @@ enum DevRing {
 
 /// The simulated device: state, guest memory, and the device side of each ring.
 pub struct Sim {
-    pub state: Rc<RefCell<SimState>>,
+    pub state: Arc<Mutex<SimState>>,
     pub dma: GuestDma,
     pub clock: TestClock,
     rings: Vec<Option<(u64, DevRing)>>,
@@ -340,7 +340,7 @@ pub struct Sim {
 impl Sim {
     pub fn new(offered: F, config: &BlkConfig) -> Self {
         Self {
-            state: Rc::new(RefCell::new(SimState::new(offered, config))),
+            state: Arc::new(Mutex::new(SimState::new(offered, config))),
             dma: GuestDma::new(16 << 20),
             clock: TestClock::default(),
             rings: (0..4).map(|_| None).collect(),
@@ -369,7 +369,7 @@ impl Sim {
     }
 
     pub fn seen(&self) -> Vec<Seen> {
-        self.state.borrow().seen.clone()
+        self.state.lock().unwrap().seen.clone()
     }
 
     fn mem(&self) -> GuestMemoryMmap {
@@ -378,9 +378,19 @@ impl Sim {
 
     /// The device side of queue `q`, (re)built when the driver (re)programs it.
     fn ring(&mut self, q: u16) -> &mut DevRing {
-        let setup = self.state.borrow().queues[usize::from(q)].expect("queue not set up");
-        let packed = self.state.borrow().driver_features.contains(F::RING_PACKED);
-        let event_idx = self.state.borrow().driver_features.contains(F::EVENT_IDX);
+        let setup = self.state.lock().unwrap().queues[usize::from(q)].expect("queue not set up");
+        let packed = self
+            .state
+            .lock()
+            .unwrap()
+            .driver_features
+            .contains(F::RING_PACKED);
+        let event_idx = self
+            .state
+            .lock()
+            .unwrap()
+            .driver_features
+            .contains(F::EVENT_IDX);
         let slot = &mut self.rings[usize::from(q)];
         if slot.as_ref().is_none_or(|(epoch, _)| *epoch != setup.epoch) {
             let ring = if packed {
@@ -406,7 +416,7 @@ impl Sim {
     /// Takes every available chain of queue `q`.
     pub fn pop(&mut self, q: u16) -> Vec<Chain> {
         let mem = self.mem();
-        let desc_table = self.state.borrow().queues[usize::from(q)]
+        let desc_table = self.state.lock().unwrap().queues[usize::from(q)]
             .unwrap()
             .addrs
             .descriptor_area;
@@ -437,7 +447,7 @@ impl Sim {
         let mem = self.mem();
         let (status, len) = self.execute(q, chain);
         let (status, len) = {
-            let s = self.state.borrow();
+            let s = self.state.lock().unwrap();
             (
                 s.status_override.unwrap_or(status),
                 s.len_override.unwrap_or(len),
@@ -471,7 +481,7 @@ impl Sim {
         assert_eq!(hlen, 16, "header length");
         let ty: u32 = mem.read_obj(haddr).unwrap();
         let sector: u64 = mem.read_obj(haddr.unchecked_add(8)).unwrap();
-        let mut s = self.state.borrow_mut();
+        let mut s = self.state.lock().unwrap();
         s.seen.push(Seen {
             queue: q,
             ty,

@@ -3,7 +3,9 @@
 //! else. The core never touches the machine directly; this module is the only bridge.
 
 mod msix;
+mod pci;
 mod platform;
 
-pub use msix::{IrqEvent, MsixError, MsixVectors};
+pub use msix::{IrqEvent, MsixError, MsixVectors, ticks_for};
+pub use pci::KernelPci;
 pub use platform::{KernelClock, MmioRegs};

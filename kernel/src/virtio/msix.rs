@@ -12,7 +12,6 @@ use crate::{
     interrupts::{self, Vector, VectorError, alloc_vector, free_vector},
     mm::{Mmio, map_mmio},
     pci::{MsixCapability, PciDevice},
-    time::Instant,
 };
 
 /// How many times each vector has fired.
@@ -40,9 +39,10 @@ impl IrqEvent {
     }
 
     /// Halts until the vector fires after `seen` (a value from [`count`](Self::count)), or until
-    /// `deadline`; returns whether it fired. The periodic timer interrupt bounds each halt, so the
-    /// deadline is honoured to within one tick.
-    pub fn wait_past(&self, seen: u64, deadline: Instant) -> bool {
+    /// the timer tick count reaches `deadline_tick`; returns whether it fired. The deadline is in
+    /// ticks ([`time::ticks`](crate::time::ticks)) rather than clock time because reading the TSC
+    /// can cost a VM exit, and a wait should cost none beyond the interrupt it waits for.
+    pub fn wait_past(&self, seen: u64, deadline_tick: u64) -> bool {
         loop {
             // Interrupts off between the check and `hlt`: `sti; hlt` cannot lose a wake-up.
             interrupts::disable();
@@ -50,7 +50,7 @@ impl IrqEvent {
                 interrupts::enable();
                 return true;
             }
-            if Instant::now() >= deadline {
+            if crate::time::ticks() >= deadline_tick {
                 interrupts::enable();
                 return false;
             }
@@ -183,15 +183,6 @@ impl MsixVectors {
             .get(entry)
             .map(|v| IrqEvent { vector: v.number() })
     }
-
-    /// Sleeps until entry `entry` fires after `seen`, at most `budget`.
-    pub fn wait(&self, entry: usize, seen: u64, budget: Duration) -> bool {
-        let deadline = Instant::now()
-            .checked_add(budget)
-            .unwrap_or_else(Instant::now);
-        self.event(entry)
-            .is_some_and(|e| e.wait_past(seen, deadline))
-    }
 }
 
 impl Drop for MsixVectors {
@@ -207,4 +198,10 @@ impl Drop for MsixVectors {
             free_vector(v);
         }
     }
+}
+
+/// Timer ticks that cover `d`, plus one for the tick in progress.
+pub fn ticks_for(d: Duration) -> u64 {
+    let per_tick = 1_000_000_000 / u64::from(crate::time::TICK_HZ);
+    (d.as_nanos() / u128::from(per_tick)) as u64 + 1
 }

@@ -192,15 +192,15 @@ impl<T: Transport> Device<T> {
     /// [`TransportError::QueueUnavailable`] if the device has no such queue,
     /// [`TransportError::Queue`] if the rings cannot be allocated, or what
     /// [`Transport::setup_queue`] reports.
-    pub fn create_queue<A: DmaAllocator + 'static>(
+    pub fn create_queue<A: DmaAllocator + Send + 'static>(
         &mut self,
         index: u16,
         max_size: u16,
         alloc: A,
         vector: Option<u16>,
-    ) -> Result<Box<dyn Virtq<A>>, TransportError>
+    ) -> Result<Box<dyn Virtq<A> + Send>, TransportError>
     where
-        T::Notifier: 'static,
+        T::Notifier: Send + 'static,
     {
         if index >= self.transport.queue_count() {
             return Err(TransportError::QueueUnavailable);
@@ -211,7 +211,7 @@ impl<T: Transport> Device<T> {
             return Err(TransportError::QueueUnavailable);
         }
         let notifier = self.transport.notifier(index)?;
-        let vq: Box<dyn Virtq<A>> = if self.features.contains(F::RING_PACKED) {
+        let vq: Box<dyn Virtq<A> + Send> = if self.features.contains(F::RING_PACKED) {
             Box::new(PackedVq::new(index, size, self.features, alloc, notifier)?)
         } else {
             size = 1 << (15 - size.leading_zeros().min(15));

@@ -7,9 +7,8 @@ use support::GuestDma;
 use vireo_virtio::{
     Notifier,
     transport::{
-        Device, MmioTransport, Transport, TransportError, WaitBudget,
+        Device, MmioTransport, Transport, TransportError, VIRTIO_MMIO_MAGIC, WaitBudget,
         fake::{FakeClock, FakeMmio, Hostility},
-        mmio::VIRTIO_MMIO_MAGIC,
     },
     virtio_spec::F,
 };

@@ -4,19 +4,23 @@
 //! Like the rings, a transport never touches the machine itself: the platform gives it register
 //! blocks ([`RegisterBlock`]), PCI configuration space ([`ConfigSpace`]) and time ([`Clock`]).
 //! Everything read from a device is checked, and every wait on one is bounded.
+//!
+//! Two transports: [`PciTransport`] (modern virtio-pci, §4.1, over a [`PciPlatform`] that maps
+//! BAR ranges) and [`MmioTransport`] (virtio-mmio version 2, §4.2, over one register window).
+//! With the `test-utils` feature, `fake` holds register-level fakes of both for host tests.
 
 mod device;
 mod error;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod fake;
-pub mod mmio;
+mod mmio;
 mod pci;
 mod pci_caps;
 mod regs;
 
 pub use device::{Device, WaitBudget};
 pub use error::TransportError;
-pub use mmio::{MmioNotifier, MmioTransport};
+pub use mmio::{MmioNotifier, MmioTransport, VIRTIO_MMIO_MAGIC};
 pub use pci::{PciNotifier, PciPlatform, PciTransport, VIRTIO_MSI_NO_VECTOR};
 pub use pci_caps::{
     VIRTIO_PCI_VENDOR_ID, VirtioCap, VirtioCaps, find_virtio_caps, pci_device_type,

@@ -99,8 +99,9 @@ pub fn pci_device_type<C: ConfigSpace + ?Sized>(config: &C) -> Result<u16, Trans
 }
 
 /// Walks the capability list and returns the first virtio capability of each type the transport
-/// uses, each checked (see [`check_cap`]); capabilities with a reserved BAR index are ignored, as
-/// virtio 1.2 §4.1.4 requires.
+/// uses, each checked: `cap_len` and the structure's minimum size and alignment, the range within
+/// an implemented memory BAR (checked arithmetic), an even `notify_off_multiplier`. Capabilities
+/// with a reserved BAR index are ignored, as virtio 1.2 §4.1.4 requires.
 ///
 /// `bar_size` gives the size of a memory BAR (`None`: not implemented or not memory).
 ///

@@ -95,6 +95,9 @@ impl<A: DmaAllocator> Slots<A> {
         let Some(in_flight) = slot else {
             return Err(QueueError::UsedIdNotInFlight { id });
         };
+        // A token with nothing device-writable has nothing written: whatever length the
+        // device wrote there means nothing (virtio 1.2 §2.8.7) and is not an error.
+        let len = if in_flight.writable_capacity == 0 { 0 } else { len };
         if u64::from(len) > in_flight.writable_capacity {
             return Err(QueueError::WrittenLenTooLarge {
                 len,

@@ -339,12 +339,13 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for PackedVq<A, N> {
         read_barrier();
         let base = DESC_SIZE * usize::from(self.next_used);
         let id = self.desc.read_u16(base + 12);
-        // §2.8.7: the length is only valid with VIRTQ_DESC_F_WRITE set.
-        let len = if flags & DESC_F_WRITE != 0 {
-            self.desc.read_u32(base + 8)
-        } else {
-            0
-        };
+        // §2.8.7 makes the length valid only with VIRTQ_DESC_F_WRITE set, but QEMU (7.2) never
+        // sets that flag on used descriptors and Linux (`virtqueue_get_buf_ctx_packed`) reads the
+        // length regardless. So it is read regardless too, and trusted no more than any other
+        // device value: `accept_used` bounds it by the token's device-writable capacity and
+        // ignores it for a token with none.
+        let _ = flags & DESC_F_WRITE;
+        let len = self.desc.read_u32(base + 8);
         // Checks id range, in-flight and length; on error the descriptor stays unconsumed.
         self.slots.accept_used(u32::from(id), len)?;
         Ok(self

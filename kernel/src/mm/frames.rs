@@ -94,18 +94,23 @@ impl FrameBitmap {
 
     /// Marks the frames of `[start, end)` free or used, whatever they were (setting up only).
     pub(crate) fn set_range(&mut self, start: usize, end: usize, free: bool) {
-        for frame in start..end.min(self.frames) {
-            let (w, bit) = (frame / 64, 1u64 << (frame % 64));
+        let end = end.min(self.frames);
+        let mut frame = start;
+        while frame < end {
+            let w = frame / 64;
+            let lo = frame % 64;
+            let hi = (end - w * 64).min(64);
+            let mask = if hi == 64 { !0u64 } else { (1u64 << hi) - 1 } & (!0u64 << lo);
             let old = self.word(w);
-            let new = if free { old | bit } else { old & !bit };
-            if new != old {
-                self.set_word(w, new);
-                if free {
-                    self.free += 1;
-                } else {
-                    self.free -= 1;
-                }
+            let new = if free { old | mask } else { old & !mask };
+            self.set_word(w, new);
+            let changed = (old ^ new).count_ones() as usize;
+            if free {
+                self.free += changed;
+            } else {
+                self.free -= changed;
             }
+            frame = (w + 1) * 64;
         }
         self.hint = (0..self.len)
             .find(|&w| self.word(w) != 0)

@@ -95,6 +95,6 @@ pub unsafe extern "C" fn vireo_kernel_entry(start_info: u64) -> ! {
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
     x86_64::instructions::interrupts::disable();
-    crate::console::_print_emergency(format_args!("\npanicked: {info}\n"));
+    crate::console::_print_emergency(format_args!("\nvireo: {info}\n"));
     exit_qemu(ExitCode::Failure)
 }

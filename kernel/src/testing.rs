@@ -19,6 +19,8 @@
 //! - `//! vireo-test: expect-failure TEXT` — the image must exit with the failure code and its serial
 //!   output must contain TEXT (for tests of the fault path itself).
 //! - `//! vireo-test: timeout SECS` — the hard limit for this image (default 60 s).
+//! - `//! vireo-test: expect-timeout` — the image must still be running at its limit (tests of the
+//!   harness's own time limit).
 
 use crate::println;
 

@@ -1,1 +1,146 @@
-fn main() {}
+//! `cargo xtask`: build, boot, test and measure Vireo images.
+//!
+//! ```text
+//! cargo xtask run [--example NAME] [--release] [--accel kvm|tcg] [--qemu-arg ARG]... [-- APP-ARGS]
+//! cargo xtask test [--accel kvm|tcg] [--release] [--no-host] [FILTER]
+//! cargo xtask bench virtq
+//! ```
+
+mod artifacts;
+mod directives;
+mod qemu;
+mod setup;
+mod test;
+
+use std::{env, process::ExitCode};
+
+use qemu::Accel;
+
+/// Options shared by the commands that boot images.
+#[derive(Debug, Clone, Default)]
+struct Common {
+    release: bool,
+    accel: Option<Accel>,
+    qemu_args: Vec<String>,
+}
+
+fn usage() -> &'static str {
+    "usage:
+  cargo xtask run [--example NAME] [--release] [--accel kvm|tcg] [--qemu-arg ARG]... [-- APP-ARGS...]
+  cargo xtask test [--accel kvm|tcg] [--release] [--no-host] [FILTER]
+  cargo xtask bench virtq"
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("run") => run(&args[1..]),
+        Some("test") => test_cmd(&args[1..]),
+        Some("bench") => bench(&args[1..]),
+        Some("-h" | "--help" | "help") => {
+            println!("{}", usage());
+            Ok(ExitCode::SUCCESS)
+        }
+        _ => Err(format!("unknown command\n{}", usage())),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parses the options every booting command shares; returns the rest.
+fn parse_common(args: &[String], common: &mut Common) -> Result<Vec<String>, String> {
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--release" => common.release = true,
+            "--accel" => {
+                let v = it.next().ok_or("--accel needs kvm or tcg")?;
+                common.accel = Some(v.parse()?);
+            }
+            "--qemu-arg" => common
+                .qemu_args
+                .push(it.next().ok_or("--qemu-arg needs a value")?.clone()),
+            "--" => {
+                rest.push(arg.clone());
+                rest.extend(it.by_ref().cloned());
+            }
+            _ => rest.push(arg.clone()),
+        }
+    }
+    Ok(rest)
+}
+
+fn run(args: &[String]) -> Result<ExitCode, String> {
+    let mut common = Common::default();
+    let rest = parse_common(args, &mut common)?;
+    let mut example = "hello".to_string();
+    let mut app_args = Vec::new();
+    let mut it = rest.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--example" => example = it.next().ok_or("--example needs a name")?.clone(),
+            "--" => app_args.extend(it.by_ref().cloned()),
+            other => return Err(format!("unexpected argument `{other}`\n{}", usage())),
+        }
+    }
+    setup::ensure_all()?;
+    let image = artifacts::build_example(&example, common.release)?;
+    let accel = qemu::choose_accel(common.accel)?;
+    let dirs = directives::parse_file(&image.source, "vireo-run:")?;
+    let mut cmd = qemu::command(&image.path, accel, &dirs, &app_args.join(" "), "run")?;
+    cmd.args(&common.qemu_args);
+    eprintln!("xtask: booting {} ({accel})", image.path.display());
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start QEMU: {e}"))?;
+    Ok(match qemu::outcome(status) {
+        qemu::Outcome::Success => ExitCode::SUCCESS,
+        other => {
+            eprintln!("xtask: {other}");
+            ExitCode::FAILURE
+        }
+    })
+}
+
+fn test_cmd(args: &[String]) -> Result<ExitCode, String> {
+    let mut common = Common::default();
+    let rest = parse_common(args, &mut common)?;
+    let mut opts = test::Options {
+        common,
+        host: true,
+        filter: None,
+    };
+    for arg in rest {
+        match arg.as_str() {
+            "--no-host" => opts.host = false,
+            s if s.starts_with('-') => return Err(format!("unknown option `{s}`\n{}", usage())),
+            _ => opts.filter = Some(arg),
+        }
+    }
+    setup::ensure_all()?;
+    test::run(&opts)
+}
+
+fn bench(args: &[String]) -> Result<ExitCode, String> {
+    match args.first().map(String::as_str) {
+        Some("virtq") => {
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["bench", "-p", "vireo-virtio", "--bench", "virtq"])
+                .current_dir(artifacts::workspace_root())
+                .status()
+                .map_err(|e| format!("cannot run cargo: {e}"))?;
+            Ok(if status.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        _ => Err(format!("which benchmark?\n{}", usage())),
+    }
+}

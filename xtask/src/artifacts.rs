@@ -1,0 +1,106 @@
+//! Building images with cargo and finding what it produced.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use crate::setup::KERNEL_TARGET;
+
+/// A built image and the source file it came from.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// Target name (`hello`, `smoke`, ...).
+    pub name: String,
+    /// The ELF file QEMU boots.
+    pub path: PathBuf,
+    /// The example's or test's main source file (its `//!` directives configure QEMU).
+    pub source: PathBuf,
+}
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// `target/` of the workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Builds the kernel crate's targets selected by `selection` (e.g. `["--example", "hello"]`) and
+/// returns the executables of the given kind (`example` or `test`).
+fn build(selection: &[&str], release: bool, kind: &str) -> Result<Vec<Image>, String> {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(workspace_root())
+        .args([
+            "build",
+            "-p",
+            "vireo",
+            "--target",
+            KERNEL_TARGET,
+            "--message-format=json-render-diagnostics",
+        ])
+        .args(selection)
+        .stdout(Stdio::piped());
+    if release {
+        cmd.arg("--release");
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run cargo: {e}"))?;
+    let mut images = Vec::new();
+    let stdout = child.stdout.take().expect("piped");
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("reading cargo's output: {e}"))?;
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let kinds = msg["target"]["kind"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !kinds.iter().any(|k| k == kind) {
+            continue;
+        }
+        if let (Some(exe), Some(name), Some(src)) = (
+            msg["executable"].as_str(),
+            msg["target"]["name"].as_str(),
+            msg["target"]["src_path"].as_str(),
+        ) {
+            images.push(Image {
+                name: name.to_string(),
+                path: exe.into(),
+                source: src.into(),
+            });
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| format!("waiting for cargo: {e}"))?;
+    if !status.success() {
+        return Err("cargo build of the kernel images failed".into());
+    }
+    images.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(images)
+}
+
+/// Builds one example (application image).
+pub fn build_example(name: &str, release: bool) -> Result<Image, String> {
+    build(&["--example", name], release, "example")?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("cargo built no example named `{name}`"))
+}
+
+/// Builds every in-QEMU test image.
+pub fn build_tests(release: bool) -> Result<Vec<Image>, String> {
+    build(&["--tests"], release, "test")
+}

@@ -1,0 +1,229 @@
+//! Building QEMU command lines and reading QEMU's exit status.
+
+use std::{
+    fmt,
+    fs::OpenOptions,
+    path::{Path, PathBuf},
+    process::{Command, ExitStatus},
+    str::FromStr,
+};
+
+use crate::{artifacts, directives::Directives, setup::QEMU};
+
+/// QEMU's status when the guest wrote `ExitCode::Success` (0x10) to `isa-debug-exit`.
+pub const GUEST_SUCCESS: i32 = 33;
+/// QEMU's status when the guest wrote `ExitCode::Failure` (0x11).
+pub const GUEST_FAILURE: i32 = 35;
+
+/// qboot: boots in a fraction of SeaBIOS's time (it leaves PCI BARs to the kernel).
+const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+
+/// How QEMU runs the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualisation through `/dev/kvm`.
+    Kvm,
+    /// QEMU's software emulation.
+    Tcg,
+}
+
+impl FromStr for Accel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "kvm" => Ok(Self::Kvm),
+            "tcg" => Ok(Self::Tcg),
+            _ => Err(format!("unknown accelerator `{s}` (kvm or tcg)")),
+        }
+    }
+}
+
+impl fmt::Display for Accel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Kvm => "kvm",
+            Self::Tcg => "tcg",
+        })
+    }
+}
+
+fn kvm_usable() -> bool {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+/// The accelerator to use: the requested one (KVM must be usable), else KVM when `/dev/kvm` opens.
+pub fn choose_accel(requested: Option<Accel>) -> Result<Accel, String> {
+    match requested {
+        Some(Accel::Kvm) if !kvm_usable() => Err("--accel kvm: /dev/kvm cannot be opened".into()),
+        Some(a) => Ok(a),
+        None => Ok(if kvm_usable() { Accel::Kvm } else { Accel::Tcg }),
+    }
+}
+
+/// The arguments that select the accelerator and CPU model.
+pub fn accel_args(accel: Accel) -> Vec<String> {
+    let args: &[&str] = match accel {
+        // Nested KVM here rejects the host's MSR 0x10a (arch capabilities): mask it.
+        Accel::Kvm => &["-accel", "kvm", "-cpu", "host,-arch-capabilities"],
+        Accel::Tcg => &["-accel", "tcg", "-cpu", "max"],
+    };
+    args.iter().map(|s| s.to_string()).collect()
+}
+
+/// The QEMU command that boots `image` with `dirs` applied; `scope` names the disk images it creates.
+pub fn command(
+    image: &Path,
+    accel: Accel,
+    dirs: &Directives,
+    extra_cmdline: &str,
+    scope: &str,
+) -> Result<Command, String> {
+    let mut cmd = Command::new(QEMU);
+    cmd.args([
+        "-machine",
+        "q35",
+        "-smp",
+        "1",
+        "-nodefaults",
+        "-display",
+        "none",
+    ]);
+    cmd.args(["-serial", "stdio", "-no-reboot"]);
+    cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    if Path::new(QBOOT).exists() {
+        cmd.args(["-bios", QBOOT]);
+    }
+    if !dirs.qemu.iter().any(|a| a == "-m") {
+        cmd.args(["-m", "256M"]);
+    }
+    if !dirs.qemu.iter().any(|a| a == "-cpu" || a == "-accel") {
+        cmd.args(accel_args(accel));
+    } else {
+        cmd.args(["-accel", &accel.to_string()]);
+    }
+    cmd.arg("-kernel").arg(image);
+    let mut cmdline: Vec<&str> = dirs.append.iter().map(String::as_str).collect();
+    if !extra_cmdline.is_empty() {
+        cmdline.push(extra_cmdline);
+    }
+    if !cmdline.is_empty() {
+        cmd.arg("-append").arg(cmdline.join(" "));
+    }
+    for arg in &dirs.qemu {
+        cmd.arg(expand_disks(arg, scope)?);
+    }
+    Ok(cmd)
+}
+
+/// Replaces each `{disk:NAME:SIZE}` in `arg` with a fresh zero-filled image under `target/`.
+fn expand_disks(arg: &str, scope: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = arg;
+    while let Some(start) = rest.find("{disk:") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find('}')
+            .ok_or_else(|| format!("unclosed `{{disk:` in `{arg}`"))?;
+        let spec = &rest[start + "{disk:".len()..start + end];
+        let (name, size) = spec
+            .split_once(':')
+            .ok_or_else(|| format!("`{{disk:{spec}}}` needs NAME:SIZE"))?;
+        let path = create_disk(&format!("{scope}-{name}"), parse_size(size)?)?;
+        out.push_str(&path.display().to_string());
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Parses `64M`, `1G`, `4096`, `512K`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, ""),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("bad size `{s}`"))?;
+    let shift = match unit {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return Err(format!("bad size unit in `{s}`")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("size `{s}` overflows"))
+}
+
+/// Creates (or empties) `target/vireo-disks/NAME.img` with `size` zero bytes.
+pub fn create_disk(name: &str, size: u64) -> Result<PathBuf, String> {
+    let dir = artifacts::target_dir().join("vireo-disks");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let path = dir.join(format!("{name}.img"));
+    let file =
+        std::fs::File::create(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+    file.set_len(size)
+        .map_err(|e| format!("sizing {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// How a QEMU run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest reported success.
+    Success,
+    /// The guest reported failure (panic, fault, or an error from `main`).
+    Failure,
+    /// QEMU exited with another status (its own error, or the guest reset with `-no-reboot`).
+    Other(i32),
+    /// QEMU was killed by a signal, or by the harness after its time limit.
+    Killed,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Success => f.write_str("guest exited with success"),
+            Self::Failure => f.write_str("guest exited with its failure code"),
+            Self::Other(0) => f.write_str(
+                "QEMU exited with status 0: the guest reset or shut down without reporting",
+            ),
+            Self::Other(c) => write!(f, "QEMU exited with status {c}"),
+            Self::Killed => f.write_str("QEMU was killed"),
+        }
+    }
+}
+
+/// Maps QEMU's exit status.
+pub fn outcome(status: ExitStatus) -> Outcome {
+    match status.code() {
+        Some(GUEST_SUCCESS) => Outcome::Success,
+        Some(GUEST_FAILURE) => Outcome::Failure,
+        Some(c) => Outcome::Other(c),
+        None => Outcome::Killed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("M").is_err());
+    }
+
+    #[test]
+    fn accel_names() {
+        assert_eq!("kvm".parse(), Ok(Accel::Kvm));
+        assert_eq!("tcg".parse(), Ok(Accel::Tcg));
+        assert!("xen".parse::<Accel>().is_err());
+    }
+}

@@ -33,6 +33,8 @@ mod mmio;
 mod paging;
 mod space;
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 pub use device::DeviceAlloc;
 pub use frames::{FRAME_SIZE, alloc_frame, alloc_frames, free_frames};
 pub use mmio::{MapError, Mmio, map_mmio, unmap_mmio};
@@ -118,9 +120,14 @@ fn take_run(want: u64, min: u64, what: &str) -> (u64, u64) {
 /// sets up the frame allocator, the heap and the [`DeviceAlloc`] pool.
 ///
 /// Called once by the runtime, before anything allocates.
+///
+/// # Panics
+/// When called a second time, or when the memory map has no room for the heap and pool minimums.
 pub fn init(boot_info: &BootInfo) {
-    // SAFETY: the runtime calls this once, while the boot tables are live and only the image is
-    // in use.
+    static DONE: AtomicBool = AtomicBool::new(false);
+    assert!(!DONE.swap(true, Ordering::AcqRel), "mm::init called twice");
+    // SAFETY: this runs once (checked above), from the runtime, while the boot tables are live and
+    // only the image is in use.
     unsafe { space::init(boot_info) };
     // SAFETY: the boot identity map is gone; the direct map holds only RAM and ACPI ranges, and
     // no MMIO mapping exists yet.

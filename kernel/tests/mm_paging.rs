@@ -187,10 +187,8 @@ fn map_refuses_kernel_ranges() {
         assert_eq!(unsafe { mm::map_page(virt, phys, flags) }, Err(want));
     }
     // SAFETY: refused: the direct map belongs to the kernel.
-    assert_eq!(
-        unsafe { mm::unmap_page(PHYS_OFFSET + frame) },
-        Err(UnmapError::Reserved)
-    );
+    let refused = unsafe { mm::unmap_page(PHYS_OFFSET + frame) };
+    assert_eq!(refused, Err(UnmapError::Reserved));
     assert_eq!(mm::translate(PHYS_OFFSET + frame), Some(frame));
     // SAFETY: unused.
     unsafe { mm::free_frames(frame, 1) };
@@ -231,28 +229,31 @@ fn mmio_above_4g_is_uncached_and_unmappable() {
             assert_eq!(mm::translate(page), None);
         }
     }
-    // SAFETY: refused before anything is mapped.
-    assert_eq!(
-        unsafe { mm::map_mmio(1 << 52, 8) }.err(),
-        Some(MapError::BadRange)
-    );
+    // SAFETY: refused before anything is mapped: beyond every CPU's physical address width.
+    let refused = unsafe { mm::map_mmio(1 << 52, 8) };
+    assert_eq!(refused.err(), Some(MapError::BadRange));
+    let bits = core::arch::x86_64::__cpuid(0x8000_0008).eax & 0xff;
+    // SAFETY: as above: it ends just beyond this CPU's physical address width.
+    let beyond = unsafe { mm::map_mmio((1 << bits) - 4, 8) };
+    assert_eq!(beyond.err(), Some(MapError::BadRange));
     // SAFETY: as above.
-    assert_eq!(
-        unsafe { mm::map_mmio(u64::MAX - 4, 8) }.err(),
-        Some(MapError::BadRange)
-    );
+    let refused = unsafe { mm::map_mmio(u64::MAX - 4, 8) };
+    assert_eq!(refused.err(), Some(MapError::BadRange));
 }
 
 fn mmio_reads_a_real_device() {
-    // The local APIC's version register (Intel SDM vol. 3A §11.4.8): reading it has no effect.
-    // SAFETY: reads of the local APIC version register are harmless; nothing is written.
-    let apic = unsafe { mm::map_mmio(0xfee0_0000, 0x1000) }.unwrap();
-    let version = apic.read_u32(0x30);
-    let max_lvt = (version >> 16) & 0xff;
+    // The HPET's General Capabilities and ID register (IA-PC HPET spec 1.0a §2.3.4), read-only:
+    // vendor in bits 16..32, the counter period in femtoseconds (at most 100 ns) in bits 32..64.
+    // (Not the local APIC: once it runs in x2APIC mode its MMIO page reads all ones.)
+    // SAFETY: reading the HPET's capability register has no effect; nothing is written.
+    let hpet = unsafe { mm::map_mmio(0xfed0_0000, 0x400) }.unwrap();
+    let caps = hpet.read_u64(0);
+    let (vendor, period) = ((caps >> 16) & 0xffff, caps >> 32);
+    assert_eq!(vendor, 0x8086, "capabilities {caps:#x}");
     assert!(
-        (0x10..=0x15).contains(&(version & 0xff)),
-        "version {version:#x}"
+        (1..=100_000_000).contains(&period),
+        "capabilities {caps:#x}"
     );
-    assert!((2..=6).contains(&max_lvt), "version {version:#x}");
-    mm::unmap_mmio(apic);
+    assert_eq!(hpet.read_u32(4) as u64, period);
+    mm::unmap_mmio(hpet);
 }

@@ -87,26 +87,34 @@ impl FrameBitmap {
         self.free
     }
 
-    /// Whether frame `frame` is free.
-    pub(crate) fn is_free(&self, frame: usize) -> bool {
-        frame < self.frames && self.word(frame / 64) & (1 << (frame % 64)) != 0
+    /// Calls `f(word index, mask)` for each word `[start, end)` touches, with the mask of the
+    /// frames of the range in that word.
+    fn for_each_word(start: usize, end: usize, mut f: impl FnMut(usize, u64)) {
+        let mut frame = start;
+        while frame < end {
+            let w = frame / 64;
+            let lo = frame % 64;
+            let hi = (end - w * 64).min(64);
+            let mask = if hi == 64 { !0u64 } else { (1u64 << hi) - 1 } & (!0u64 << lo);
+            f(w, mask);
+            frame = (w + 1) * 64;
+        }
     }
 
     /// Marks the frames of `[start, end)` free or used, whatever they were (setting up only).
     pub(crate) fn set_range(&mut self, start: usize, end: usize, free: bool) {
-        for frame in start..end.min(self.frames) {
-            let (w, bit) = (frame / 64, 1u64 << (frame % 64));
+        let end = end.min(self.frames);
+        Self::for_each_word(start, end, |w, mask| {
             let old = self.word(w);
-            let new = if free { old | bit } else { old & !bit };
-            if new != old {
-                self.set_word(w, new);
-                if free {
-                    self.free += 1;
-                } else {
-                    self.free -= 1;
-                }
+            let new = if free { old | mask } else { old & !mask };
+            self.set_word(w, new);
+            let changed = (old ^ new).count_ones() as usize;
+            if free {
+                self.free += changed;
+            } else {
+                self.free -= changed;
             }
-        }
+        });
         self.hint = (0..self.len)
             .find(|&w| self.word(w) != 0)
             .unwrap_or(self.len);
@@ -130,19 +138,14 @@ impl FrameBitmap {
 
     /// The first used frame in `[start, end)`, if any (`end <= frames`).
     fn first_used(&self, start: usize, end: usize) -> Option<usize> {
-        let mut frame = start;
-        while frame < end {
-            let w = frame / 64;
-            let lo = frame % 64;
-            let hi = (end - w * 64).min(64);
-            let mask = if hi == 64 { !0u64 } else { (1u64 << hi) - 1 } & (!0u64 << lo);
+        let mut found = None;
+        Self::for_each_word(start, end, |w, mask| {
             let used = !self.word(w) & mask;
-            if used != 0 {
-                return Some(w * 64 + used.trailing_zeros() as usize);
+            if found.is_none() && used != 0 {
+                found = Some(w * 64 + used.trailing_zeros() as usize);
             }
-            frame = (w + 1) * 64;
-        }
-        None
+        });
+        found
     }
 
     /// Takes one free frame below frame number `limit`.
@@ -175,10 +178,9 @@ impl FrameBitmap {
                 }
             }
         }
-        for frame in start..start + count {
-            let w = frame / 64;
-            self.set_word(w, self.word(w) & !(1 << (frame % 64)));
-        }
+        Self::for_each_word(start, start + count, |w, mask| {
+            self.set_word(w, self.word(w) & !mask);
+        });
         self.free -= count;
         Some(start)
     }
@@ -194,13 +196,17 @@ impl FrameBitmap {
                 .is_some_and(|end| end <= self.frames),
             "freeing frames beyond physical memory"
         );
-        if let Some(f) = (start..start + count).find(|&f| self.is_free(f)) {
-            panic!("double free of physical frame {:#x}", f as u64 * FRAME_SIZE);
-        }
-        for frame in start..start + count {
-            let w = frame / 64;
-            self.set_word(w, self.word(w) | (1 << (frame % 64)));
-        }
+        Self::for_each_word(start, start + count, |w, mask| {
+            let free = self.word(w) & mask;
+            assert!(
+                free == 0,
+                "double free of physical frame {:#x}",
+                (w * 64 + free.trailing_zeros() as usize) as u64 * FRAME_SIZE
+            );
+        });
+        Self::for_each_word(start, start + count, |w, mask| {
+            self.set_word(w, self.word(w) | mask);
+        });
         self.free += count;
         self.hint = self.hint.min(start / 64);
     }

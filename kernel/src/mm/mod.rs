@@ -14,6 +14,9 @@
 //! the image is reached through an identity mapping. NX is used only when the boot stub set
 //! `EFER.NXE`.
 //!
+//! If the firmware left the MTRRs disabled (qboot does: all memory uncacheable), `init` enables
+//! them with write-back as the default type; device mappings stay uncached through their PTEs.
+//!
 //! # Physical memory
 //!
 //! A bitmap frame allocator ([`alloc_frame`], [`alloc_frames`], [`free_frames`]) owns every RAM
@@ -22,12 +25,15 @@
 //! the [`DeviceAlloc`] pool (an eighth of RAM, between 2 MiB and 256 MiB). Either halves (down to
 //! its minimum) when no run that long is free.
 
+mod cache;
 mod device;
 mod frames;
 mod heap;
 mod mmio;
 mod paging;
 mod space;
+
+use core::sync::atomic::{AtomicBool, Ordering};
 
 pub use device::DeviceAlloc;
 pub use frames::{FRAME_SIZE, alloc_frame, alloc_frames, free_frames};
@@ -114,10 +120,20 @@ fn take_run(want: u64, min: u64, what: &str) -> (u64, u64) {
 /// sets up the frame allocator, the heap and the [`DeviceAlloc`] pool.
 ///
 /// Called once by the runtime, before anything allocates.
+///
+/// # Panics
+/// When called a second time, or when the memory map has no room for the heap and pool minimums.
 pub fn init(boot_info: &BootInfo) {
-    // SAFETY: the runtime calls this once, while the boot tables are live and only the image is
-    // in use.
+    static DONE: AtomicBool = AtomicBool::new(false);
+    assert!(!DONE.swap(true, Ordering::AcqRel), "mm::init called twice");
+    // SAFETY: this runs once (checked above), from the runtime, while the boot tables are live and
+    // only the image is in use.
     unsafe { space::init(boot_info) };
+    // SAFETY: the boot identity map is gone; the direct map holds only RAM and ACPI ranges, and
+    // no MMIO mapping exists yet.
+    if unsafe { cache::enable_write_back() } {
+        log::debug!("mm: MTRRs were off; enabled with write-back default");
+    }
     let ram = boot_info.ram_bytes();
     let clamp = |div: u64, min: u64, max: u64| (ram / div).clamp(min, max) & !(FRAME_SIZE - 1);
     let (heap_phys, heap_size) =

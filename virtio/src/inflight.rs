@@ -97,7 +97,11 @@ impl<A: DmaAllocator> Slots<A> {
         };
         // A token with nothing device-writable has nothing written: whatever length the
         // device wrote there means nothing (virtio 1.2 §2.8.7) and is not an error.
-        let len = if in_flight.writable_capacity == 0 { 0 } else { len };
+        let len = if in_flight.writable_capacity == 0 {
+            0
+        } else {
+            len
+        };
         if u64::from(len) > in_flight.writable_capacity {
             return Err(QueueError::WrittenLenTooLarge {
                 len,

@@ -407,13 +407,11 @@ impl BlockDevice {
                 }
                 polls = polls.wrapping_add(1);
                 let event = inner.event(entry);
-                if (event.is_some() || polls % POLLS_PER_CLOCK_CHECK == 0)
+                if (event.is_some() || polls.is_multiple_of(POLLS_PER_CLOCK_CHECK))
                     && crate::time::ticks() >= deadline
                 {
-                    if let Some(id) = want {
-                        if let Some(f) = inner.in_flight.get_mut(&id) {
-                            f.abandoned = true;
-                        }
+                    if let Some(f) = want.and_then(|id| inner.in_flight.get_mut(&id)) {
+                        f.abandoned = true;
                     }
                     return Err(BlockError::Timeout);
                 }
@@ -526,7 +524,7 @@ impl BlockDevice {
         if len == 0 {
             return Err(BlkError::EmptyBuffer.into());
         }
-        if len as u64 % block != 0 {
+        if !(len as u64).is_multiple_of(block) {
             return Err(BlkError::Misaligned.into());
         }
         let limit = COPY_CHUNK.min(u64::from(info.max_segment_bytes));

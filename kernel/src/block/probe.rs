@@ -72,7 +72,7 @@ pub(super) fn probe_all() -> Vec<BlockDevice> {
 
 fn probe(device: &'static PciDevice, opts: ProbeOptions) -> Result<BlockDevice, super::BlockError> {
     let transport = PciTransport::new(KernelPci::new(device))
-        .map_err(|e| vireo_drivers::blk::BlkError::Transport(e))?;
+        .map_err(vireo_drivers::blk::BlkError::Transport)?;
     // MSI-X entry 0 carries configuration changes, entry 1 + i request queue i.
     let queues = transport.queue_count().min(opts.driver.queues).max(1);
     let msix = if opts.polled {

@@ -1,6 +1,9 @@
 //! The default application: a banner with what the kernel found.
 //!
-//! `cargo xtask run` boots it with a scratch virtio-blk disk and a virtio-net card attached:
+//! `cargo xtask run` boots it with a scratch virtio-blk disk and a virtio-net card attached, and
+//! `cargo xtask test` boots it too:
+//!
+//! vireo-test: app
 //!
 //! vireo-run: qemu -device virtio-blk-pci,drive=scratch,disable-legacy=on,serial=vireo-scratch
 //! vireo-run: qemu -drive if=none,id=scratch,format=raw,file={disk:scratch:64M}
@@ -9,7 +12,12 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
+use alloc::vec;
+
 use vireo::{
+    block::{self, BlockError},
     boot::MemoryKind,
     mm::{self, MemStats},
     pci, println, time,
@@ -19,7 +27,7 @@ vireo::main!(main);
 
 const MIB: u64 = 1 << 20;
 
-fn main() {
+fn main() -> Result<(), BlockError> {
     println!("Vireo is up.");
     let boot = vireo::boot_info();
     println!("command line: {:?}", boot.cmdline());
@@ -66,4 +74,38 @@ fn main() {
     for device in pci::devices() {
         println!("  {device}");
     }
+    println!("block devices:");
+    for disk in block::devices() {
+        println!("  {disk}");
+    }
+    // Only the disk `xtask run` creates for this purpose is written to, never a user's.
+    if let Some(disk) = block::by_serial("vireo-scratch") {
+        scratch_check(disk)?;
+    }
+    Ok(())
+}
+
+/// Writes a pattern over 1 MiB of the scratch disk, flushes, reads it back and compares.
+fn scratch_check(disk: &block::BlockDevice) -> Result<(), BlockError> {
+    let info = disk.info();
+    let len = (1 << 20).min(info.blocks * u64::from(info.block_size)) as usize;
+    let seed = time::ticks();
+    let data: alloc::vec::Vec<u8> = (0..len)
+        .map(|i| (i as u64 ^ seed).wrapping_mul(0x9e37_79b9) as u8)
+        .collect();
+    let start = time::Instant::now();
+    disk.write(0, &data)?;
+    disk.flush()?;
+    let mut back = vec![0u8; len];
+    disk.read(0, &mut back)?;
+    let elapsed = start.elapsed();
+    if back != data {
+        println!("scratch disk: read-back MISMATCH");
+        return Err(BlockError::Driver(block::BlkError::IoError));
+    }
+    println!(
+        "scratch disk: wrote, flushed, read back and verified {} KiB in {elapsed:?}",
+        len / 1024
+    );
+    Ok(())
 }

@@ -17,6 +17,8 @@ pub struct Image {
     pub path: PathBuf,
     /// The example's or test's main source file (its `//!` directives configure QEMU).
     pub source: PathBuf,
+    /// An application image (example) rather than a test image.
+    pub app: bool,
 }
 
 /// The workspace root (the parent of this crate's directory).
@@ -79,6 +81,7 @@ fn build(selection: &[&str], release: bool, kind: &str) -> Result<Vec<Image>, St
                 name: name.to_string(),
                 path: exe.into(),
                 source: src.into(),
+                app: kind == "example",
             });
         }
     }
@@ -98,6 +101,11 @@ pub fn build_example(name: &str, release: bool) -> Result<Image, String> {
         .into_iter()
         .next()
         .ok_or_else(|| format!("cargo built no example named `{name}`"))
+}
+
+/// Builds every application image (`kernel/examples/`).
+pub fn build_examples(release: bool) -> Result<Vec<Image>, String> {
+    build(&["--examples"], release, "example")
 }
 
 /// Builds every in-QEMU test image.

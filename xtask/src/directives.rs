@@ -19,6 +19,9 @@ pub struct Directives {
     pub expect_timeout: bool,
     /// Disks (`{disk:NAME:SIZE}` names) to check against the guest's write reports after QEMU exits.
     pub verify_disks: Vec<String>,
+    /// An application image that `cargo xtask test` boots too (with its `vireo-run:` devices):
+    /// it passes by exiting with success.
+    pub app: bool,
     /// Axes `KEY=v1,v2,...`: the image boots once per combination, with `{KEY}` in its `qemu` and
     /// `append` directives replaced by the combination's value.
     pub matrix: Vec<(String, Vec<String>)>,
@@ -89,6 +92,7 @@ pub fn parse(text: &str, prefix: &str) -> Result<Directives, String> {
             "append" => d.append.extend(value.split_whitespace().map(String::from)),
             "expect-failure" if !value.is_empty() => d.expect_failure = Some(value.to_string()),
             "expect-timeout" => d.expect_timeout = true,
+            "app" => d.app = true,
             "matrix" => {
                 for axis in value.split_whitespace() {
                     let (key, values) = axis

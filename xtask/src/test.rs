@@ -54,7 +54,12 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
     }
     // TCG unless asked otherwise: the tests must pass under both, and TCG runs everywhere.
     let accel = qemu::choose_accel(Some(opts.common.accel.unwrap_or(Accel::Tcg)))?;
-    match artifacts::build_tests(opts.common.release) {
+    // Test images, and the application images (which must boot and exit with success too).
+    let built = artifacts::build_tests(opts.common.release).and_then(|mut images| {
+        images.extend(artifacts::build_examples(opts.common.release)?);
+        Ok(images)
+    });
+    match built {
         Ok(images) => {
             let images: Vec<Image> = images
                 .into_iter()
@@ -64,7 +69,7 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
                         .is_none_or(|f| i.name.contains(f.as_str()))
                 })
                 .collect();
-            println!("\nrunning {} in-QEMU test images ({accel})", images.len());
+            println!("\nrunning {} in-QEMU images ({accel})", images.len());
             total += qemu_tests(&images, accel, &opts.common.qemu_args);
         }
         Err(e) => {
@@ -151,13 +156,24 @@ fn jobs(images: &[Image]) -> (Vec<Job<'_>>, Tally) {
     let mut jobs = Vec::new();
     let mut failed = Tally::default();
     for image in images {
-        match directives::parse_file(&image.source, "vireo-test:") {
+        let parsed = directives::parse_file(&image.source, "vireo-test:").and_then(|mut d| {
+            if image.app {
+                // An application boots with the devices it runs with.
+                let run = directives::parse_file(&image.source, "vireo-run:")?;
+                d.qemu.extend(run.qemu);
+                d.append.extend(run.append);
+            }
+            Ok(d)
+        });
+        match parsed {
+            Ok(dirs) if image.app && !dirs.app => {}
             Ok(dirs) => {
                 let combos = dirs.expand();
                 let single = combos.len() == 1;
                 for (i, (combo, dirs)) in combos.into_iter().enumerate() {
                     let (label, scope) = if single {
-                        (format!("qemu:{}", image.name), image.name.clone())
+                        let kind = if image.app { "app" } else { "qemu" };
+                        (format!("{kind}:{}", image.name), image.name.clone())
                     } else {
                         (
                             format!("qemu:{}[{combo}]", image.name),
@@ -376,6 +392,24 @@ fn judge(dirs: &Directives, b: &Boot) -> (Tally, String) {
                     failed: 1,
                 },
                 format!("expected a failure, but {o}"),
+            ),
+        };
+    }
+    if dirs.app {
+        return match b.outcome {
+            Outcome::Success => (
+                Tally {
+                    passed: 1,
+                    failed: 0,
+                },
+                String::new(),
+            ),
+            o => (
+                Tally {
+                    passed: 0,
+                    failed: 1,
+                },
+                o.to_string(),
             ),
         };
     }

@@ -384,6 +384,17 @@ impl BlockDevice {
             + inner.ready.get(usize::from(queue)).map_or(0, VecDeque::len)
     }
 
+    /// Requests whose waiter timed out and that the device still holds (their buffers are freed
+    /// when the device completes them).
+    pub fn stalled(&self) -> usize {
+        self.inner
+            .lock()
+            .in_flight
+            .values()
+            .filter(|f| f.abandoned)
+            .count()
+    }
+
     /// Waits for the next completion on `queue`.
     ///
     /// # Errors

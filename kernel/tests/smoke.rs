@@ -9,7 +9,12 @@ extern crate alloc;
 
 use alloc::{string::String, vec::Vec};
 
-vireo::test_main!(main_is_reached, heap_allocates, command_line_arrives);
+vireo::test_main!(
+    main_is_reached,
+    heap_allocates,
+    command_line_arrives,
+    disk_pattern_fill_matches_bytes
+);
 
 fn main_is_reached() {}
 
@@ -27,4 +32,16 @@ fn command_line_arrives() {
             .split(' ')
             .any(|a| a == "vireo.smoke=1")
     );
+}
+
+fn disk_pattern_fill_matches_bytes() {
+    let mut buf = [0u8; 61];
+    for offset in [0u64, 1, 7, 8, 13, 4096, 1 << 40] {
+        for len in [0usize, 1, 5, 8, 9, 16, 61] {
+            vireo::testing::fill_disk_pattern(&mut buf[..len], 42, offset);
+            for (i, &b) in buf[..len].iter().enumerate() {
+                assert_eq!(b, vireo::testing::disk_pattern_byte(42, offset + i as u64));
+            }
+        }
+    }
 }

@@ -19,11 +19,9 @@ use std::{
 };
 
 use vireo_virtio::{
-    AvailBufferToken, BufferType, DmaAllocator, Notifier, PackedVq, RingAddresses, SplitVq, Virtq,
-    allocator_api2::{
-        alloc::{AllocError, Allocator},
-        vec::Vec as AVec,
-    },
+    AvailBufferToken, BufferType, DmaAllocator, DmaBuffer, Notifier, PackedVq, RingAddresses,
+    SplitVq, Virtq,
+    allocator_api2::alloc::{AllocError, Allocator},
     negotiate,
     virtio_spec::F,
 };
@@ -192,11 +190,7 @@ impl Device for PackedDevice {
 const SIZE: u16 = 256;
 
 fn token(elements: usize) -> AvailBufferToken<BenchDma> {
-    let buffer = |len| {
-        let mut v = AVec::with_capacity_in(len, BenchDma);
-        v.resize(len, 0u8);
-        v.into_boxed_slice()
-    };
+    let buffer = |len| DmaBuffer::new_zeroed_in(len, BenchDma).unwrap();
     let readable = (0..elements.div_ceil(2)).map(|_| buffer(64)).collect();
     let writable = (0..elements / 2).map(|_| buffer(64)).collect();
     AvailBufferToken::new(readable, writable)

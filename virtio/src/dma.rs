@@ -217,8 +217,9 @@ impl<A: DmaAllocator> core::ops::Deref for DmaBuffer<A> {
 
     fn deref(&self) -> &[u8] {
         // SAFETY: `ptr` is valid for `len` bytes (allocated in `new_zeroed_in`, or dangling
-        // with `len == 0`), initialised (zeroed, then only bytes written), and the device
-        // writes only while the queue holds the buffer, when no `&self` can exist.
+        // with `len == 0`) and initialised (zeroed, then only bytes written). A well-behaved
+        // device writes only while the queue holds the buffer, when no `&self` can exist; a
+        // misbehaving one can only change the value of plain bytes, which have no invariants.
         unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }

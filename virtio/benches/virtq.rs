@@ -19,11 +19,9 @@ use std::{
 };
 
 use vireo_virtio::{
-    AvailBufferToken, BufferType, DmaAllocator, Notifier, PackedVq, RingAddresses, SplitVq, Virtq,
-    allocator_api2::{
-        alloc::{AllocError, Allocator},
-        vec::Vec as AVec,
-    },
+    AvailBufferToken, BufferType, DmaAllocator, DmaBuffer, Notifier, PackedVq, RingAddresses,
+    SplitVq, Virtq,
+    allocator_api2::alloc::{AllocError, Allocator},
     negotiate,
     virtio_spec::F,
 };
@@ -192,11 +190,7 @@ impl Device for PackedDevice {
 const SIZE: u16 = 256;
 
 fn token(elements: usize) -> AvailBufferToken<BenchDma> {
-    let buffer = |len| {
-        let mut v = AVec::with_capacity_in(len, BenchDma);
-        v.resize(len, 0u8);
-        v.into_boxed_slice()
-    };
+    let buffer = |len| DmaBuffer::new_zeroed_in(len, BenchDma).unwrap();
     let readable = (0..elements.div_ceil(2)).map(|_| buffer(64)).collect();
     let writable = (0..elements / 2).map(|_| buffer(64)).collect();
     AvailBufferToken::new(readable, writable)
@@ -249,6 +243,12 @@ fn measure<V: Virtq<BenchDma>, D: Device>(
 }
 
 fn main() {
+    // `cargo bench -p vireo-virtio --bench virtq -- split` runs only the rows whose label
+    // ("split Direct 1x1", …) contains every argument given.
+    let filters: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     println!("virtq round trip (dispatch -> simulated device uses -> poll), queue size {SIZE}");
     println!("median of 7 runs of 200000 tokens; allocations counted per token after warm-up\n");
     println!(
@@ -261,6 +261,13 @@ fn main() {
         for bt in [BufferType::Direct, BufferType::Indirect] {
             for batch in [1, 32] {
                 for elements in [1, 4] {
+                    let label = format!(
+                        "{} {bt:?} {batch}x{elements}",
+                        if packed { "packed" } else { "split" }
+                    );
+                    if !filters.iter().all(|f| label.contains(f.as_str())) {
+                        continue;
+                    }
                     let (ns, min, heap, dma) = if packed {
                         let features = F::VERSION_1 | F::RING_PACKED | F::INDIRECT_DESC;
                         let features = negotiate(features, features).unwrap();

@@ -153,3 +153,100 @@ impl<A: DmaAllocator> core::fmt::Debug for DmaRegion<A> {
             .finish()
     }
 }
+
+/// One buffer element: bytes in [`DmaAllocator`] memory that the device reads or writes while
+/// the token is in flight.
+///
+/// It is deliberately not a `Box<[u8], A>`: a `Box` asserts unique access for as long as it
+/// lives, but the device writes into the buffer while the token is in flight. `DmaBuffer` keeps
+/// only a raw pointer and creates a Rust reference to the bytes solely when the driver asks
+/// for one, which it can do only while it holds the buffer (not while the device does).
+pub struct DmaBuffer<A: DmaAllocator> {
+    ptr: NonNull<u8>,
+    len: usize,
+    alloc: A,
+}
+
+// SAFETY: the buffer exclusively owns its block, like a `Box<[u8], A>`.
+unsafe impl<A: DmaAllocator + Send> Send for DmaBuffer<A> {}
+// SAFETY: `&DmaBuffer` only gives out `&[u8]`.
+unsafe impl<A: DmaAllocator + Sync> Sync for DmaBuffer<A> {}
+
+impl<A: DmaAllocator> DmaBuffer<A> {
+    /// A zeroed buffer of `len` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`AllocError`] if `alloc` cannot provide the memory.
+    pub fn new_zeroed_in(len: usize, alloc: A) -> Result<Self, AllocError> {
+        if len == 0 {
+            let ptr = NonNull::dangling();
+            return Ok(Self { ptr, len, alloc });
+        }
+        let layout = Layout::array::<u8>(len).map_err(|_| AllocError)?;
+        let ptr = alloc.allocate_zeroed(layout)?.cast::<u8>();
+        Ok(Self { ptr, len, alloc })
+    }
+
+    /// A buffer holding a copy of `data`.
+    ///
+    /// # Errors
+    ///
+    /// [`AllocError`] if `alloc` cannot provide the memory.
+    pub fn from_slice_in(data: &[u8], alloc: A) -> Result<Self, AllocError> {
+        let mut buffer = Self::new_zeroed_in(data.len(), alloc)?;
+        buffer.copy_from_slice(data);
+        Ok(buffer)
+    }
+
+    /// The allocator that owns the memory.
+    #[must_use]
+    pub fn allocator(&self) -> &A {
+        &self.alloc
+    }
+
+    /// The device-visible address of the first byte; `None` for an empty buffer, which has no
+    /// memory.
+    pub(crate) fn phys(&self) -> Option<u64> {
+        (self.len > 0).then(|| self.alloc.virt_to_phys(self.ptr))
+    }
+}
+
+impl<A: DmaAllocator> core::ops::Deref for DmaBuffer<A> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        // SAFETY: `ptr` is valid for `len` bytes (allocated in `new_zeroed_in`, or dangling
+        // with `len == 0`) and initialised (zeroed, then only bytes written). A well-behaved
+        // device writes only while the queue holds the buffer, when no `&self` can exist; a
+        // misbehaving one can only change the value of plain bytes, which have no invariants.
+        unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<A: DmaAllocator> core::ops::DerefMut for DmaBuffer<A> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `deref`; `&mut self` makes the reference unique.
+        unsafe { core::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<A: DmaAllocator> Drop for DmaBuffer<A> {
+    fn drop(&mut self) {
+        // A non-empty buffer was allocated with exactly this (then valid) layout.
+        if let (true, Ok(layout)) = (self.len > 0, Layout::array::<u8>(self.len)) {
+            // SAFETY: `ptr` was allocated by `alloc` in `new_zeroed_in` with `layout` and is
+            // deallocated only here, once.
+            unsafe { self.alloc.deallocate(self.ptr, layout) }
+        }
+    }
+}
+
+impl<A: DmaAllocator> core::fmt::Debug for DmaBuffer<A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DmaBuffer")
+            .field("virt", &self.ptr)
+            .field("len", &self.len)
+            .finish()
+    }
+}

@@ -28,11 +28,11 @@ pub use allocator_api2;
 pub use virtio_spec;
 
 pub use crate::{
-    dma::{DmaAllocator, Notifier},
+    dma::{DmaAllocator, DmaBuffer, Notifier},
     error::{DispatchError, FeatureError, QueueError},
     features::negotiate,
     packed::PackedVq,
     split::SplitVq,
-    token::{AvailBufferToken, BufferType, DmaBuffer, UsedBufferToken},
+    token::{AvailBufferToken, BufferType, UsedBufferToken},
     virtq::{RingAddresses, Virtq},
 };

@@ -43,6 +43,9 @@ fn avail_bits(wrap_counter: bool) -> u16 {
 }
 
 /// A packed virtqueue driven by the driver side. Any queue size from 1 to 32768 works.
+///
+/// Every value the device writes (used descriptor flags, Buffer ID and length, the device event
+/// suppression structure) is checked or only compared before use; see [`Virtq`].
 pub struct PackedVq<A: DmaAllocator, N: Notifier> {
     /// Descriptor ring (§2.8.13), 16-byte aligned.
     desc: DmaRegion<A>,

@@ -35,7 +35,9 @@ const RING_IDX: usize = 2;
 /// A split virtqueue driven by the driver side.
 ///
 /// Descriptors are handed out from a free list kept in driver-private memory (`desc_next`),
-/// so chains are never walked through memory the device can write.
+/// so chains are never walked through memory the device can write. Every value the device
+/// writes (`used.idx`, used ids and lengths, `avail_event`, `used.flags`) is checked or only
+/// compared before use; see [`Virtq`].
 pub struct SplitVq<A: DmaAllocator, N: Notifier> {
     /// Descriptor table (§2.7.5), 16-byte aligned.
     desc: DmaRegion<A>,

@@ -1,14 +1,12 @@
 //! Buffer tokens: what the driver makes available and what the device gives back.
 
 use alloc::vec::Vec;
-use core::{fmt, ptr::NonNull};
+use core::fmt;
 
-use allocator_api2::boxed::Box;
-
-use crate::{dma::DmaAllocator, error::QueueError};
-
-/// One buffer element: a byte slice in DMA-allocator memory.
-pub type DmaBuffer<A> = Box<[u8], A>;
+use crate::{
+    dma::{DmaAllocator, DmaBuffer},
+    error::QueueError,
+};
 
 /// How a token's elements are laid out in the ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,9 +123,8 @@ impl<A: DmaAllocator> AvailBufferToken<A> {
 
 /// The device-visible address and length of a non-empty element (checked by `check`).
 pub(crate) fn element_addr<A: DmaAllocator>(buffer: &DmaBuffer<A>) -> (u64, u32) {
-    let ptr = NonNull::from(&buffer[0]);
     let len = u32::try_from(buffer.len()).unwrap_or(u32::MAX);
-    (Box::allocator(buffer).virt_to_phys(ptr), len)
+    (buffer.phys().unwrap_or(0), len)
 }
 
 impl<A: DmaAllocator> fmt::Debug for AvailBufferToken<A> {

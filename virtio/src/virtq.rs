@@ -77,23 +77,29 @@ pub trait Virtq<A: DmaAllocator> {
     fn disable_notifications(&mut self);
 
     /// The queue size (number of descriptors).
+    #[must_use]
     fn size(&self) -> u16;
 
     /// The queue index within its device.
+    #[must_use]
     fn index(&self) -> u16;
 
     /// Number of free descriptors (a direct token of `n` elements needs `n`, an indirect one 1).
+    #[must_use]
     fn free_descriptors(&self) -> u16;
 
     /// Number of tokens the device has not given back yet.
+    #[must_use]
     fn in_flight(&self) -> usize;
 
     /// Returns the queue to its initial, empty state, after a device reset or a
     /// `VIRTIO_F_RING_RESET` queue reset, and gives back every token that was in flight.
     /// The ring addresses do not change.
+    #[must_use = "the in-flight tokens are handed back; dropping them frees their buffers"]
     fn reset(&mut self) -> Vec<AvailBufferToken<A>>;
 
     /// The device-visible addresses of the queue's areas.
+    #[must_use]
     fn ring_addresses(&self) -> RingAddresses;
 }
 

@@ -138,6 +138,7 @@ fn split_used_index_runs_ahead() {
 }
 
 #[test]
+#[cfg_attr(miri, ignore = "65535 round trips are too slow under Miri")]
 fn split_used_index_runs_ahead_across_the_u16_wrap() {
     let (dma, mut vq) = split(8);
     let mut token = Some(make_token(&dma, &[1], &[], 0));
@@ -178,7 +179,7 @@ fn split_looping_chain_in_shared_memory_is_never_followed() {
     // The free list is intact: the whole ring can be used again, and honestly served.
     drop(used);
     let mut dev = VmmDevice::new(&dma, vq.ring_addresses(), 4, false);
-    vq.reset();
+    assert!(vq.reset().is_empty());
     vq.dispatch(make_token(&dma, &[1, 1, 1], &[2], 1), BufferType::Direct)
         .unwrap();
     let p = dev.pop_all();

@@ -43,6 +43,20 @@ impl Device {
         }
     }
 
+    /// `VIRTIO_F_IN_ORDER`: completes the `n` oldest held buffers with one used entry.
+    fn complete_in_order(&mut self, n: usize) {
+        match self {
+            Self::Split(d, held) => {
+                let batch: Vec<_> = held.drain(..n).collect();
+                d.complete_in_order_batch(&batch);
+            }
+            Self::Packed(d, held) => {
+                let batch: Vec<_> = held.drain(..n).collect();
+                d.complete_in_order_batch(&batch);
+            }
+        }
+    }
+
     /// Completes the held buffer at `i` (out of order).
     fn complete(&mut self, i: usize) {
         match self {
@@ -74,7 +88,7 @@ impl Rng {
     }
 }
 
-fn run(packed: bool, size: u16, indirect: bool, event_idx: bool, seed: u64) {
+fn run(packed: bool, size: u16, indirect: bool, event_idx: bool, in_order: bool, seed: u64) {
     let dma = GuestDma::new(16 << 20);
     let mut wanted = F::empty();
     if packed {
@@ -85,6 +99,9 @@ fn run(packed: bool, size: u16, indirect: bool, event_idx: bool, seed: u64) {
     }
     if event_idx {
         wanted |= F::EVENT_IDX;
+    }
+    if in_order {
+        wanted |= F::IN_ORDER;
     }
     let negotiated = negotiate(F::VERSION_1 | wanted, wanted).unwrap();
     let notifier = CountingNotifier::default();
@@ -108,13 +125,23 @@ fn run(packed: bool, size: u16, indirect: bool, event_idx: bool, seed: u64) {
         let lens: Vec<usize> = (0..n).map(|_| 1 + rng.below(64) as usize).collect();
         make_token(&dma, &lens[..readable], &lens[readable..], tag)
     };
-    let take_back = |used: vireo_virtio::UsedBufferToken<GuestDma>, set: &mut HashSet<u64>| {
+    // Dispatch order, which IN_ORDER completions must follow.
+    let mut order: VecDeque<u64> = VecDeque::new();
+    let take_back = |used: vireo_virtio::UsedBufferToken<GuestDma>,
+                     set: &mut HashSet<u64>,
+                     order: &mut VecDeque<u64>| {
         assert!(
             set.remove(&used.tag()),
             "token {} came back twice or was never sent",
             used.tag()
         );
-        check_used(&used);
+        if in_order {
+            assert_eq!(order.pop_front(), Some(used.tag()), "IN_ORDER violated");
+        }
+        // Earlier buffers of an IN_ORDER batch come back with length 0 (no length given).
+        if !(in_order && used.written_len() == 0) {
+            check_used(&used);
+        }
     };
     while dispatched < MIN_DISPATCHED || ops < MIN_DISPATCHED {
         ops += 1;
@@ -129,6 +156,7 @@ fn run(packed: bool, size: u16, indirect: bool, event_idx: bool, seed: u64) {
                 match vq.dispatch(token, bt) {
                     Ok(_) => {
                         in_flight.insert(next_tag);
+                        order.push_back(next_tag);
                         dispatched += 1;
                     }
                     Err(e) => {
@@ -146,6 +174,7 @@ fn run(packed: bool, size: u16, indirect: bool, event_idx: bool, seed: u64) {
                 let sent = n - batch.len() as u64;
                 for tag in next_tag..next_tag + sent {
                     in_flight.insert(tag);
+                    order.push_back(tag);
                 }
                 if let Err(e) = result {
                     assert_eq!(e, QueueError::QueueFull);
@@ -158,12 +187,16 @@ fn run(packed: bool, size: u16, indirect: bool, event_idx: bool, seed: u64) {
             5..=7 => {
                 if dev.held() > 0 {
                     let i = rng.below(dev.held() as u64) as usize;
-                    dev.complete(i);
+                    if in_order {
+                        dev.complete_in_order(i + 1);
+                    } else {
+                        dev.complete(i);
+                    }
                 }
             }
             _ => {
                 while let Some(used) = vq.poll().unwrap() {
-                    take_back(used, &mut in_flight);
+                    take_back(used, &mut in_flight, &mut order);
                     if rng.below(4) == 0 {
                         break;
                     }
@@ -175,11 +208,14 @@ fn run(packed: bool, size: u16, indirect: bool, event_idx: bool, seed: u64) {
     // Drain: the device completes everything, the driver takes everything back.
     loop {
         dev.pop_all();
+        if in_order && dev.held() > 0 {
+            dev.complete_in_order(dev.held());
+        }
         while dev.held() > 0 {
             dev.complete(0);
         }
         while let Some(used) = vq.poll().unwrap() {
-            take_back(used, &mut in_flight);
+            take_back(used, &mut in_flight, &mut order);
         }
         if in_flight.is_empty() {
             break;
@@ -207,9 +243,10 @@ proptest! {
         log2 in 0u32..=10,
         indirect in any::<bool>(),
         event_idx in any::<bool>(),
+        in_order in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        run(false, 1 << log2, indirect, event_idx, seed);
+        run(false, 1 << log2, indirect, event_idx, in_order, seed);
     }
 
     #[test]
@@ -217,9 +254,10 @@ proptest! {
         size in prop_oneof![Just(3u16), Just(100u16), 1u16..=1024],
         indirect in any::<bool>(),
         event_idx in any::<bool>(),
+        in_order in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        run(true, size, indirect, event_idx, seed);
+        run(true, size, indirect, event_idx, in_order, seed);
     }
 }
 
@@ -235,6 +273,16 @@ fn edge_sizes() {
         (true, 100),
         (true, 1024),
     ] {
-        run(packed, size, true, size % 2 == 0, 0xfeed ^ u64::from(size));
+        run(
+            packed,
+            size,
+            true,
+            size % 2 == 0,
+            false,
+            0xfeed ^ u64::from(size),
+        );
+    }
+    for (packed, size) in [(false, 8), (true, 100)] {
+        run(packed, size, true, true, true, 0xbeef ^ u64::from(size));
     }
 }

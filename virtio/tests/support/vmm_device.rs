@@ -77,6 +77,26 @@ impl VmmDevice {
 
     /// Performs the service for `p` and puts it in the used ring.
     pub fn complete(&mut self, p: &Popped) {
+        let len = self.serve(p);
+        self.queue
+            .add_used(&self.mem, p.head, len)
+            .expect("add_used");
+    }
+
+    /// `VIRTIO_F_IN_ORDER`: serves a run of buffers and puts one used element naming the last
+    /// (virtio 1.2 §2.7.9).
+    pub fn complete_in_order_batch(&mut self, batch: &[Popped]) {
+        let mut len = 0;
+        for p in batch {
+            len = self.serve(p);
+        }
+        let last = batch.last().expect("non-empty batch");
+        self.queue
+            .add_used(&self.mem, last.head, len)
+            .expect("add_used");
+    }
+
+    fn serve(&mut self, p: &Popped) -> u32 {
         let data = service(&p.readable, p.writable_capacity());
         let mut rest = &data[..];
         for &(addr, len) in &p.writable {
@@ -86,9 +106,7 @@ impl VmmDevice {
                 .expect("writable descriptor");
             rest = &rest[n..];
         }
-        self.queue
-            .add_used(&self.mem, p.head, data.len() as u32)
-            .expect("add_used");
+        data.len() as u32
     }
 
     /// Whether the device should notify the driver now (consults used_event / flags).

@@ -3,7 +3,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use vireo_virtio::{AvailBufferToken, DmaAllocator, DmaBuffer, allocator_api2::vec::Vec as DmaVec};
+use vireo_virtio::{AvailBufferToken, DmaAllocator, DmaBuffer};
 
 use super::{
     config::{BlkInfo, SECTOR_SIZE},
@@ -339,10 +339,7 @@ fn check_range(info: &BlkInfo, sector: u64, sectors: u64) -> Result<(), BlkError
 
 /// A DMA buffer holding `data`; `None` if the allocator fails (never panics).
 pub(crate) fn dma_copy<A: DmaAllocator>(alloc: &A, data: &[u8]) -> Option<DmaBuffer<A>> {
-    let mut v = DmaVec::new_in(alloc.clone());
-    v.try_reserve_exact(data.len()).ok()?;
-    v.extend_from_slice(data);
-    Some(v.into_boxed_slice())
+    DmaBuffer::from_slice_in(data, alloc.clone()).ok()
 }
 
 fn encode_ranges<A: DmaAllocator>(
@@ -350,16 +347,15 @@ fn encode_ranges<A: DmaAllocator>(
     ranges: &[SectorRange],
     unmap: bool,
 ) -> Option<DmaBuffer<A>> {
-    let mut v = DmaVec::new_in(alloc.clone());
-    v.try_reserve_exact(ranges.len().checked_mul(RANGE_LEN)?)
-        .ok()?;
+    let mut buf =
+        DmaBuffer::new_zeroed_in(ranges.len().checked_mul(RANGE_LEN)?, alloc.clone()).ok()?;
     let flags = if unmap { FLAG_UNMAP } else { 0 };
-    for range in ranges {
-        v.extend_from_slice(&range.sector.to_le_bytes());
-        v.extend_from_slice(&range.num_sectors.to_le_bytes());
-        v.extend_from_slice(&flags.to_le_bytes());
+    for (range, out) in ranges.iter().zip(buf.chunks_exact_mut(RANGE_LEN)) {
+        out[0..8].copy_from_slice(&range.sector.to_le_bytes());
+        out[8..12].copy_from_slice(&range.num_sectors.to_le_bytes());
+        out[12..16].copy_from_slice(&flags.to_le_bytes());
     }
-    Some(v.into_boxed_slice())
+    Some(buf)
 }
 
 fn decode_ranges(segments: &[u8]) -> Vec<SectorRange> {

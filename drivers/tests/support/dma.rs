@@ -9,10 +9,7 @@ use std::{
 
 use vireo_virtio::{
     DmaAllocator, DmaBuffer,
-    allocator_api2::{
-        alloc::{AllocError, Allocator, Layout},
-        vec::Vec as AVec,
-    },
+    allocator_api2::alloc::{AllocError, Allocator, Layout},
 };
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 
@@ -78,9 +75,7 @@ impl GuestDma {
 
     /// A DMA buffer holding `data`.
     pub fn buffer(&self, data: &[u8]) -> DmaBuffer<GuestDma> {
-        let mut v = AVec::with_capacity_in(data.len(), self.clone());
-        v.extend_from_slice(data);
-        v.into_boxed_slice()
+        DmaBuffer::from_slice_in(data, self.clone()).expect("guest memory has room")
     }
 
     /// Number of live allocations (to check that indirect tables are freed).

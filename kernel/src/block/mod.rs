@@ -53,11 +53,7 @@ pub type Completion = DriverCompletion<DeviceAlloc>;
 /// # Errors
 /// [`BlockError::OutOfMemory`] if the device memory pool is exhausted.
 pub fn buffer(len: usize) -> Result<Buffer, BlockError> {
-    let mut v = allocator_api2::vec::Vec::new_in(DeviceAlloc);
-    v.try_reserve_exact(len)
-        .map_err(|_| BlockError::OutOfMemory)?;
-    v.resize(len, 0);
-    Ok(v.into_boxed_slice())
+    Buffer::new_zeroed_in(len, DeviceAlloc).map_err(|_| BlockError::OutOfMemory)
 }
 
 static DEVICES: Once<Vec<BlockDevice>> = Once::new();

@@ -237,7 +237,8 @@ pub fn zeroing(dev: &BlockDevice, name: &str) {
             vireo::println!("zeroing: operation {i} not offered");
             continue;
         }
-        let (block, count) = (16 + 64 * i as u64, 32);
+        let count = (32 * vireo::testing::work_percent() / 100).max(1);
+        let block = 16 + 64 * i as u64;
         let mut data = vec![0u8; (count * bs) as usize];
         let generation = next_generation();
         fill_disk_pattern(&mut data, generation, block * bs);
@@ -264,7 +265,7 @@ pub fn zeroing(dev: &BlockDevice, name: &str) {
 pub fn copy_round_trip(dev: &BlockDevice, name: &str, blocks: u64) {
     let info = dev.info();
     let bs = u64::from(info.block_size);
-    let blocks = blocks.min(info.blocks / 2);
+    let blocks = (blocks * vireo::testing::work_percent() / 100).clamp(1, info.blocks / 2);
     let block = info.blocks - blocks - 1;
     let mut data = vec![0u8; (blocks * bs) as usize];
     let generation = next_generation();

@@ -232,8 +232,14 @@ impl PciConfig {
             // BAR0..BAR5, expansion ROM.
             0 => &[(0x10, 0x28), (0x30, 0x34)],
             // BAR0..BAR1, bus numbers, I/O, memory and prefetchable windows and their upper
-            // halves, expansion ROM.
-            1 => &[(0x10, 0x1B), (0x1C, 0x1E), (0x20, 0x34), (0x38, 0x3C)],
+            // halves, expansion ROM, bridge control (VGA/ISA forwarding, secondary reset).
+            1 => &[
+                (0x10, 0x1B),
+                (0x1C, 0x1E),
+                (0x20, 0x34),
+                (0x38, 0x3C),
+                (0x3E, 0x40),
+            ],
             // Unknown layouts: the whole predefined header.
             _ => &[(0x10, 0x40)],
         };

@@ -1,10 +1,10 @@
 //! When the 32-bit window cannot hold every BAR, the ones left over stay unassigned and their
 //! function does not decode memory; everything else is still placed and enabled.
 //!
-//! Needs qboot (what `xtask` boots with when it is installed): SeaBIOS fails its own placement of
-//! this configuration and never starts the kernel.
+//! Boots qboot explicitly: SeaBIOS fails its own placement of this configuration and never starts
+//! the kernel.
 //!
-//! vireo-test: qemu -vga none -device VGA,vgamem_mb=512 -device secondary-vga,vgamem_mb=512
+//! vireo-test: qemu -bios /usr/share/qemu/qboot.rom -vga none -device VGA,vgamem_mb=512 -device secondary-vga,vgamem_mb=512
 
 #![no_std]
 #![no_main]

@@ -7,7 +7,8 @@ use super::{
     capability::{
         CAP_ID_MSIX, CAP_ID_VENDOR, Capabilities, CapabilityError, MsixCapability, VendorCapability,
     },
-    config::{ConfigError, ConfigSpace, PciAddress, PciConfig},
+    config::{ConfigError, PciAddress, PciConfig},
+    config_space::ConfigSpace,
     regs,
     virtio::{VIRTIO_VENDOR_ID, VirtioCapKind, VirtioPciCap},
 };

@@ -5,7 +5,7 @@ use core::fmt;
 
 use super::{
     capability::{CapabilityError, VendorCapability},
-    config::ConfigSpace,
+    config_space::ConfigSpace,
 };
 
 /// virtio's PCI vendor ID.

@@ -1,4 +1,13 @@
-//! virtio device drivers (to come: see the README's roadmap).
+//! Vireo's virtio device drivers, on top of the virtqueue core (`vireo-virtio`).
+//!
+//! - [`blk`]: virtio-blk (virtio 1.2 §5.2).
+//!
+//! Drivers hold no waiting policy: they offer non-blocking submit and poll, and the kernel
+//! decides whether to wait for an interrupt or to poll.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
+
+pub mod blk;

@@ -23,6 +23,7 @@
 extern crate alloc;
 
 pub mod arch;
+pub mod block;
 pub mod console;
 pub mod exit;
 pub mod interrupts;
@@ -31,5 +32,8 @@ pub mod pci;
 pub mod rt;
 pub mod testing;
 pub mod time;
+pub mod virtio;
 
+pub use log;
 pub use rt::{Termination, boot_info};
+pub use vireo_boot as boot;

@@ -6,7 +6,7 @@ use spin::Once;
 use vireo_boot::BootInfo;
 
 use crate::{
-    console,
+    block, console,
     exit::{ExitCode, exit_qemu},
     interrupts, mm, pci, println, time,
 };
@@ -86,6 +86,7 @@ pub unsafe extern "C" fn vireo_kernel_entry(start_info: u64) -> ! {
     interrupts::init_apic();
     time::init();
     pci::init();
+    block::init();
     // SAFETY: `__vireo_app_main` is the application's entry, defined by `vireo::main!` with exactly
     // this signature; an image without it does not link.
     let code = unsafe { __vireo_app_main() };

@@ -19,6 +19,8 @@
 //! - `//! vireo-test: expect-failure TEXT` — the image must exit with the failure code and its serial
 //!   output must contain TEXT (for tests of the fault path itself).
 //! - `//! vireo-test: timeout SECS` — the hard limit for this image (default 60 s).
+//! - `//! vireo-test: verify-disk NAME` — after QEMU exits, check the image of `{disk:NAME:..}`
+//!   against the writes the guest reported with [`report_disk_write`] and [`report_disk_zero`].
 //! - `//! vireo-test: expect-timeout` — the image must still be running at its limit (tests of the
 //!   harness's own time limit).
 
@@ -47,4 +49,32 @@ macro_rules! test_main {
             $crate::testing::run(&[$((stringify!($case), $case as fn())),+]);
         }
     };
+}
+
+/// The byte a disk test writes at disk offset `offset` in write generation `generation`.
+///
+/// `xtask` checks disk images after QEMU exits with the same function (`xtask/src/diskcheck.rs`):
+/// keep the two identical.
+pub fn disk_pattern_byte(generation: u64, offset: u64) -> u8 {
+    let word = (offset / 8).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ generation.wrapping_mul(0xd6e8_feb8_6659_fd93);
+    (word >> ((offset % 8) * 8)) as u8
+}
+
+/// Fills `buf`, destined for disk offset `offset`, with generation `generation`'s pattern.
+pub fn fill_disk_pattern(buf: &mut [u8], generation: u64, offset: u64) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = disk_pattern_byte(generation, offset + i as u64);
+    }
+}
+
+/// Tells `xtask` that `len` bytes at `offset` of disk `disk` now hold generation `generation`'s
+/// pattern (directive `verify-disk DISK`). Report only writes the device completed successfully.
+pub fn report_disk_write(disk: &str, offset: u64, len: u64, generation: u64) {
+    println!("vireo-disk: {disk} write {offset} {len} {generation}");
+}
+
+/// Tells `xtask` that `len` bytes at `offset` of disk `disk` now read as zeroes.
+pub fn report_disk_zero(disk: &str, offset: u64, len: u64) {
+    println!("vireo-disk: {disk} zero {offset} {len}");
 }

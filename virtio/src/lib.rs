@@ -1,4 +1,38 @@
-//! The virtqueue core (to come: see the README's roadmap).
+//! Vireo's virtqueue core: split (virtio 1.2 §2.7) and packed (§2.8) rings, buffer tokens and
+//! feature negotiation, with no kernel code.
+//!
+//! The kernel plugs in through two traits: [`DmaAllocator`] (device memory and
+//! virtual→physical translation) and [`Notifier`] (driver→device notification). Both ring
+//! layouts implement [`Virtq`]. The device is not trusted: every value it writes into ring
+//! memory is checked before use (see [`QueueError`]).
 
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
+
+extern crate alloc;
+
+mod barrier;
+#[allow(unsafe_code)]
+mod dma;
+mod error;
+pub mod features;
+mod indirect;
+mod inflight;
+mod packed;
+mod split;
+mod token;
+pub mod transport;
+mod virtq;
+
+pub use allocator_api2;
+pub use virtio_spec;
+
+pub use crate::{
+    dma::{DmaAllocator, Notifier},
+    error::{DispatchError, FeatureError, QueueError},
+    features::negotiate,
+    packed::PackedVq,
+    split::SplitVq,
+    token::{AvailBufferToken, BufferType, DmaBuffer, UsedBufferToken},
+    virtq::{RingAddresses, Virtq},
+};

@@ -17,6 +17,51 @@ pub struct Directives {
     pub timeout: Option<Duration>,
     /// The image must still be running when its time limit kills it (tests of the harness itself).
     pub expect_timeout: bool,
+    /// Disks (`{disk:NAME:SIZE}` names) to check against the guest's write reports after QEMU exits.
+    pub verify_disks: Vec<String>,
+    /// Axes `KEY=v1,v2,...`: the image boots once per combination, with `{KEY}` in its `qemu` and
+    /// `append` directives replaced by the combination's value.
+    pub matrix: Vec<(String, Vec<String>)>,
+}
+
+impl Directives {
+    /// One `(label, directives)` per combination of the matrix axes (one unlabelled entry without
+    /// a matrix).
+    pub fn expand(&self) -> Vec<(String, Directives)> {
+        let mut combos: Vec<Vec<(&str, &str)>> = vec![Vec::new()];
+        for (key, values) in &self.matrix {
+            combos = combos
+                .iter()
+                .flat_map(|c| {
+                    values.iter().map(move |v| {
+                        let mut c = c.clone();
+                        c.push((key.as_str(), v.as_str()));
+                        c
+                    })
+                })
+                .collect();
+        }
+        combos
+            .into_iter()
+            .map(|combo| {
+                let subst = |s: &String| {
+                    combo
+                        .iter()
+                        .fold(s.clone(), |s, (k, v)| s.replace(&format!("{{{k}}}"), v))
+                };
+                let label = combo
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let mut d = self.clone();
+                d.qemu = self.qemu.iter().map(subst).collect();
+                d.append = self.append.iter().map(subst).collect();
+                d.matrix.clear();
+                (label, d)
+            })
+            .collect()
+    }
 }
 
 /// Reads the directives with `prefix` (`vireo-test:` or `vireo-run:`) from `source`.
@@ -44,6 +89,18 @@ pub fn parse(text: &str, prefix: &str) -> Result<Directives, String> {
             "append" => d.append.extend(value.split_whitespace().map(String::from)),
             "expect-failure" if !value.is_empty() => d.expect_failure = Some(value.to_string()),
             "expect-timeout" => d.expect_timeout = true,
+            "matrix" => {
+                for axis in value.split_whitespace() {
+                    let (key, values) = axis
+                        .split_once('=')
+                        .ok_or_else(|| format!("matrix axis `{axis}` is not KEY=v1,v2"))?;
+                    d.matrix.push((
+                        key.to_string(),
+                        values.split(',').map(String::from).collect(),
+                    ));
+                }
+            }
+            "verify-disk" if !value.is_empty() => d.verify_disks.push(value.to_string()),
             "timeout" => {
                 let secs: u64 = value
                     .parse()
@@ -71,6 +128,24 @@ mod tests {
         assert_eq!(d.timeout, Some(Duration::from_secs(9)));
         assert_eq!(d.expect_failure.as_deref(), Some("page fault at"));
         assert_eq!(parse(text, "vireo-run:").unwrap().qemu, ["-no"]);
+    }
+
+    #[test]
+    fn matrix_expands_every_combination() {
+        let text = "//! vireo-test: matrix packed=on,off q=16,1024,7\n\
+                    //! vireo-test: qemu -device x,packed={packed},queue-size={q}\n\
+                    //! vireo-test: append size={q}\n";
+        let combos = parse(text, "vireo-test:").unwrap().expand();
+        assert_eq!(combos.len(), 6);
+        assert_eq!(combos[0].0, "packed=on,q=16");
+        assert_eq!(combos[0].1.qemu, ["-device", "x,packed=on,queue-size=16"]);
+        assert_eq!(combos[5].1.qemu, ["-device", "x,packed=off,queue-size=7"]);
+        assert_eq!(combos[5].1.append, ["size=7"]);
+        let plain = parse("//! vireo-test: qemu -a\n", "vireo-test:")
+            .unwrap()
+            .expand();
+        assert_eq!(plain.len(), 1);
+        assert_eq!(plain[0].0, "");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod artifacts;
 mod directives;
+mod diskcheck;
 mod qemu;
 mod setup;
 mod test;

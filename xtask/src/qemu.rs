@@ -132,7 +132,7 @@ fn expand_disks(arg: &str, scope: &str) -> Result<String, String> {
         let (name, size) = spec
             .split_once(':')
             .ok_or_else(|| format!("`{{disk:{spec}}}` needs NAME:SIZE"))?;
-        let path = create_disk(&format!("{scope}-{name}"), parse_size(size)?)?;
+        let path = create_disk(&disk_path(scope, name), parse_size(size)?)?;
         out.push_str(&path.display().to_string());
         rest = &rest[start + end + 1..];
     }
@@ -158,11 +158,18 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("size `{s}` overflows"))
 }
 
-/// Creates (or empties) `target/vireo-disks/NAME.img` with `size` zero bytes.
-pub fn create_disk(name: &str, size: u64) -> Result<PathBuf, String> {
-    let dir = artifacts::target_dir().join("vireo-disks");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let path = dir.join(format!("{name}.img"));
+/// Where the disk `{disk:NAME:...}` of the image or command `scope` lives.
+pub fn disk_path(scope: &str, name: &str) -> PathBuf {
+    artifacts::target_dir()
+        .join("vireo-disks")
+        .join(format!("{scope}-{name}.img"))
+}
+
+/// Creates (or empties) the image at `path` with `size` zero bytes.
+pub fn create_disk(path: &Path, size: u64) -> Result<PathBuf, String> {
+    let dir = path.parent().expect("disk paths have a directory");
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let path = path.to_path_buf();
     let file =
         std::fs::File::create(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
     file.set_len(size)

@@ -15,6 +15,7 @@ use crate::{
     Common, artifacts,
     artifacts::Image,
     directives::{self, Directives},
+    diskcheck,
     qemu::{self, Accel, Outcome},
 };
 
@@ -135,19 +136,66 @@ fn parse_libtest_result(line: &str) -> Option<Tally> {
     })
 }
 
+/// One boot of a test image: one combination of its matrix.
+struct Job<'a> {
+    image: &'a Image,
+    /// `qemu:NAME` or `qemu:NAME[k=v,...]`.
+    label: String,
+    /// Names the job's disk images.
+    scope: String,
+    dirs: Directives,
+}
+
+/// The jobs of every image; an image whose directives do not parse is a failure right away.
+fn jobs(images: &[Image]) -> (Vec<Job<'_>>, Tally) {
+    let mut jobs = Vec::new();
+    let mut failed = Tally::default();
+    for image in images {
+        match directives::parse_file(&image.source, "vireo-test:") {
+            Ok(dirs) => {
+                let combos = dirs.expand();
+                let single = combos.len() == 1;
+                for (i, (combo, dirs)) in combos.into_iter().enumerate() {
+                    let (label, scope) = if single {
+                        (format!("qemu:{}", image.name), image.name.clone())
+                    } else {
+                        (
+                            format!("qemu:{}[{combo}]", image.name),
+                            format!("{}-{i}", image.name),
+                        )
+                    };
+                    jobs.push(Job {
+                        image,
+                        label,
+                        scope,
+                        dirs,
+                    });
+                }
+            }
+            Err(e) => {
+                println!("test qemu:{} ... FAILED\n  {e}", image.name);
+                failed.failed += 1;
+            }
+        }
+    }
+    (jobs, failed)
+}
+
 fn qemu_tests(images: &[Image], accel: Accel, extra: &[String]) -> Tally {
+    let (jobs, failed) = jobs(images);
+    println!("running {} QEMU boots", jobs.len());
     let next = AtomicUsize::new(0);
-    let total = Mutex::new(Tally::default());
-    let jobs = thread::available_parallelism()
+    let total = Mutex::new(failed);
+    let threads = thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .min(images.len().max(1));
+        .min(jobs.len().max(1));
     thread::scope(|s| {
-        for _ in 0..jobs {
+        for _ in 0..threads {
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(image) = images.get(i) else { break };
-                    let (tally, report) = run_image(image, accel, extra);
+                    let Some(job) = jobs.get(i) else { break };
+                    let (tally, report) = run_job(job, accel, extra);
                     print!("{report}");
                     *total.lock().expect("no panics while holding it") += tally;
                 }
@@ -166,8 +214,9 @@ struct Boot {
     timed_out: bool,
 }
 
-fn boot(image: &Image, dirs: &Directives, accel: Accel, extra: &[String]) -> Result<Boot, String> {
-    let mut cmd = qemu::command(&image.path, accel, dirs, "", &image.name)?;
+fn boot(job: &Job<'_>, accel: Accel, extra: &[String]) -> Result<Boot, String> {
+    let dirs = &job.dirs;
+    let mut cmd = qemu::command(&job.image.path, accel, dirs, "", &job.scope)?;
     cmd.args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -214,22 +263,10 @@ fn boot(image: &Image, dirs: &Directives, accel: Accel, extra: &[String]) -> Res
     })
 }
 
-/// Boots one image and judges it; returns the tally and the text to print.
-fn run_image(image: &Image, accel: Accel, extra: &[String]) -> (Tally, String) {
-    let name = format!("qemu:{}", image.name);
-    let dirs = match directives::parse_file(&image.source, "vireo-test:") {
-        Ok(d) => d,
-        Err(e) => {
-            return (
-                Tally {
-                    passed: 0,
-                    failed: 1,
-                },
-                format!("test {name} ... FAILED\n  {e}\n"),
-            );
-        }
-    };
-    let b = match boot(image, &dirs, accel, extra) {
+/// Boots one job and judges it; returns the tally and the text to print.
+fn run_job(job: &Job<'_>, accel: Accel, extra: &[String]) -> (Tally, String) {
+    let (name, dirs) = (&job.label, &job.dirs);
+    let b = match boot(job, accel, extra) {
         Ok(b) => b,
         Err(e) => {
             return (
@@ -241,7 +278,20 @@ fn run_image(image: &Image, accel: Accel, extra: &[String]) -> (Tally, String) {
             );
         }
     };
-    let (tally, verdict) = judge(&dirs, &b);
+    let (mut tally, mut verdict) = judge(dirs, &b);
+    for disk in &dirs.verify_disks {
+        match diskcheck::verify(&qemu::disk_path(&job.scope, disk), disk, &b.serial) {
+            Ok(sectors) if sectors > 0 => tally.passed += 1,
+            Ok(_) => {
+                tally.failed += 1;
+                verdict = format!("disk {disk}: the guest reported no writes to check");
+            }
+            Err(e) => {
+                tally.failed += 1;
+                verdict = e;
+            }
+        }
+    }
     let mut report = String::new();
     let secs = b.elapsed.as_secs_f64();
     if tally.failed == 0 {

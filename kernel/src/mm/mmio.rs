@@ -1,6 +1,18 @@
-//! Uncached mappings of device registers.
+//! Uncached mappings of device registers, in their own virtual window.
 
 use core::{fmt, ptr::NonNull};
+
+use x86_64::{
+    PhysAddr, VirtAddr,
+    structures::paging::{Page, PageTableFlags, PhysFrame},
+};
+
+use super::{
+    MMIO_BASE, MMIO_SIZE,
+    frames::FRAME_SIZE,
+    paging::{map_locked, unmap_locked},
+    space,
+};
 
 /// Why a mapping could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -9,8 +21,16 @@ pub enum MapError {
     OutOfFrames,
     /// No virtual space was left in the window the mapping comes from.
     OutOfVirtualSpace,
-    /// The physical range wraps around or is beyond what the CPU can address.
+    /// The physical range wraps around or is beyond what the CPU can address, or the virtual
+    /// address is not canonical.
     BadRange,
+    /// An address that must be page-aligned is not.
+    Unaligned,
+    /// The virtual page is already mapped (possibly as part of a larger page).
+    AlreadyMapped,
+    /// The virtual address belongs to a range the kernel manages itself (the null page, the image,
+    /// the direct map, the MMIO window).
+    ReservedVirtual,
 }
 
 impl fmt::Display for MapError {
@@ -19,6 +39,9 @@ impl fmt::Display for MapError {
             Self::OutOfFrames => "out of physical frames for page tables",
             Self::OutOfVirtualSpace => "out of virtual address space",
             Self::BadRange => "physical range not addressable",
+            Self::Unaligned => "address not page-aligned",
+            Self::AlreadyMapped => "virtual page already mapped",
+            Self::ReservedVirtual => "virtual address reserved for the kernel",
         })
     }
 }
@@ -109,20 +132,85 @@ impl Mmio {
     mmio_access!(read_u64, write_u64, u64);
 }
 
+/// The highest physical address plus one that a page-table entry can name (52 bits).
+const PHYS_LIMIT: u64 = 1 << 52;
+
 /// Maps `len` bytes of device registers at physical `phys` uncached, at any physical address.
 ///
-/// Provisional: until the kernel's own page tables exist this returns the boot identity mapping,
-/// which covers only the first 4 GiB.
+/// The mapping lives in the MMIO window (`MMIO_BASE`, 4 KiB pages, `PCD | PWT` so the default PAT
+/// makes it uncacheable, `NO_EXECUTE` where enabled); each mapping is followed by an unmapped
+/// guard page. `phys` need not be page-aligned: the returned [`Mmio`] points at `phys` itself.
+/// A zero `len` maps one byte's page. Give the mapping back with [`unmap_mmio`].
+///
+/// # Errors
+/// [`MapError::BadRange`] if the range wraps or passes the CPU's physical address width
+/// (MAXPHYADDR), [`MapError::OutOfVirtualSpace`]
+/// when the window is used up (it is never reused), [`MapError::OutOfFrames`] if a page table
+/// cannot be allocated.
 ///
 /// # Safety
 /// Every aligned volatile access to the range must be unable to break memory safety (the registers
 /// must not, e.g., start a DMA into memory the kernel owns without the driver's consent).
 pub unsafe fn map_mmio(phys: u64, len: usize) -> Result<Mmio, MapError> {
-    let end = phys.checked_add(len as u64).ok_or(MapError::BadRange)?;
-    if end > vireo_boot::EARLY_IDENTITY_LIMIT || phys == 0 {
-        return Err(MapError::BadRange);
-    }
-    let virt = NonNull::new(phys as *mut u8).ok_or(MapError::BadRange)?;
-    // SAFETY: the boot tables identity-map the first 4 GiB; the caller vouches for the registers.
+    let end = phys
+        .checked_add(len.max(1) as u64)
+        .filter(|&end| end <= PHYS_LIMIT)
+        .ok_or(MapError::BadRange)?;
+    let first = phys & !(FRAME_SIZE - 1);
+    let pages = (end - first).div_ceil(FRAME_SIZE);
+    let flags = PageTableFlags::PRESENT
+        | PageTableFlags::WRITABLE
+        | PageTableFlags::NO_CACHE
+        | PageTableFlags::WRITE_THROUGH
+        | PageTableFlags::NO_EXECUTE;
+    let base = space::with(|m| {
+        if end > m.phys_limit {
+            return Err(MapError::BadRange);
+        }
+        let base = m.mmio_next;
+        let next = base + (pages + 1) * FRAME_SIZE;
+        if next > MMIO_BASE + MMIO_SIZE {
+            return Err(MapError::OutOfVirtualSpace);
+        }
+        for i in 0..pages {
+            let page = Page::containing_address(VirtAddr::new(base + i * FRAME_SIZE));
+            let frame = PhysFrame::containing_address(PhysAddr::new(first + i * FRAME_SIZE));
+            // SAFETY: the window's pages above `mmio_next` are unused; the caller vouches for the
+            // registers.
+            if let Err(e) = unsafe { map_locked(m, page, frame, flags) } {
+                for j in 0..i {
+                    let page = Page::containing_address(VirtAddr::new(base + j * FRAME_SIZE));
+                    unmap_locked(m, page).expect("an MMIO page mapped just now");
+                }
+                return Err(e);
+            }
+        }
+        m.mmio_next = next;
+        Ok(base)
+    })?;
+    let virt = NonNull::new((base + (phys - first)) as *mut u8).ok_or(MapError::BadRange)?;
+    // SAFETY: `[virt, virt + len)` maps `[phys, phys + len)` uncached until `unmap_mmio` consumes
+    // the value; the caller vouches for the registers.
     Ok(unsafe { Mmio::from_raw(virt, phys, len) })
+}
+
+/// Removes a mapping made by [`map_mmio`] (its virtual range is not reused).
+///
+/// # Panics
+/// If `mmio` does not lie in the MMIO window or its pages are not mapped: it did not come from
+/// [`map_mmio`].
+pub fn unmap_mmio(mmio: Mmio) {
+    let virt = mmio.as_ptr() as u64;
+    let first = virt & !(FRAME_SIZE - 1);
+    let end = virt + mmio.len().max(1) as u64;
+    assert!(
+        first >= MMIO_BASE && end <= MMIO_BASE + MMIO_SIZE,
+        "unmap_mmio of a mapping outside the MMIO window"
+    );
+    space::with(|m| {
+        for page in (first..end).step_by(FRAME_SIZE as usize) {
+            unmap_locked(m, Page::containing_address(VirtAddr::new(page)))
+                .expect("unmap_mmio of a mapping that is not mapped");
+        }
+    });
 }

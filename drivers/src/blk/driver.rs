@@ -1,0 +1,399 @@
+//! [`BlkDriver`]: initialisation, submission, completion and recovery.
+
+use alloc::{boxed::Box, collections::VecDeque, vec::Vec};
+use core::fmt;
+
+use vireo_virtio::{
+    BufferType, DmaAllocator, QueueError, Virtq,
+    transport::{Device, InterruptCause, Transport, TransportError, WaitBudget},
+    virtio_spec::{DeviceStatus, F},
+};
+
+use super::{
+    completion::Completion,
+    config::{BlkInfo, BlkOptions, DISCARD, MQ, WRITE_ZEROES},
+    error::{BlkError, SubmitError},
+    request::{Request, RequestId, RequestKind},
+};
+
+/// The virtio device type of a block device (virtio 1.2 §5).
+const DEVICE_TYPE_BLOCK: u16 = 2;
+
+/// A virtio-blk device driver, generic over the transport and the DMA allocator.
+///
+/// It has no waiting policy: [`submit`](Self::submit) and [`poll`](Self::poll) never block, and
+/// the kernel chooses between interrupts ([`enable_notifications`](Self::enable_notifications),
+/// MSI-X vectors given at initialisation) and polling.
+pub struct BlkDriver<T: Transport, A: DmaAllocator + 'static> {
+    device: Device<T>,
+    alloc: A,
+    options: BlkOptions,
+    info: BlkInfo,
+    /// Empty while the driver is not operational (after a failed re-initialisation).
+    queues: Vec<Box<dyn Virtq<A> + Send>>,
+    buffer_type: BufferType,
+    /// Most data segments the smallest queue can carry (its size minus header and status).
+    queue_segment_limit: u32,
+    next_id: u64,
+}
+
+impl<T: Transport, A: DmaAllocator + 'static> fmt::Debug for BlkDriver<T, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlkDriver")
+            .field("options", &self.options)
+            .field("info", &self.info)
+            .field("queues", &self.queues.len())
+            .field("buffer_type", &self.buffer_type)
+            .field("next_id", &self.next_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T, A> BlkDriver<T, A>
+where
+    T: Transport,
+    T::Notifier: Send + 'static,
+    A: DmaAllocator + Send + 'static,
+{
+    /// Initialises the device (virtio 1.2 §3.1.1): reset, feature negotiation for `options`,
+    /// configuration read and check, one queue per request queue — queue `i` gets MSI-X vector
+    /// `vectors[i]` (`None` or missing: no vector) — and `DRIVER_OK`.
+    ///
+    /// # Errors
+    /// [`BlkError::Transport`] (wrong device type, timeout, features rejected, queue setup),
+    /// [`BlkError::BadCapacity`]. The device is left `FAILED`.
+    pub fn new(
+        transport: T,
+        alloc: A,
+        options: BlkOptions,
+        vectors: &[Option<u16>],
+        budget: &mut WaitBudget<'_>,
+    ) -> Result<Self, BlkError> {
+        let device = Device::init(transport, DEVICE_TYPE_BLOCK, options.wanted(), budget)?;
+        let buffer_type = if device.features().contains(F::INDIRECT_DESC) {
+            BufferType::Indirect
+        } else {
+            BufferType::Direct
+        };
+        let mut driver = Self {
+            device,
+            alloc,
+            options,
+            info: BlkInfo::empty(),
+            queues: Vec::new(),
+            buffer_type,
+            queue_segment_limit: 0,
+            next_id: 0,
+        };
+        if let Err(e) = driver.configure(vectors) {
+            driver.queues.clear();
+            driver.device.fail();
+            return Err(e);
+        }
+        Ok(driver)
+    }
+
+    /// Reads the configuration, creates the queues and sets `DRIVER_OK`.
+    fn configure(&mut self, vectors: &[Option<u16>]) -> Result<(), BlkError> {
+        let mut info = BlkInfo::read(&self.device)?;
+        let count = if self.device.features().contains(MQ) {
+            info.num_queues.min(self.options.queues.max(1))
+        } else {
+            1
+        };
+        let mut queues = Vec::with_capacity(usize::from(count));
+        for index in 0..count {
+            let vector = vectors.get(usize::from(index)).copied().flatten();
+            let vq = self.device.create_queue(
+                index,
+                self.options.queue_size,
+                self.alloc.clone(),
+                vector,
+            )?;
+            queues.push(vq);
+        }
+        let smallest = queues.iter().map(|q| q.size()).min().unwrap_or(0);
+        // Header and status take two descriptors of the chain; a chain, indirect or not, may not
+        // be longer than the queue size (§2.7.5.3.1, §2.8.18).
+        self.queue_segment_limit = u32::from(smallest).saturating_sub(2);
+        info.max_segments = info.seg_max.min(self.queue_segment_limit);
+        info.queues = count;
+        self.device.driver_ok()?;
+        self.info = info;
+        self.queues = queues;
+        Ok(())
+    }
+
+    /// Whether the device can carry out requests of `kind` (writes: not on a read-only device;
+    /// flush, discard and write-zeroes: only when negotiated).
+    #[must_use]
+    pub fn supports(&self, kind: RequestKind) -> bool {
+        let features = self.device.features();
+        match kind {
+            RequestKind::Read | RequestKind::GetId => true,
+            RequestKind::Write => !self.info.read_only,
+            RequestKind::Flush => self.info.flush,
+            RequestKind::Discard => !self.info.read_only && features.contains(DISCARD),
+            RequestKind::WriteZeroes => !self.info.read_only && features.contains(WRITE_ZEROES),
+        }
+    }
+
+    /// Routes configuration-change notifications to MSI-X table entry `vector` (`None`: none).
+    /// A device reset forgets it: set it again after [`reset_and_reinit`](Self::reset_and_reinit).
+    ///
+    /// # Errors
+    /// [`BlkError::Transport`] if the device refuses the vector.
+    pub fn set_config_vector(&mut self, vector: Option<u16>) -> Result<(), BlkError> {
+        Ok(self.device.transport_mut().set_config_vector(vector)?)
+    }
+
+    /// What the driver knows about the disk and the limits requests are checked against.
+    #[must_use]
+    pub fn info(&self) -> &BlkInfo {
+        &self.info
+    }
+
+    /// The negotiated features.
+    #[must_use]
+    pub fn features(&self) -> F {
+        self.device.features()
+    }
+
+    /// Number of request queues (0 while not operational).
+    #[must_use]
+    pub fn queue_count(&self) -> u16 {
+        self.queues.len() as u16
+    }
+
+    fn queue(&mut self, queue: u16) -> Result<&mut Box<dyn Virtq<A> + Send>, BlkError> {
+        if self.queues.is_empty() {
+            return Err(BlkError::NotReady);
+        }
+        self.queues
+            .get_mut(usize::from(queue))
+            .ok_or(BlkError::NoSuchQueue)
+    }
+
+    /// Checks `request` and makes it available on `queue`, notifying the device if it asked.
+    /// Completes later through [`poll`](Self::poll), with the returned id.
+    ///
+    /// A request whose chain has more than one descriptor (all of them do) uses one indirect
+    /// table when `VIRTIO_F_INDIRECT_DESC` was negotiated, a direct chain otherwise.
+    ///
+    /// # Errors
+    /// Nothing reaches the device, and the request comes back with its buffers: validation
+    /// errors (see [`BlkError`]), [`BlkError::QueueFull`], [`BlkError::AllocFailed`],
+    /// [`BlkError::NoSuchQueue`], [`BlkError::NotReady`].
+    pub fn submit(&mut self, queue: u16, request: Request<A>) -> Result<RequestId, SubmitError<A>> {
+        let (buffer_type, id) = (self.buffer_type, RequestId(self.next_id));
+        let refuse = |error, request| SubmitError { error, request };
+        if let Err(error) = self.queue(queue) {
+            return Err(refuse(error, request));
+        }
+        if let Err(error) = request.validate(&self.info) {
+            return Err(refuse(error, request));
+        }
+        let token = request
+            .into_token(id, &self.alloc)
+            .map_err(|(error, request)| refuse(error, request))?;
+        let vq = &mut self.queues[usize::from(queue)];
+        match vq.dispatch(token, buffer_type) {
+            Ok(_notified) => {
+                self.next_id += 1;
+                Ok(id)
+            }
+            Err(e) => Err(refuse(queue_error(e.error), Request::from_token(e.token))),
+        }
+    }
+
+    /// Submits requests from the front of `requests` on `queue` and notifies the device once
+    /// for all of them (if it asked). The id of each submitted request is pushed onto `ids`, in
+    /// order, and the request is removed from `requests`.
+    ///
+    /// # Errors
+    /// At the first request that cannot be submitted (the same reasons as
+    /// [`submit`](Self::submit)): the requests before it are submitted, and it and the rest
+    /// stay in `requests`, intact, the failing one at the front.
+    pub fn submit_batch(
+        &mut self,
+        queue: u16,
+        requests: &mut VecDeque<Request<A>>,
+        ids: &mut Vec<RequestId>,
+    ) -> Result<(), BlkError> {
+        self.queue(queue)?;
+        let mut tokens = VecDeque::with_capacity(requests.len());
+        let mut first_id = self.next_id;
+        let mut refused = None;
+        while let Some(request) = requests.pop_front() {
+            if let Err(e) = request.validate(&self.info) {
+                requests.push_front(request);
+                refused = Some(e);
+                break;
+            }
+            let id = RequestId(first_id + tokens.len() as u64);
+            match request.into_token(id, &self.alloc) {
+                Ok(token) => tokens.push_back(token),
+                Err((e, request)) => {
+                    requests.push_front(request);
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        let total = tokens.len();
+        let vq = &mut self.queues[usize::from(queue)];
+        let dispatched = if total == 0 {
+            Ok(false)
+        } else {
+            vq.dispatch_batch(&mut tokens, self.buffer_type)
+        };
+        let submitted = total - tokens.len();
+        for _ in 0..submitted {
+            ids.push(RequestId(first_id));
+            first_id += 1;
+        }
+        self.next_id = first_id;
+        // Give back what was not made available, in order, in front of the refused rest.
+        while let Some(token) = tokens.pop_back() {
+            requests.push_front(Request::from_token(token));
+        }
+        match (dispatched, refused) {
+            (Err(e), _) => Err(queue_error(e)),
+            (Ok(_), Some(e)) => Err(e),
+            (Ok(_), None) => Ok(()),
+        }
+    }
+
+    /// Takes the next request the device finished on `queue`, if any (any order).
+    ///
+    /// The device's answer is checked: status byte, used length and (get-id) the id string;
+    /// a bad answer is an error in [`Completion::result`], with the buffers.
+    ///
+    /// # Errors
+    /// [`BlkError::Queue`] when the device broke the ring protocol (nothing is lost: call
+    /// [`reset_and_reinit`](Self::reset_and_reinit), which completes every request in flight);
+    /// [`BlkError::NoSuchQueue`], [`BlkError::NotReady`].
+    pub fn poll(&mut self, queue: u16) -> Result<Option<Completion<A>>, BlkError> {
+        let used = self.queue(queue)?.poll().map_err(BlkError::Queue)?;
+        Ok(used.map(Completion::from_used))
+    }
+
+    /// Asks the device for used-buffer notifications on `queue` (interrupt-driven completion).
+    ///
+    /// Returns `true` if completions are already pending: poll before waiting for an interrupt.
+    ///
+    /// # Errors
+    /// [`BlkError::NoSuchQueue`], [`BlkError::NotReady`].
+    pub fn enable_notifications(&mut self, queue: u16) -> Result<bool, BlkError> {
+        Ok(self.queue(queue)?.enable_notifications())
+    }
+
+    /// Asks the device not to send used-buffer notifications on `queue` (polling; a hint).
+    ///
+    /// # Errors
+    /// [`BlkError::NoSuchQueue`], [`BlkError::NotReady`].
+    pub fn disable_notifications(&mut self, queue: u16) -> Result<(), BlkError> {
+        self.queue(queue)?.disable_notifications();
+        Ok(())
+    }
+
+    /// Requests submitted on `queue` and not yet completed (0 for a queue that does not exist).
+    #[must_use]
+    pub fn in_flight(&self, queue: u16) -> usize {
+        self.queues
+            .get(usize::from(queue))
+            .map_or(0, |q| q.in_flight())
+    }
+
+    /// Whether the device reports `DEVICE_NEEDS_RESET`.
+    #[must_use]
+    pub fn needs_reset(&self) -> bool {
+        self.device.needs_reset()
+    }
+
+    /// Reads and acknowledges the interrupt status (INTx or polling).
+    pub fn ack_interrupt(&mut self) -> InterruptCause {
+        self.device.transport_mut().ack_interrupt()
+    }
+
+    /// Handles a configuration-change notification: re-reads the configuration (a resized disk
+    /// shows in [`BlkInfo::capacity`]). Returns whether the capacity changed.
+    ///
+    /// # Errors
+    /// [`BlkError::NeedsReset`] if the notification meant the device needs a reset;
+    /// [`BlkError::Transport`], [`BlkError::BadCapacity`] (the old information is kept).
+    pub fn config_changed(&mut self) -> Result<bool, BlkError> {
+        if self.device.needs_reset() {
+            return Err(BlkError::NeedsReset);
+        }
+        let mut info = BlkInfo::read(&self.device)?;
+        info.queues = self.info.queues;
+        info.max_segments = info.seg_max.min(self.queue_segment_limit);
+        let changed = info.capacity != self.info.capacity;
+        self.info = info;
+        Ok(changed)
+    }
+
+    /// Recovers from `DEVICE_NEEDS_RESET` or a queue protocol error: resets the device, completes
+    /// every request that was in flight (pushed onto `completed` with their buffers, whether or
+    /// not re-initialisation then succeeds: those the device had already finished with their
+    /// result, the others with [`BlkError::DeviceReset`]), renegotiates the same
+    /// features, re-reads the configuration and re-creates the queues with the MSI-X `vectors`
+    /// (as in [`new`](Self::new)).
+    ///
+    /// # Errors
+    /// - [`BlkError::Transport`] with [`TransportError::Timeout`] if the device does not finish
+    ///   its reset: it may still access the buffers, so they stay with the queues and nothing is
+    ///   completed; call again (or give up on the device).
+    /// - Any re-initialisation failure: the device is left `FAILED` and the driver not
+    ///   operational ([`BlkError::NotReady`]) until a later call succeeds.
+    pub fn reset_and_reinit(
+        &mut self,
+        budget: &mut WaitBudget<'_>,
+        vectors: &[Option<u16>],
+        completed: &mut Vec<Completion<A>>,
+    ) -> Result<(), BlkError> {
+        self.device.reset(budget)?;
+        // The device has stopped using the rings: the buffers are ours again. Requests it had
+        // already finished keep their real (checked) result; the rest end with `DeviceReset`.
+        // A protocol error stops the harvest of that queue, and its remaining requests end
+        // with `DeviceReset` too.
+        for mut vq in self.queues.drain(..) {
+            while let Ok(Some(used)) = vq.poll() {
+                completed.push(Completion::from_used(used));
+            }
+            completed.extend(vq.reset().into_iter().map(Completion::from_reset));
+        }
+        let result = self.renegotiate().and_then(|()| self.configure(vectors));
+        if result.is_err() {
+            self.queues.clear();
+            self.device.fail();
+        }
+        result
+    }
+
+    /// Steps 2–6 of §3.1.1 after a reset, accepting the features negotiated at initialisation.
+    fn renegotiate(&mut self) -> Result<(), BlkError> {
+        let features = self.device.features();
+        let t = self.device.transport_mut();
+        t.set_status(DeviceStatus::ACKNOWLEDGE);
+        t.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
+        if !t.device_features().contains(features) {
+            return Err(TransportError::FeaturesRejected.into());
+        }
+        t.set_driver_features(features);
+        t.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER | DeviceStatus::FEATURES_OK);
+        if !t.status().contains(DeviceStatus::FEATURES_OK) {
+            return Err(TransportError::FeaturesRejected.into());
+        }
+        Ok(())
+    }
+}
+
+fn queue_error(e: QueueError) -> BlkError {
+    match e {
+        QueueError::QueueFull => BlkError::QueueFull,
+        QueueError::AllocFailed => BlkError::AllocFailed,
+        other => BlkError::Queue(other),
+    }
+}

@@ -1,0 +1,78 @@
+//! Block devices: every virtio-blk function found on the PCI bus, driven by
+//! [`vireo_drivers::blk`] over the modern virtio-pci transport.
+//!
+//! Two ways to do I/O, both at the device's logical block granularity:
+//!
+//! - Blocking calls on a [`BlockDevice`]: [`read`](BlockDevice::read) / [`write`](BlockDevice::write)
+//!   copy through device memory and split to the device's request limits;
+//!   [`read_buffer`](BlockDevice::read_buffer) / [`write_buffer`](BlockDevice::write_buffer) hand a
+//!   [`Buffer`] to the device without copying; [`flush`](BlockDevice::flush),
+//!   [`discard`](BlockDevice::discard), [`write_zeroes`](BlockDevice::write_zeroes).
+//! - Deep queues: [`submit`](BlockDevice::submit) (or [`submit_batch`](BlockDevice::submit_batch),
+//!   one notification for many requests) any number of [`Request`]s up to the queue's capacity,
+//!   then take [`Completion`]s back with [`wait`](BlockDevice::wait) or
+//!   [`poll`](BlockDevice::poll) — in whatever order the device finishes them.
+//!
+//! Completions are interrupt-driven (one MSI-X vector per queue, one for configuration changes,
+//! notifications suppressed while the driver is not waiting, `VIRTIO_F_EVENT_IDX` when offered) or
+//! polled (`vireo.blk.polled=1`, or [`BlockDevice::set_polled`]). Every wait is bounded by the
+//! device's timeout ([`BlockDevice::set_timeout`], 10 s by default).
+//!
+//! Command-line options, read at probe time: `vireo.blk.packed=0` (refuse the packed ring even if
+//! offered), `vireo.blk.indirect=0`, `vireo.blk.event_idx=0`, `vireo.blk.queues=N` (request
+//! queues wanted, default 4), `vireo.blk.queue_size=N` (default: the device's maximum up to 1024),
+//! `vireo.blk.polled=1`.
+
+mod device;
+mod error;
+mod probe;
+
+use alloc::vec::Vec;
+
+use spin::Once;
+pub use vireo_drivers::blk::{
+    BlkError, BlkInfo, Completion as DriverCompletion, Output, Request, RequestId, RequestKind,
+    SECTOR_SIZE, SectorRange,
+};
+use vireo_virtio::DmaBuffer;
+
+pub use self::{
+    device::{BlockDevice, BlockInfo},
+    error::BlockError,
+};
+use crate::mm::DeviceAlloc;
+
+/// A buffer in device memory, handed to a device without copying.
+pub type Buffer = DmaBuffer<DeviceAlloc>;
+
+/// A finished request: its id, the caller's buffers back, and the outcome.
+pub type Completion = DriverCompletion<DeviceAlloc>;
+
+/// A zeroed [`Buffer`] of `len` bytes.
+///
+/// # Errors
+/// [`BlockError::OutOfMemory`] if the device memory pool is exhausted.
+pub fn buffer(len: usize) -> Result<Buffer, BlockError> {
+    let mut v = allocator_api2::vec::Vec::new_in(DeviceAlloc);
+    v.try_reserve_exact(len)
+        .map_err(|_| BlockError::OutOfMemory)?;
+    v.resize(len, 0);
+    Ok(v.into_boxed_slice())
+}
+
+static DEVICES: Once<Vec<BlockDevice>> = Once::new();
+
+/// Every block device found at boot, in PCI order.
+pub fn devices() -> &'static [BlockDevice] {
+    DEVICES.get().map_or(&[], Vec::as_slice)
+}
+
+/// The block device whose serial number (virtio-blk get-id) is `serial`.
+pub fn by_serial(serial: &str) -> Option<&'static BlockDevice> {
+    devices().iter().find(|d| d.serial() == serial)
+}
+
+/// Finds and initialises every virtio-blk function (called once by the runtime after the PCI scan).
+pub(crate) fn init() {
+    DEVICES.call_once(probe::probe_all);
+}

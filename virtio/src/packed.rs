@@ -1,0 +1,430 @@
+//! The packed virtqueue (virtio 1.2 §2.8): one descriptor ring written by both sides, with
+//! avail/used wrap counters, plus driver and device event suppression structures.
+
+use alloc::{collections::VecDeque, vec::Vec};
+use core::{alloc::Layout, fmt};
+
+use virtio_spec::F;
+
+use crate::{
+    barrier::{full_barrier, read_barrier, write_barrier},
+    dma::{DmaAllocator, DmaRegion, Notifier},
+    error::{DispatchError, QueueError},
+    features::RingFeatures,
+    inflight::{InFlight, Slots},
+    token::{AvailBufferToken, BufferType, UsedBufferToken, element_addr},
+    virtq::{RingAddresses, Virtq, need_event},
+};
+
+/// Size of one `struct pvirtq_desc` (§2.8.13): addr @0, len @8, id @12, flags @14.
+const DESC_SIZE: usize = 16;
+const DESC_F_NEXT: u16 = 1;
+const DESC_F_WRITE: u16 = 2;
+const DESC_F_INDIRECT: u16 = 4;
+/// `VIRTQ_DESC_F_AVAIL` and `VIRTQ_DESC_F_USED` (§2.8.1).
+const DESC_F_AVAIL: u16 = 1 << 7;
+const DESC_F_USED: u16 = 1 << 15;
+/// `struct pvirtq_event_suppress` (§2.8.14): `off_wrap` @0, `flags` @2.
+const EVENT_OFF_WRAP: usize = 0;
+const EVENT_FLAGS: usize = 2;
+/// `RING_EVENT_FLAGS_ENABLE`, `_DISABLE`, `_DESC` (§2.8.10).
+const RING_EVENT_FLAGS_ENABLE: u16 = 0;
+const RING_EVENT_FLAGS_DISABLE: u16 = 1;
+const RING_EVENT_FLAGS_DESC: u16 = 2;
+
+/// The AVAIL/USED bits that make a descriptor available in the lap of `wrap_counter`
+/// (§2.8.1: AVAIL equal to, USED different from the driver's avail wrap counter).
+fn avail_bits(wrap_counter: bool) -> u16 {
+    if wrap_counter {
+        DESC_F_AVAIL
+    } else {
+        DESC_F_USED
+    }
+}
+
+/// A packed virtqueue driven by the driver side. Any queue size from 1 to 32768 works.
+pub struct PackedVq<A: DmaAllocator, N: Notifier> {
+    /// Descriptor ring (§2.8.13), 16-byte aligned.
+    desc: DmaRegion<A>,
+    /// Driver event suppression (§2.8.14): written by the driver, read by the device.
+    driver_event: DmaRegion<A>,
+    /// Device event suppression: written by the device, read by the driver.
+    device_event: DmaRegion<A>,
+    alloc: A,
+    notifier: N,
+    index: u16,
+    size: u16,
+    features: RingFeatures,
+    /// Where the next descriptor is made available, and the avail wrap counter (§2.8.1).
+    next_avail: u16,
+    avail_wrap_counter: bool,
+    /// Where the device writes the next used descriptor, and the used wrap counter.
+    next_used: u16,
+    used_wrap_counter: bool,
+    num_free: u16,
+    /// Free Buffer IDs (§2.8.6); one per in-flight token, never more than `size`.
+    free_ids: Vec<u16>,
+    slots: Slots<A>,
+    notifications_enabled: bool,
+}
+
+impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
+    /// Allocates an empty packed queue of `size` descriptors (1..=32768, §2.8.10.1; need not be
+    /// a power of two) for queue `index`, driven with the `negotiated` features.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::InvalidQueueSize`], or [`QueueError::AllocFailed`] for ring memory.
+    pub fn new(
+        index: u16,
+        size: u16,
+        negotiated: F,
+        alloc: A,
+        notifier: N,
+    ) -> Result<Self, QueueError> {
+        if size == 0 || size > 32768 {
+            return Err(QueueError::InvalidQueueSize);
+        }
+        // Alignments of §2.8.10.1 / §4.1.4.3: descriptor ring 16, event structures 4.
+        let ring = Layout::from_size_align(DESC_SIZE * usize::from(size), 16)
+            .map_err(|_| QueueError::InvalidQueueSize)?;
+        let event = Layout::from_size_align(4, 4).map_err(|_| QueueError::InvalidQueueSize)?;
+        let region =
+            |layout| DmaRegion::new_zeroed(&alloc, layout).map_err(|_| QueueError::AllocFailed);
+        let desc = region(ring)?;
+        let driver_event = region(event)?;
+        let device_event = region(event)?;
+        let features = RingFeatures::from_negotiated(negotiated);
+        Ok(Self {
+            desc,
+            driver_event,
+            device_event,
+            notifier,
+            index,
+            size,
+            features,
+            next_avail: 0,
+            avail_wrap_counter: true,
+            next_used: 0,
+            used_wrap_counter: true,
+            num_free: size,
+            free_ids: (0..size).rev().collect(),
+            slots: Slots::new(size, features.in_order),
+            notifications_enabled: true,
+            alloc,
+        })
+    }
+
+    /// Moves a ring position on by `n`, flipping the wrap counter when it passes the end.
+    fn advance(&self, pos: u16, wrap_counter: bool, n: u16) -> (u16, bool) {
+        let next = u32::from(pos) + u32::from(n);
+        if next >= u32::from(self.size) {
+            // n <= size, so one lap at most.
+            ((next - u32::from(self.size)) as u16, !wrap_counter)
+        } else {
+            (next as u16, wrap_counter)
+        }
+    }
+
+    fn write_desc(&mut self, pos: u16, addr: u64, len: u32, id: u16) {
+        let base = DESC_SIZE * usize::from(pos);
+        self.desc.write_u64(base, addr);
+        self.desc.write_u32(base + 8, len);
+        self.desc.write_u16(base + 12, id);
+    }
+
+    fn write_flags(&mut self, pos: u16, flags: u16) {
+        self.desc
+            .write_u16(DESC_SIZE * usize::from(pos) + 14, flags);
+    }
+
+    /// Writes the token's descriptors, the head's flags last (§2.8.21.1: the device may start on
+    /// the chain as soon as the head is available). Returns the descriptors used.
+    fn add(
+        &mut self,
+        token: AvailBufferToken<A>,
+        buffer_type: BufferType,
+    ) -> Result<u16, DispatchError<A>> {
+        let fail = |error, token| Err(DispatchError { error, token });
+        let (count, writable_capacity) = match token.check(self.size) {
+            Ok(checked) => checked,
+            Err(error) => return fail(error, token),
+        };
+        let indirect = buffer_type == BufferType::Indirect;
+        if indirect && !self.features.indirect_desc {
+            return fail(QueueError::IndirectNotNegotiated, token);
+        }
+        let needed = if indirect { 1 } else { count };
+        if needed > self.num_free || self.free_ids.is_empty() {
+            return fail(QueueError::QueueFull, token);
+        }
+        let table = if indirect {
+            match crate::indirect::packed_table(&self.alloc, &token, count) {
+                Ok(table) => Some(table),
+                Err(_) => return fail(QueueError::AllocFailed, token),
+            }
+        } else {
+            None
+        };
+        let Some(id) = self.free_ids.pop() else {
+            return fail(QueueError::QueueFull, token);
+        };
+        let head = self.next_avail;
+        let head_flags;
+        if let Some(table) = &table {
+            // §2.8.19: one descriptor with INDIRECT, len covering the whole table.
+            let len = u32::from(count) * DESC_SIZE as u32;
+            self.write_desc(head, table.phys(), len, id);
+            head_flags = DESC_F_INDIRECT | avail_bits(self.avail_wrap_counter);
+            (self.next_avail, self.avail_wrap_counter) =
+                self.advance(self.next_avail, self.avail_wrap_counter, 1);
+        } else {
+            let mut flags_of_head = 0;
+            for (n, (buffer, writable)) in token.elements().enumerate() {
+                let (addr, len) = element_addr(buffer);
+                let pos = self.next_avail;
+                // §2.8.6: every descriptor carries the Buffer ID; the device uses the last one's.
+                self.write_desc(pos, addr, len, id);
+                let mut flags = avail_bits(self.avail_wrap_counter);
+                if writable {
+                    flags |= DESC_F_WRITE;
+                }
+                if n + 1 < usize::from(count) {
+                    flags |= DESC_F_NEXT;
+                }
+                if n == 0 {
+                    flags_of_head = flags;
+                } else {
+                    self.write_flags(pos, flags);
+                }
+                (self.next_avail, self.avail_wrap_counter) =
+                    self.advance(pos, self.avail_wrap_counter, 1);
+            }
+            head_flags = flags_of_head;
+        }
+        // §2.8.21.3: the rest of the chain must be visible before the head's flags.
+        write_barrier();
+        self.write_flags(head, head_flags);
+        self.num_free -= needed;
+        let in_flight = InFlight {
+            token,
+            desc_count: needed,
+            writable_capacity,
+            indirect: table,
+            tail: 0,
+        };
+        self.slots.insert(id, in_flight);
+        Ok(needed)
+    }
+
+    /// Decides whether the device wants a notification for the `added` descriptors just made
+    /// available, and sends it (§2.8.21.3.1). Returns whether it notified.
+    fn publish(&mut self, added: u16) -> bool {
+        if added == 0 {
+            return false;
+        }
+        // The head flags stores must be visible before reading the device's event suppression
+        // (store then load: a full fence even on x86, or both sides may wait forever).
+        full_barrier();
+        let flags = self.device_event.read_u16(EVENT_FLAGS) & 3;
+        let kick = match flags {
+            RING_EVENT_FLAGS_DISABLE => false,
+            RING_EVENT_FLAGS_DESC if self.features.event_idx => {
+                let off_wrap = self.device_event.read_u16(EVENT_OFF_WRAP);
+                read_barrier();
+                let mut event = off_wrap & 0x7fff;
+                // An event in the previous lap lies one ring size before this lap's positions,
+                // as in Linux `virtqueue_kick_prepare_packed`.
+                if (off_wrap >> 15 != 0) != self.avail_wrap_counter {
+                    event = event.wrapping_sub(self.size);
+                }
+                let new = self.next_avail;
+                need_event(event, new, new.wrapping_sub(added))
+            }
+            _ => true,
+        };
+        if kick {
+            // §2.9: vqn, next_off (15 bits) and next_wrap (bit 31).
+            let data = u32::from(self.index)
+                | u32::from(self.next_avail & 0x7fff) << 16
+                | u32::from(self.avail_wrap_counter) << 31;
+            let data = self.features.notification_data.then_some(data);
+            self.notifier.notify(self.index, data);
+        }
+        kick
+    }
+
+    /// Whether the descriptor at `next_used` has been used by the device (§2.8.1: AVAIL and USED
+    /// both equal to the used wrap counter). Returns its flags when it has.
+    fn used_flags(&self) -> Option<u16> {
+        let flags = self
+            .desc
+            .read_u16(DESC_SIZE * usize::from(self.next_used) + 14);
+        let avail = flags & DESC_F_AVAIL != 0;
+        let used = flags & DESC_F_USED != 0;
+        (avail == used && used == self.used_wrap_counter).then_some(flags)
+    }
+
+    fn write_driver_event(&mut self) {
+        if self.features.event_idx {
+            // §2.8.10: notify when the device writes the used descriptor at next_used.
+            let off_wrap = self.next_used | u16::from(self.used_wrap_counter) << 15;
+            self.driver_event.write_u16(EVENT_OFF_WRAP, off_wrap);
+            write_barrier();
+            self.driver_event
+                .write_u16(EVENT_FLAGS, RING_EVENT_FLAGS_DESC);
+        } else {
+            self.driver_event
+                .write_u16(EVENT_FLAGS, RING_EVENT_FLAGS_ENABLE);
+        }
+    }
+
+    /// Frees a completed token's ring descriptors and Buffer ID and builds the used token.
+    fn recycle(&mut self, id: u16, in_flight: InFlight<A>, len: u32) -> UsedBufferToken<A> {
+        // §2.8.7: the device skips as many ring slots as the buffer took.
+        (self.next_used, self.used_wrap_counter) =
+            self.advance(self.next_used, self.used_wrap_counter, in_flight.desc_count);
+        self.num_free += in_flight.desc_count;
+        self.free_ids.push(id);
+        if self.notifications_enabled && self.features.event_idx {
+            self.write_driver_event();
+        }
+        drop(in_flight.indirect);
+        UsedBufferToken::new(in_flight.token, len)
+    }
+}
+
+impl<A: DmaAllocator, N: Notifier> Virtq<A> for PackedVq<A, N> {
+    fn dispatch(
+        &mut self,
+        token: AvailBufferToken<A>,
+        buffer_type: BufferType,
+    ) -> Result<bool, DispatchError<A>> {
+        let added = self.add(token, buffer_type)?;
+        Ok(self.publish(added))
+    }
+
+    fn dispatch_batch(
+        &mut self,
+        tokens: &mut VecDeque<AvailBufferToken<A>>,
+        buffer_type: BufferType,
+    ) -> Result<bool, QueueError> {
+        // At most `size` descriptors can be added before the ring is full, so this fits.
+        let mut added = 0u16;
+        while let Some(token) = tokens.pop_front() {
+            match self.add(token, buffer_type) {
+                Ok(n) => added += n,
+                Err(DispatchError { error, token }) => {
+                    tokens.push_front(token);
+                    self.publish(added);
+                    return Err(error);
+                }
+            }
+        }
+        Ok(self.publish(added))
+    }
+
+    fn poll(&mut self) -> Result<Option<UsedBufferToken<A>>, QueueError> {
+        if let Some((id, in_flight, len)) = self.slots.next_completed() {
+            return Ok(Some(self.recycle(id, in_flight, len)));
+        }
+        let Some(flags) = self.used_flags() else {
+            return Ok(None);
+        };
+        // A descriptor marked used while nothing is in flight matches no buffer.
+        if self.slots.count() == 0 {
+            return Err(QueueError::UsedWithoutInFlight);
+        }
+        // §2.8.11 (and §2.8.21.2): read the flags before the id and length they guard.
+        read_barrier();
+        let base = DESC_SIZE * usize::from(self.next_used);
+        let id = self.desc.read_u16(base + 12);
+        // §2.8.7 makes the length valid only with VIRTQ_DESC_F_WRITE set, but QEMU (7.2) never
+        // sets that flag on used descriptors and Linux (`virtqueue_get_buf_ctx_packed`) reads the
+        // length regardless. So it is read regardless too, and trusted no more than any other
+        // device value: `accept_used` bounds it by the token's device-writable capacity and
+        // ignores it for a token with none.
+        let _ = flags & DESC_F_WRITE;
+        let len = self.desc.read_u32(base + 8);
+        // Checks id range, in-flight and length; on error the descriptor stays unconsumed.
+        self.slots.accept_used(u32::from(id), len)?;
+        Ok(self
+            .slots
+            .next_completed()
+            .map(|(id, in_flight, len)| self.recycle(id, in_flight, len)))
+    }
+
+    fn enable_notifications(&mut self) -> bool {
+        self.notifications_enabled = true;
+        self.write_driver_event();
+        // §2.8.10: the store must be visible before re-checking the ring, or a buffer used in
+        // between would raise no notification.
+        full_barrier();
+        self.slots.has_pending() || self.used_flags().is_some()
+    }
+
+    fn disable_notifications(&mut self) {
+        self.notifications_enabled = false;
+        self.driver_event
+            .write_u16(EVENT_FLAGS, RING_EVENT_FLAGS_DISABLE);
+    }
+
+    fn size(&self) -> u16 {
+        self.size
+    }
+
+    fn index(&self) -> u16 {
+        self.index
+    }
+
+    fn free_descriptors(&self) -> u16 {
+        self.num_free
+    }
+
+    fn in_flight(&self) -> usize {
+        self.slots.count()
+    }
+
+    fn reset(&mut self) -> Vec<AvailBufferToken<A>> {
+        let tokens = self
+            .slots
+            .drain()
+            .map(|in_flight| in_flight.token)
+            .collect();
+        self.desc.zero();
+        self.driver_event.zero();
+        self.device_event.zero();
+        self.next_avail = 0;
+        self.avail_wrap_counter = true;
+        self.next_used = 0;
+        self.used_wrap_counter = true;
+        self.num_free = self.size;
+        self.free_ids.clear();
+        self.free_ids.extend((0..self.size).rev());
+        self.notifications_enabled = true;
+        tokens
+    }
+
+    fn ring_addresses(&self) -> RingAddresses {
+        RingAddresses {
+            descriptor_area: self.desc.phys(),
+            driver_area: self.driver_event.phys(),
+            device_area: self.device_event.phys(),
+        }
+    }
+}
+
+impl<A: DmaAllocator, N: Notifier> fmt::Debug for PackedVq<A, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PackedVq")
+            .field("index", &self.index)
+            .field("size", &self.size)
+            .field("num_free", &self.num_free)
+            .field("in_flight", &self.slots.count())
+            .field("next_avail", &self.next_avail)
+            .field("avail_wrap_counter", &self.avail_wrap_counter)
+            .field("next_used", &self.next_used)
+            .field("used_wrap_counter", &self.used_wrap_counter)
+            .finish_non_exhaustive()
+    }
+}

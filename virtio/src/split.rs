@@ -1,0 +1,387 @@
+//! The split virtqueue (virtio 1.2 §2.7): descriptor table, available ring, used ring.
+
+use alloc::{collections::VecDeque, vec::Vec};
+use core::{alloc::Layout, fmt};
+
+use virtio_spec::{
+    F,
+    virtq::{Avail, Used},
+};
+
+use crate::{
+    barrier::{full_barrier, read_barrier, write_barrier},
+    dma::DmaRegion,
+    dma::{DmaAllocator, Notifier},
+    error::{DispatchError, QueueError},
+    features::RingFeatures,
+    inflight::{InFlight, Slots},
+    token::{AvailBufferToken, BufferType, UsedBufferToken},
+    virtq::{RingAddresses, Virtq, need_event},
+};
+
+/// Size of one `struct virtq_desc` (virtio 1.2 §2.7.5).
+const DESC_SIZE: usize = 16;
+/// `VIRTQ_DESC_F_NEXT`, `_WRITE`, `_INDIRECT` (virtio 1.2 §2.7.5).
+const DESC_F_NEXT: u16 = 1;
+const DESC_F_WRITE: u16 = 2;
+const DESC_F_INDIRECT: u16 = 4;
+/// `VIRTQ_AVAIL_F_NO_INTERRUPT` (§2.7.6) and `VIRTQ_USED_F_NO_NOTIFY` (§2.7.8).
+const AVAIL_F_NO_INTERRUPT: u16 = 1;
+const USED_F_NO_NOTIFY: u16 = 1;
+/// Offsets of `flags` and `idx` in both `struct virtq_avail` and `struct virtq_used`.
+const RING_FLAGS: usize = 0;
+const RING_IDX: usize = 2;
+
+/// A split virtqueue driven by the driver side.
+///
+/// Descriptors are handed out from a free list kept in driver-private memory (`desc_next`),
+/// so chains are never walked through memory the device can write.
+pub struct SplitVq<A: DmaAllocator, N: Notifier> {
+    /// Descriptor table (§2.7.5), 16-byte aligned.
+    desc: DmaRegion<A>,
+    /// Available ring (§2.7.6) with `used_event` at its end.
+    avail: DmaRegion<A>,
+    /// Used ring (§2.7.8) with `avail_event` at its end.
+    used: DmaRegion<A>,
+    alloc: A,
+    notifier: N,
+    index: u16,
+    size: u16,
+    features: RingFeatures,
+    /// Driver-private `next` of every descriptor: links the free list and each chain.
+    desc_next: Vec<u16>,
+    free_head: u16,
+    free_tail: u16,
+    num_free: u16,
+    /// The driver's `avail.idx` (free-running, wraps at 2^16).
+    avail_idx: u16,
+    /// The `used.idx` up to which used elements have been consumed.
+    last_used_idx: u16,
+    slots: Slots<A>,
+    notifications_enabled: bool,
+}
+
+impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
+    /// Allocates an empty split queue of `size` descriptors (a power of two, at most 32768,
+    /// §2.7) for queue `index`, driven with the `negotiated` features.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::InvalidQueueSize`], or [`QueueError::AllocFailed`] for ring memory.
+    pub fn new(
+        index: u16,
+        size: u16,
+        negotiated: F,
+        alloc: A,
+        notifier: N,
+    ) -> Result<Self, QueueError> {
+        if size == 0 || size > 32768 || !size.is_power_of_two() {
+            return Err(QueueError::InvalidQueueSize);
+        }
+        // Alignments of §2.7: descriptor table 16, available ring 2, used ring 4. The rings are
+        // always laid out with their event fields so that EVENT_IDX never changes the layout.
+        let desc_layout = Layout::from_size_align(DESC_SIZE * usize::from(size), 16)
+            .map_err(|_| QueueError::InvalidQueueSize)?;
+        let region =
+            |layout| DmaRegion::new_zeroed(&alloc, layout).map_err(|_| QueueError::AllocFailed);
+        let desc = region(desc_layout)?;
+        let avail = region(Avail::layout(size, true))?;
+        let used = region(Used::layout(size, true))?;
+        let features = RingFeatures::from_negotiated(negotiated);
+        let mut vq = Self {
+            desc,
+            avail,
+            used,
+            notifier,
+            index,
+            size,
+            features,
+            desc_next: Vec::new(),
+            free_head: 0,
+            free_tail: 0,
+            num_free: 0,
+            avail_idx: 0,
+            last_used_idx: 0,
+            slots: Slots::new(size, features.in_order),
+            notifications_enabled: true,
+            alloc,
+        };
+        vq.reset_free_list();
+        Ok(vq)
+    }
+
+    /// Links all descriptors into the free list in table order 0, 1, …, size−1: with
+    /// `VIRTIO_F_IN_ORDER` descriptors must be used in that order (§2.7.9), which appending
+    /// freed chains at the tail preserves.
+    fn reset_free_list(&mut self) {
+        let size = self.size;
+        self.desc_next.clear();
+        self.desc_next.extend((1..=size).map(|i| i % size));
+        self.free_head = 0;
+        self.free_tail = size - 1;
+        self.num_free = size;
+    }
+
+    fn used_event_offset(&self) -> usize {
+        4 + 2 * usize::from(self.size)
+    }
+
+    fn avail_event_offset(&self) -> usize {
+        4 + 8 * usize::from(self.size)
+    }
+
+    fn write_desc(region: &mut DmaRegion<A>, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
+        let base = DESC_SIZE * usize::from(i);
+        region.write_u64(base, addr);
+        region.write_u32(base + 8, len);
+        region.write_u16(base + 12, flags);
+        region.write_u16(base + 14, next);
+    }
+
+    /// Writes the token's descriptors and its available-ring entry, without publishing
+    /// `avail.idx`. On error the token comes back untouched and nothing changed.
+    fn add(
+        &mut self,
+        token: AvailBufferToken<A>,
+        buffer_type: BufferType,
+    ) -> Result<(), DispatchError<A>> {
+        let fail = |error, token| Err(DispatchError { error, token });
+        let (count, writable_capacity) = match token.check(self.size) {
+            Ok(checked) => checked,
+            Err(error) => return fail(error, token),
+        };
+        let indirect = buffer_type == BufferType::Indirect;
+        if indirect && !self.features.indirect_desc {
+            return fail(QueueError::IndirectNotNegotiated, token);
+        }
+        let needed = if indirect { 1 } else { count };
+        if needed > self.num_free {
+            return fail(QueueError::QueueFull, token);
+        }
+        let head = self.free_head;
+        let (tail, table) = if indirect {
+            let Ok(table) = crate::indirect::split_table(&self.alloc, &token, count) else {
+                return fail(QueueError::AllocFailed, token);
+            };
+            // §2.7.5.3.1: the ring descriptor has INDIRECT and not NEXT; len covers the table.
+            let len = u32::from(count) * DESC_SIZE as u32;
+            Self::write_desc(&mut self.desc, head, table.phys(), len, DESC_F_INDIRECT, 0);
+            (head, Some(table))
+        } else {
+            let (mut i, mut tail) = (head, head);
+            for (n, (buffer, writable)) in token.elements().enumerate() {
+                let (addr, len) = crate::token::element_addr(buffer);
+                let last = n + 1 == usize::from(count);
+                let mut flags = if writable { DESC_F_WRITE } else { 0 };
+                let mut next = 0;
+                if !last {
+                    flags |= DESC_F_NEXT;
+                    next = self.desc_next[usize::from(i)];
+                }
+                Self::write_desc(&mut self.desc, i, addr, len, flags, next);
+                tail = i;
+                i = self.desc_next[usize::from(i)];
+            }
+            (tail, None)
+        };
+        self.free_head = self.desc_next[usize::from(tail)];
+        self.num_free -= needed;
+        // §2.7.13.2: the head goes into the next available ring slot; `avail.idx` follows later.
+        let slot = usize::from(self.avail_idx & (self.size - 1));
+        self.avail.write_u16(4 + 2 * slot, head);
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        let in_flight = InFlight {
+            token,
+            desc_count: needed,
+            writable_capacity,
+            indirect: table,
+            tail,
+        };
+        self.slots.insert(head, in_flight);
+        Ok(())
+    }
+
+    /// Publishes every entry added since `avail.idx` was `old`, then notifies the device if it
+    /// asked for it (§2.7.13.3–4). Returns whether it notified.
+    fn publish(&mut self, old: u16) -> bool {
+        let new = self.avail_idx;
+        if new == old {
+            return false;
+        }
+        // §2.7.13.3.1: descriptors and ring entries must be visible before the new idx.
+        write_barrier();
+        self.avail.write_u16(RING_IDX, new);
+        // §2.7.13.4: the idx store must be visible before reading avail_event/flags; a store
+        // then a load needs a full fence even on x86, or driver and device can both sleep.
+        full_barrier();
+        let kick = if self.features.event_idx {
+            need_event(self.used.read_u16(self.avail_event_offset()), new, old)
+        } else {
+            self.used.read_u16(RING_FLAGS) & USED_F_NO_NOTIFY == 0
+        };
+        if kick {
+            // §2.9: vqn in bits 0..16, the new avail idx (next_off, next_wrap) in bits 16..32.
+            let data = u32::from(self.index) | u32::from(new) << 16;
+            let data = self.features.notification_data.then_some(data);
+            self.notifier.notify(self.index, data);
+        }
+        kick
+    }
+
+    /// Returns a consumed buffer's descriptors to the free list and builds the used token.
+    fn recycle(&mut self, head: u16, in_flight: InFlight<A>, len: u32) -> UsedBufferToken<A> {
+        // Append the chain at the tail so that in-order use keeps table order (§2.7.9).
+        if self.num_free == 0 {
+            self.free_head = head;
+        } else {
+            self.desc_next[usize::from(self.free_tail)] = head;
+        }
+        self.free_tail = in_flight.tail;
+        self.num_free += in_flight.desc_count;
+        // Dropping the indirect table (if any) returns it to the DMA allocator.
+        drop(in_flight.indirect);
+        UsedBufferToken::new(in_flight.token, len)
+    }
+}
+
+impl<A: DmaAllocator, N: Notifier> Virtq<A> for SplitVq<A, N> {
+    fn dispatch(
+        &mut self,
+        token: AvailBufferToken<A>,
+        buffer_type: BufferType,
+    ) -> Result<bool, DispatchError<A>> {
+        let old = self.avail_idx;
+        self.add(token, buffer_type)?;
+        Ok(self.publish(old))
+    }
+
+    fn dispatch_batch(
+        &mut self,
+        tokens: &mut VecDeque<AvailBufferToken<A>>,
+        buffer_type: BufferType,
+    ) -> Result<bool, QueueError> {
+        let old = self.avail_idx;
+        while let Some(token) = tokens.pop_front() {
+            if let Err(DispatchError { error, token }) = self.add(token, buffer_type) {
+                tokens.push_front(token);
+                self.publish(old);
+                return Err(error);
+            }
+        }
+        Ok(self.publish(old))
+    }
+
+    fn poll(&mut self) -> Result<Option<UsedBufferToken<A>>, QueueError> {
+        if let Some((head, in_flight, len)) = self.slots.next_completed() {
+            return Ok(Some(self.recycle(head, in_flight, len)));
+        }
+        let used_idx = self.used.read_u16(RING_IDX);
+        if used_idx == self.last_used_idx {
+            return Ok(None);
+        }
+        // The device can have used at most what is in flight (§2.7.8, untrusted device).
+        if usize::from(used_idx.wrapping_sub(self.last_used_idx)) > self.slots.count() {
+            return Err(QueueError::UsedIndexAhead {
+                used_idx,
+                last_used_idx: self.last_used_idx,
+            });
+        }
+        // §2.7.14: read used.idx before the used element it covers.
+        read_barrier();
+        let offset = 4 + 8 * usize::from(self.last_used_idx & (self.size - 1));
+        let id = self.used.read_u32(offset);
+        let len = self.used.read_u32(offset + 4);
+        // Checks id range, in-flight and length; on error the element stays unconsumed.
+        self.slots.accept_used(id, len)?;
+        self.last_used_idx = self.last_used_idx.wrapping_add(1);
+        if self.notifications_enabled && self.features.event_idx {
+            // §2.7.10: ask for a notification when the next buffer is used.
+            let offset = self.used_event_offset();
+            self.avail.write_u16(offset, self.last_used_idx);
+        }
+        Ok(self
+            .slots
+            .next_completed()
+            .map(|(head, in_flight, len)| self.recycle(head, in_flight, len)))
+    }
+
+    fn enable_notifications(&mut self) -> bool {
+        self.notifications_enabled = true;
+        if self.features.event_idx {
+            let offset = self.used_event_offset();
+            self.avail.write_u16(offset, self.last_used_idx);
+        } else {
+            self.avail.write_u16(RING_FLAGS, 0);
+        }
+        // §2.7.10: the store must be visible before re-reading used.idx, or a buffer used in
+        // between would raise no notification.
+        full_barrier();
+        self.slots.has_pending() || self.used.read_u16(RING_IDX) != self.last_used_idx
+    }
+
+    fn disable_notifications(&mut self) {
+        self.notifications_enabled = false;
+        if self.features.event_idx {
+            // The device ignores the flag with EVENT_IDX (§2.7.10); move used_event as far
+            // away as possible instead, as Linux does.
+            let offset = self.used_event_offset();
+            self.avail
+                .write_u16(offset, self.last_used_idx.wrapping_add(0x8000));
+        } else {
+            self.avail.write_u16(RING_FLAGS, AVAIL_F_NO_INTERRUPT);
+        }
+    }
+
+    fn size(&self) -> u16 {
+        self.size
+    }
+
+    fn index(&self) -> u16 {
+        self.index
+    }
+
+    fn free_descriptors(&self) -> u16 {
+        self.num_free
+    }
+
+    fn in_flight(&self) -> usize {
+        self.slots.count()
+    }
+
+    fn reset(&mut self) -> Vec<AvailBufferToken<A>> {
+        let tokens = self
+            .slots
+            .drain()
+            .map(|in_flight| in_flight.token)
+            .collect();
+        self.desc.zero();
+        self.avail.zero();
+        self.used.zero();
+        self.reset_free_list();
+        self.avail_idx = 0;
+        self.last_used_idx = 0;
+        self.notifications_enabled = true;
+        tokens
+    }
+
+    fn ring_addresses(&self) -> RingAddresses {
+        RingAddresses {
+            descriptor_area: self.desc.phys(),
+            driver_area: self.avail.phys(),
+            device_area: self.used.phys(),
+        }
+    }
+}
+
+impl<A: DmaAllocator, N: Notifier> fmt::Debug for SplitVq<A, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SplitVq")
+            .field("index", &self.index)
+            .field("size", &self.size)
+            .field("num_free", &self.num_free)
+            .field("in_flight", &self.slots.count())
+            .field("avail_idx", &self.avail_idx)
+            .field("last_used_idx", &self.last_used_idx)
+            .finish_non_exhaustive()
+    }
+}

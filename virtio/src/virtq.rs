@@ -1,0 +1,104 @@
+//! The interface shared by both ring layouts.
+
+use alloc::{collections::VecDeque, vec::Vec};
+
+use crate::{
+    dma::DmaAllocator,
+    error::{DispatchError, QueueError},
+    token::{AvailBufferToken, BufferType, UsedBufferToken},
+};
+
+/// Device-visible addresses of a queue's three areas, for the transport to program
+/// (virtio 1.2 §2.6: descriptor area, driver area, device area).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingAddresses {
+    /// Split: descriptor table. Packed: descriptor ring.
+    pub descriptor_area: u64,
+    /// Split: available ring. Packed: driver event suppression structure.
+    pub driver_area: u64,
+    /// Split: used ring. Packed: device event suppression structure.
+    pub device_area: u64,
+}
+
+/// A virtqueue as seen by a driver: make buffers available, take used buffers back.
+///
+/// Everything the device writes into ring memory is checked before use: used ids must be in
+/// range and in flight, written lengths must fit the device-writable part, the used index may
+/// not run ahead of what is in flight, and packed used descriptors must match an in-flight
+/// buffer. A violation is a [`QueueError`]; the queue is left unchanged, and no token is lost or
+/// returned twice.
+pub trait Virtq<A: DmaAllocator> {
+    /// Makes one token available and notifies the device if it asked to be notified.
+    ///
+    /// Returns whether the device was notified.
+    ///
+    /// # Errors
+    ///
+    /// The token comes back intact inside the error: empty token or element, too many elements,
+    /// [`QueueError::QueueFull`], indirect without `VIRTIO_F_INDIRECT_DESC`, allocation failure.
+    fn dispatch(
+        &mut self,
+        token: AvailBufferToken<A>,
+        buffer_type: BufferType,
+    ) -> Result<bool, DispatchError<A>>;
+
+    /// Makes tokens available from the front of `tokens` until it is empty, then decides the
+    /// notification once for the whole batch.
+    ///
+    /// Returns whether the device was notified.
+    ///
+    /// # Errors
+    ///
+    /// On the first token that cannot be dispatched, the tokens before it stay available (and
+    /// the device is notified for them if it asked), and that token and the rest stay in
+    /// `tokens`, intact.
+    fn dispatch_batch(
+        &mut self,
+        tokens: &mut VecDeque<AvailBufferToken<A>>,
+        buffer_type: BufferType,
+    ) -> Result<bool, QueueError>;
+
+    /// Takes back the next used buffer, if any: the exact token dispatched, with the length the
+    /// device wrote. The device may complete buffers in any order.
+    ///
+    /// # Errors
+    ///
+    /// A device protocol violation (see [`QueueError`]); the queue is unchanged.
+    fn poll(&mut self) -> Result<Option<UsedBufferToken<A>>, QueueError>;
+
+    /// Asks the device to notify the driver when it uses buffers (used-buffer notifications).
+    ///
+    /// Returns `true` if used buffers are already pending: poll again before waiting, or the
+    /// notification for them may never come.
+    #[must_use]
+    fn enable_notifications(&mut self) -> bool;
+
+    /// Asks the device not to notify the driver of used buffers (a hint the device may ignore).
+    fn disable_notifications(&mut self);
+
+    /// The queue size (number of descriptors).
+    fn size(&self) -> u16;
+
+    /// The queue index within its device.
+    fn index(&self) -> u16;
+
+    /// Number of free descriptors (a direct token of `n` elements needs `n`, an indirect one 1).
+    fn free_descriptors(&self) -> u16;
+
+    /// Number of tokens the device has not given back yet.
+    fn in_flight(&self) -> usize;
+
+    /// Returns the queue to its initial, empty state, after a device reset or a
+    /// `VIRTIO_F_RING_RESET` queue reset, and gives back every token that was in flight.
+    /// The ring addresses do not change.
+    fn reset(&mut self) -> Vec<AvailBufferToken<A>>;
+
+    /// The device-visible addresses of the queue's areas.
+    fn ring_addresses(&self) -> RingAddresses;
+}
+
+/// `vring_need_event` of virtio 1.2 §2.7.10 (and Linux `virtio_ring.h`): whether the index
+/// `event` lies in the window `[old, new)` of indices just published, in 16-bit arithmetic.
+pub(crate) fn need_event(event: u16, new: u16, old: u16) -> bool {
+    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
+}

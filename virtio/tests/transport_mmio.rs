@@ -1,0 +1,227 @@
+//! The virtio-mmio (version 2) transport against the register-level fake device, well-behaved
+//! and hostile.
+
+mod support;
+
+use support::GuestDma;
+use vireo_virtio::{
+    Notifier,
+    transport::{
+        Device, MmioTransport, Transport, TransportError, VIRTIO_MMIO_MAGIC, WaitBudget,
+        fake::{FakeClock, FakeMmio, Hostility},
+    },
+    virtio_spec::F,
+};
+
+const NET: u16 = 1;
+
+fn bits(f: F) -> u128 {
+    f.bits().to_ne()
+}
+
+fn fake(features: F) -> FakeMmio {
+    let config: Vec<u8> = (0..12).collect();
+    FakeMmio::new(NET, bits(features), &[256, 100, 0, 32], &config)
+}
+
+fn init(fake: &FakeMmio, wanted: F) -> Result<Device<MmioTransport<FakeMmio>>, TransportError> {
+    let clock = FakeClock::new(1_000);
+    let mut budget = WaitBudget::new(&clock, 1_000_000);
+    Device::init(MmioTransport::new(fake.clone())?, NET, wanted, &mut budget)
+}
+
+#[test]
+fn init_queues_and_driver_ok() {
+    let fake = fake(F::VERSION_1 | F::EVENT_IDX);
+    let mut device = init(&fake, F::EVENT_IDX).unwrap();
+    assert_eq!(fake.driver_features(), bits(F::VERSION_1 | F::EVENT_IDX));
+    // Probing stops at the first queue whose QueueNumMax reads 0.
+    assert_eq!(device.transport().queue_count(), 2);
+    let dma = GuestDma::new(4 << 20);
+    let vq0 = device.create_queue(0, 1024, dma.clone(), None).unwrap();
+    let vq1 = device.create_queue(1, 1024, dma.clone(), None).unwrap();
+    for (index, vq, size) in [(0, &vq0, 256), (1, &vq1, 64)] {
+        let q = fake.queue(index);
+        let a = vq.ring_addresses();
+        assert_eq!((vq.size(), q.size, q.enable), (size, size, 1));
+        assert_eq!(
+            (q.desc, q.driver, q.device),
+            (a.descriptor_area, a.driver_area, a.device_area)
+        );
+    }
+    assert_eq!(
+        device.create_queue(2, 64, dma, None).err(),
+        Some(TransportError::QueueUnavailable)
+    );
+    device.driver_ok().unwrap();
+    assert_eq!(fake.status(), 0x0f);
+}
+
+#[test]
+fn packed_queue_on_mmio() {
+    let fake = fake(F::VERSION_1 | F::RING_PACKED);
+    let mut device = init(&fake, F::RING_PACKED).unwrap();
+    let dma = GuestDma::new(4 << 20);
+    let vq = device.create_queue(1, 1024, dma, None).unwrap();
+    assert_eq!((vq.size(), fake.queue(1).size), (100, 100));
+    assert_eq!(fake.queue(1).device, vq.ring_addresses().device_area);
+}
+
+#[test]
+fn vectors_are_refused_on_mmio() {
+    let fake = fake(F::VERSION_1);
+    let mut device = init(&fake, F::empty()).unwrap();
+    let dma = GuestDma::new(1 << 20);
+    assert_eq!(
+        device.create_queue(0, 64, dma, Some(1)).err(),
+        Some(TransportError::VectorRejected)
+    );
+    assert_eq!(fake.queue(0).enable, 0);
+    let t = device.transport_mut();
+    assert_eq!(
+        t.set_config_vector(Some(0)),
+        Err(TransportError::VectorRejected)
+    );
+    assert_eq!(t.set_config_vector(None), Ok(()));
+}
+
+#[test]
+fn feature_windows_round_trip() {
+    let pattern = 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210u128;
+    let fake = FakeMmio::new(NET, pattern, &[8], &[]);
+    let mut t = MmioTransport::new(fake.clone()).unwrap();
+    assert_eq!(bits(t.device_features()), pattern);
+    t.set_driver_features(F::from_bits_retain((!pattern).into()));
+    assert_eq!(fake.driver_features(), !pattern);
+}
+
+#[test]
+fn notifications_and_interrupts() {
+    let fake = fake(F::VERSION_1 | F::NOTIFICATION_DATA);
+    let mut device = init(&fake, F::NOTIFICATION_DATA).unwrap();
+    let t = device.transport_mut();
+    let n1 = t.notifier(1).unwrap();
+    n1.notify(1, Some(0x8000_0001 | (5 << 16)));
+    n1.notify(1, None);
+    assert_eq!(
+        fake.take_notifications(),
+        [(0x50, 4, 0x8005_0001), (0x50, 4, 1)]
+    );
+    assert_eq!(t.notifier(2).err(), Some(TransportError::QueueUnavailable));
+
+    fake.raise_interrupt(3);
+    let cause = t.ack_interrupt();
+    assert!(cause.queue && cause.config);
+    assert_eq!(fake.interrupt_status(), 0, "acknowledged");
+    assert_eq!(t.ack_interrupt(), Default::default());
+}
+
+#[test]
+fn device_config_is_bounded_by_the_window() {
+    let fake = fake(F::VERSION_1);
+    let mut device = init(&fake, F::empty()).unwrap();
+    let mut buf = [0u8; 7];
+    device.read_config(5, &mut buf).unwrap();
+    assert_eq!(buf, [5, 6, 7, 8, 9, 10, 11]);
+    assert_eq!(
+        device.read_config(6, &mut [0u8; 7]),
+        Err(TransportError::ConfigOutOfRange)
+    );
+    assert_eq!(
+        device.read_config(usize::MAX, &mut [0u8; 1]),
+        Err(TransportError::ConfigOutOfRange)
+    );
+    device
+        .transport_mut()
+        .write_config_raw(1, &[0xa1, 0xa2, 0xa3, 0xa4])
+        .unwrap();
+    assert_eq!(&fake.device_config()[..6], &[0, 0xa1, 0xa2, 0xa3, 0xa4, 5]);
+}
+
+#[test]
+fn ring_reset_on_mmio() {
+    let fake = fake(F::VERSION_1 | F::RING_RESET);
+    fake.set_hostility(Hostility {
+        queue_reset_polls: Some(2),
+        ..Hostility::default()
+    });
+    let mut device = init(&fake, F::RING_RESET).unwrap();
+    let dma = GuestDma::new(1 << 20);
+    let mut vq = device.create_queue(0, 64, dma, None).unwrap();
+    let clock = FakeClock::new(1_000);
+    let mut budget = WaitBudget::new(&clock, 1_000_000);
+    assert_eq!(device.transport_mut().reset_queue(0, &mut budget), Ok(true));
+    assert_eq!(fake.queue(0).enable, 0);
+    vq.reset();
+    device
+        .transport_mut()
+        .setup_queue(0, vq.size(), vq.ring_addresses(), None)
+        .unwrap();
+    assert_eq!((fake.queue(0).enable, fake.queue(0).size), (1, 64));
+
+    fake.set_hostility(Hostility {
+        queue_reset_polls: None,
+        ..Hostility::default()
+    });
+    let mut budget = WaitBudget::new(&clock, 1_000_000);
+    assert_eq!(
+        device.transport_mut().reset_queue(0, &mut budget),
+        Err(TransportError::Timeout)
+    );
+}
+
+#[test]
+fn hostile_mmio_device() {
+    let cases = [
+        (
+            Hostility {
+                reset_polls: None,
+                ..Hostility::default()
+            },
+            TransportError::Timeout,
+        ),
+        (
+            Hostility {
+                reject_features: true,
+                ..Hostility::default()
+            },
+            TransportError::FeaturesRejected,
+        ),
+    ];
+    for (hostility, expected) in cases {
+        let fake = fake(F::VERSION_1);
+        fake.set_hostility(hostility);
+        assert_eq!(init(&fake, F::empty()).err(), Some(expected));
+    }
+    let fake = fake(F::VERSION_1);
+    let device = init(&fake, F::empty()).unwrap();
+    fake.set_hostility(Hostility {
+        generation_changes: u32::MAX,
+        ..Hostility::default()
+    });
+    assert_eq!(
+        device.read_config(0, &mut [0u8; 4]),
+        Err(TransportError::ConfigUnstable)
+    );
+}
+
+#[test]
+fn identity_is_checked() {
+    for (magic, version, id) in [
+        (0x7472_6975, 2, 1),
+        (VIRTIO_MMIO_MAGIC, 1, 1),
+        (VIRTIO_MMIO_MAGIC, 3, 1),
+        (VIRTIO_MMIO_MAGIC, 2, 0),
+        (VIRTIO_MMIO_MAGIC, 2, 0x1_0001),
+    ] {
+        let fake = fake(F::VERSION_1);
+        fake.set_identity(magic, version, id);
+        assert_eq!(
+            MmioTransport::new(fake).err(),
+            Some(TransportError::NotVirtio),
+            "{magic:#x} {version} {id}"
+        );
+    }
+    let fake = fake(F::VERSION_1);
+    assert_eq!(MmioTransport::new(fake).unwrap().device_type(), NET);
+}

@@ -51,7 +51,7 @@ const LEGACY_IO: &[(u64, u64)] = &[
     (0x0CF8, 0x0D00), // PCI configuration mechanism #1
 ];
 
-/// Physical address bits of this CPU (CPUID 0x80000008 EAX[7:0]; 36 if the leaf is missing).
+/// Physical address bits of this CPU (CPUID 0x80000008 `EAX[7:0]`; 36 if the leaf is missing).
 pub fn physical_address_bits() -> u8 {
     let max_extended = core::arch::x86_64::__cpuid(0x8000_0000).eax;
     if max_extended >= 0x8000_0008 {

@@ -143,96 +143,110 @@ unsafe fn probe_slot(cfg: &PciConfig, index: u8) -> (u32, u32) {
 /// Sizes the BARs in slots `0..count` of `cfg`. Each slot's result is a BAR, nothing (an
 /// unimplemented slot or the upper half of a 64-bit BAR), or why the slot is unusable.
 ///
-/// The values are untrusted: the size is the lowest writable address bit, and the writable bits
-/// must be a contiguous run to the top, or the BAR is rejected.
-///
 /// # Safety
 /// Memory and I/O decoding must be off in the function's command register.
 pub(super) unsafe fn probe_bars(cfg: &PciConfig, count: u8) -> [Option<Result<Bar, BarError>>; 6] {
     let mut out = [None; 6];
+    let count = count.min(6);
     let mut index = 0;
-    while index < count.min(6) {
+    while index < count {
         // SAFETY: decoding is off (caller's guarantee).
         let (original, mask) = unsafe { probe_slot(cfg, index) };
-        let slot = usize::from(index);
+        let upper = if Bar::probe_needs_upper(original) && index + 1 < count {
+            // SAFETY: decoding is off (caller's guarantee).
+            Some(unsafe { probe_slot(cfg, index + 1) })
+        } else {
+            None
+        };
+        out[usize::from(index)] = Bar::from_probe(index, original, mask, upper).transpose();
+        index += if upper.is_some() { 2 } else { 1 };
+    }
+    out
+}
+
+impl Bar {
+    /// Whether a BAR whose register held `original` is a 64-bit memory BAR, whose sizing needs
+    /// the next slot's probe as well.
+    pub fn probe_needs_upper(original: u32) -> bool {
+        original & 0b111 == 0b100
+    }
+
+    /// Decodes one BAR sizing probe (the pure half of sizing, usable by any configuration-space
+    /// backend): `original` is the register's value, `mask` what it read back after all-ones was
+    /// written, `upper` the same pair for the next slot of a 64-bit BAR (`None` if there is none).
+    ///
+    /// `Ok(None)` is an unimplemented slot. The values are untrusted: the size is the lowest
+    /// writable address bit, and the writable bits must be one contiguous run up to the top bit
+    /// (bit 31, bit 15 for I/O decoders of 16 bits, bit 63 for 64-bit BARs), or the BAR is refused.
+    pub fn from_probe(
+        index: u8,
+        original: u32,
+        mask: u32,
+        upper: Option<(u32, u32)>,
+    ) -> Result<Option<Bar>, BarError> {
+        let bar = |kind, prefetchable, size, address: u64| {
+            Some(Bar {
+                index,
+                kind,
+                prefetchable,
+                size,
+                address: (address != 0).then_some(address),
+                assigned_by_kernel: false,
+            })
+        };
         if original & 1 == 1 {
-            // I/O BAR: bits 31:2 are the address; devices may implement only 16 of them.
+            // I/O: bits 31:2 are the address; a device may implement only 16 of them.
             let bits = mask & !3;
-            if bits != 0 {
-                let size = bits & bits.wrapping_neg();
-                let ok = (bits | (size - 1)) | 3 == u32::MAX || (bits | (size - 1)) | 3 == 0xFFFF;
-                out[slot] = Some(if ok {
-                    let address = original & !3;
-                    Ok(Bar {
-                        index,
-                        kind: BarKind::Io,
-                        prefetchable: false,
-                        size: u64::from(size),
-                        address: (address != 0).then_some(u64::from(address)),
-                        assigned_by_kernel: false,
-                    })
-                } else {
-                    Err(BarError::BadSizeMask)
-                });
+            if bits == 0 {
+                return Ok(None);
             }
-            index += 1;
-            continue;
+            let size = bits & bits.wrapping_neg();
+            let run = bits | (size - 1) | 3;
+            if run != u32::MAX && run != 0xFFFF {
+                return Err(BarError::BadSizeMask);
+            }
+            return Ok(bar(
+                BarKind::Io,
+                false,
+                u64::from(size),
+                u64::from(original & !3),
+            ));
         }
         let prefetchable = original & 0x8 != 0;
         match (original >> 1) & 3 {
             0 | 1 => {
                 let bits = mask & !0xF;
-                if bits != 0 {
-                    let size = bits & bits.wrapping_neg();
-                    out[slot] = Some(if bits | (size - 1) == u32::MAX {
-                        let address = original & !0xF;
-                        Ok(Bar {
-                            index,
-                            kind: BarKind::Memory32,
-                            prefetchable,
-                            size: u64::from(size),
-                            address: (address != 0).then_some(u64::from(address)),
-                            assigned_by_kernel: false,
-                        })
-                    } else {
-                        Err(BarError::BadSizeMask)
-                    });
+                if bits == 0 {
+                    return Ok(None);
                 }
-                index += 1;
+                let size = bits & bits.wrapping_neg();
+                if bits | (size - 1) != u32::MAX {
+                    return Err(BarError::BadSizeMask);
+                }
+                let address = u64::from(original & !0xF);
+                Ok(bar(
+                    BarKind::Memory32,
+                    prefetchable,
+                    u64::from(size),
+                    address,
+                ))
             }
             2 => {
-                if index + 1 >= count.min(6) {
-                    out[slot] = Some(Err(BarError::NoUpperSlot));
-                    break;
-                }
-                // SAFETY: decoding is off (caller's guarantee).
-                let (original_hi, mask_hi) = unsafe { probe_slot(cfg, index + 1) };
+                let (original_hi, mask_hi) = upper.ok_or(BarError::NoUpperSlot)?;
                 let bits = (u64::from(mask_hi) << 32) | u64::from(mask & !0xF);
-                if bits != 0 {
-                    let size = bits & bits.wrapping_neg();
-                    out[slot] = Some(if bits | (size - 1) == u64::MAX {
-                        let address = (u64::from(original_hi) << 32) | u64::from(original & !0xF);
-                        Ok(Bar {
-                            index,
-                            kind: BarKind::Memory64,
-                            prefetchable,
-                            size,
-                            address: (address != 0).then_some(address),
-                            assigned_by_kernel: false,
-                        })
-                    } else {
-                        Err(BarError::BadSizeMask)
-                    });
+                if bits == 0 {
+                    return Ok(None);
                 }
-                index += 2;
+                let size = bits & bits.wrapping_neg();
+                if bits | (size - 1) != u64::MAX {
+                    return Err(BarError::BadSizeMask);
+                }
+                let address = (u64::from(original_hi) << 32) | u64::from(original & !0xF);
+                Ok(bar(BarKind::Memory64, prefetchable, size, address))
             }
-            _ => {
-                out[slot] = Some(Err(BarError::ReservedType));
-                index += 1;
-            }
+            _ => Err(BarError::ReservedType),
         }
     }
-    out
 }
 
 /// Programs `bar`'s address register(s) with `address`.

@@ -7,7 +7,7 @@
 
 use core::fmt;
 
-use super::{config::ConfigSpace, regs};
+use super::{config_space::ConfigSpace, regs};
 
 /// The longest capability list walked: (256 - 64) / 4 slots of the smallest capability.
 pub const MAX_CAPABILITIES: usize = 48;

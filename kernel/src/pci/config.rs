@@ -1,44 +1,16 @@
-//! Configuration space: the [`ConfigSpace`] seam and its implementation over I/O ports 0xCF8/0xCFC
-//! (configuration mechanism #1, PCI Local Bus 3.0 §3.2.2.3.2).
+//! Configuration space over I/O ports 0xCF8/0xCFC (configuration mechanism #1, PCI Local Bus 3.0
+//! §3.2.2.3.2), and the kernel's implementation of [`ConfigSpace`].
 
 use core::fmt;
 
 use spin::Mutex;
 
+use super::config_space::ConfigSpace;
 use crate::arch::port::{Port, PortValue};
 
 /// Bytes of configuration space reachable through mechanism #1 (the conventional header and
 /// capability area; PCIe's extended space needs MMCONFIG).
 pub const CONFIG_SPACE_SIZE: u16 = 256;
-
-/// Access to one PCI function's configuration space, with no dependency on the kernel.
-///
-/// This is the seam the `virtio` crate's PCI transport uses (to walk capabilities, read the
-/// virtio structure locations and flip MSI-X bits): the kernel implements it for
-/// [`PciDevice`](super::PciDevice) and [`PciConfig`], host tests implement it over a byte array.
-/// Everything it returns comes from a device and must be treated as untrusted by the caller.
-///
-/// Contract for implementations:
-/// - An access is naturally aligned and inside the space; a misaligned or out-of-range read returns
-///   all-ones (what an absent device answers) and such a write is ignored. Implementations never
-///   panic on an offset, so offsets taken from device data can be passed straight through.
-/// - An implementation may refuse writes that would break its own memory safety (the kernel's
-///   refuses to move BARs through this interface); refused writes are ignored.
-/// - Multi-byte values are little-endian, as on the bus.
-pub trait ConfigSpace {
-    /// Reads the byte at `offset`.
-    fn read_u8(&self, offset: u16) -> u8;
-    /// Reads the 16-bit value at `offset` (2-aligned).
-    fn read_u16(&self, offset: u16) -> u16;
-    /// Reads the 32-bit value at `offset` (4-aligned).
-    fn read_u32(&self, offset: u16) -> u32;
-    /// Writes the byte at `offset`.
-    fn write_u8(&self, offset: u16, value: u8);
-    /// Writes the 16-bit value at `offset` (2-aligned).
-    fn write_u16(&self, offset: u16, value: u16);
-    /// Writes the 32-bit value at `offset` (4-aligned).
-    fn write_u32(&self, offset: u16, value: u32);
-}
 
 /// Whether an access of `size` bytes at `offset` is aligned and inside mechanism #1's space.
 pub(crate) fn access_ok(offset: u16, size: u16) -> bool {
@@ -232,8 +204,14 @@ impl PciConfig {
             // BAR0..BAR5, expansion ROM.
             0 => &[(0x10, 0x28), (0x30, 0x34)],
             // BAR0..BAR1, bus numbers, I/O, memory and prefetchable windows and their upper
-            // halves, expansion ROM.
-            1 => &[(0x10, 0x1B), (0x1C, 0x1E), (0x20, 0x34), (0x38, 0x3C)],
+            // halves, expansion ROM, bridge control (VGA/ISA forwarding, secondary reset).
+            1 => &[
+                (0x10, 0x1B),
+                (0x1C, 0x1E),
+                (0x20, 0x34),
+                (0x38, 0x3C),
+                (0x3E, 0x40),
+            ],
             // Unknown layouts: the whole predefined header.
             _ => &[(0x10, 0x40)],
         };

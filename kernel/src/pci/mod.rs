@@ -10,6 +10,7 @@ mod bar;
 mod bridge;
 mod capability;
 mod config;
+mod config_space;
 mod device;
 pub mod regs;
 mod scan;
@@ -28,7 +29,8 @@ pub use capability::{
     CAP_ID_MSI, CAP_ID_MSIX, CAP_ID_PCIE, CAP_ID_VENDOR, Capabilities, Capability, CapabilityError,
     MAX_CAPABILITIES, MsixCapability, VendorCapability,
 };
-pub use config::{CONFIG_SPACE_SIZE, ConfigError, ConfigSpace, PciAddress, PciConfig};
+pub use config::{CONFIG_SPACE_SIZE, ConfigError, PciAddress, PciConfig};
+pub use config_space::ConfigSpace;
 pub use device::{ClassCode, PciDevice};
 pub use virtio::{VIRTIO_VENDOR_ID, VirtioCapKind, VirtioPciCap};
 

@@ -5,7 +5,7 @@ use core::fmt;
 
 use super::{
     capability::{CapabilityError, VendorCapability},
-    config::ConfigSpace,
+    config_space::ConfigSpace,
 };
 
 /// virtio's PCI vendor ID.
@@ -84,7 +84,7 @@ pub struct VirtioPciCap {
 
 impl VirtioPciCap {
     /// The fixed part of `struct virtio_pci_cap`: cap_vndr, cap_next, cap_len, cfg_type, bar, id,
-    /// padding[2], offset, length.
+    /// `padding[2]`, offset, length.
     pub const LEN: u8 = 16;
     /// `struct virtio_pci_notify_cap`: the above plus notify_off_multiplier.
     pub const NOTIFY_LEN: u8 = 20;

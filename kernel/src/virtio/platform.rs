@@ -1,16 +1,16 @@
-//! `vireo-virtio`'s platform traits implemented over the kernel's memory, PCI and clock.
+//! `vireo-virtio`'s platform traits implemented over the kernel's memory, PCI and clock (its
+//! `ConfigSpace` is implemented for `PciDevice` in `pci`).
 
 use alloc::sync::Arc;
 use core::ptr::NonNull;
 
 use vireo_virtio::{
     DmaAllocator,
-    transport::{Clock, ConfigSpace, RegisterBlock},
+    transport::{Clock, RegisterBlock},
 };
 
 use crate::{
     mm::{DeviceAlloc, Mmio},
-    pci::PciDevice,
     time::Instant,
 };
 
@@ -70,33 +70,6 @@ impl RegisterBlock for MmioRegs {
     }
     fn write_u32(&self, offset: usize, value: u32) {
         self.mmio.write_u32(self.at(offset, 4), value);
-    }
-}
-
-impl ConfigSpace for PciDevice {
-    fn read_u8(&self, offset: u16) -> u8 {
-        self.read_config_u8(offset)
-    }
-    fn read_u16(&self, offset: u16) -> u16 {
-        self.read_config_u16(offset)
-    }
-    fn read_u32(&self, offset: u16) -> u32 {
-        self.read_config_u32(offset)
-    }
-    fn write_u8(&self, offset: u16, value: u8) {
-        if let Err(e) = self.write_config_u8(offset, value) {
-            log::warn!("{self}: config write at {offset:#x} refused: {e}");
-        }
-    }
-    fn write_u16(&self, offset: u16, value: u16) {
-        if let Err(e) = self.write_config_u16(offset, value) {
-            log::warn!("{self}: config write at {offset:#x} refused: {e}");
-        }
-    }
-    fn write_u32(&self, offset: u16, value: u32) {
-        if let Err(e) = self.write_config_u32(offset, value) {
-            log::warn!("{self}: config write at {offset:#x} refused: {e}");
-        }
     }
 }
 

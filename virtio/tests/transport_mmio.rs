@@ -152,7 +152,7 @@ fn ring_reset_on_mmio() {
     let mut budget = WaitBudget::new(&clock, 1_000_000);
     assert_eq!(device.transport_mut().reset_queue(0, &mut budget), Ok(true));
     assert_eq!(fake.queue(0).enable, 0);
-    vq.reset();
+    let _ = vq.reset();
     device
         .transport_mut()
         .setup_queue(0, vq.size(), vq.ring_addresses(), None)

@@ -67,7 +67,7 @@ pub fn disk_pattern_byte(generation: u64, offset: u64) -> u8 {
 /// aligned 8 bytes, so this is the same as calling [`disk_pattern_byte`] for every byte.
 pub fn fill_disk_pattern(buf: &mut [u8], generation: u64, offset: u64) {
     let mut at = 0;
-    while at < buf.len() && (offset + at as u64) % 8 != 0 {
+    while at < buf.len() && !(offset + at as u64).is_multiple_of(8) {
         buf[at] = disk_pattern_byte(generation, offset + at as u64);
         at += 1;
     }

@@ -19,6 +19,8 @@ pub struct Directives {
     pub expect_timeout: bool,
     /// Disks (`{disk:NAME:SIZE}` names) to check against the guest's write reports after QEMU exits.
     pub verify_disks: Vec<String>,
+    /// QMP commands to send when the serial output first contains a text: `(text, command JSON)`.
+    pub qmp_on: Vec<(String, String)>,
     /// An application image that `cargo xtask test` boots too (with its `vireo-run:` devices):
     /// it passes by exiting with success.
     pub app: bool,
@@ -93,6 +95,13 @@ pub fn parse(text: &str, prefix: &str) -> Result<Directives, String> {
             "expect-failure" if !value.is_empty() => d.expect_failure = Some(value.to_string()),
             "expect-timeout" => d.expect_timeout = true,
             "app" => d.app = true,
+            "qmp-on" => {
+                let (text, command) = value
+                    .split_once(" => ")
+                    .ok_or_else(|| format!("`qmp-on {value}` is not `TEXT => JSON`"))?;
+                d.qmp_on
+                    .push((text.trim().to_string(), command.trim().to_string()));
+            }
             "matrix" => {
                 for axis in value.split_whitespace() {
                     let (key, values) = axis
@@ -131,6 +140,15 @@ mod tests {
         assert_eq!(d.append, ["log=debug", "a=b"]);
         assert_eq!(d.timeout, Some(Duration::from_secs(9)));
         assert_eq!(d.expect_failure.as_deref(), Some("page fault at"));
+        let q = parse(
+            "//! vireo-test: qmp-on go now => {\"execute\":\"x\"}\n",
+            "vireo-test:",
+        )
+        .unwrap();
+        assert_eq!(
+            q.qmp_on,
+            [("go now".to_string(), "{\"execute\":\"x\"}".to_string())]
+        );
         assert_eq!(parse(text, "vireo-run:").unwrap().qemu, ["-no"]);
     }
 

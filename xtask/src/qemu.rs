@@ -214,6 +214,55 @@ pub fn outcome(status: ExitStatus) -> Outcome {
     }
 }
 
+/// Sends one command to QEMU's QMP socket (after the capabilities handshake) and returns QEMU's
+/// answer line.
+///
+/// # Errors
+/// A connection or protocol failure, or an `error` answer from QEMU.
+pub fn qmp_command(socket: &Path, command: &str) -> Result<String, String> {
+    use std::io::{BufRead, BufReader, Write};
+    let stream = std::os::unix::net::UnixStream::connect(socket)
+        .map_err(|e| format!("QMP connect {}: {e}", socket.display()))?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .map_err(|e| format!("QMP: {e}"))?;
+    let mut writer = stream.try_clone().map_err(|e| format!("QMP: {e}"))?;
+    let mut reader = BufReader::new(stream);
+    // Answers are the lines with "return" or "error"; events in between are skipped.
+    let answer =
+        |reader: &mut BufReader<std::os::unix::net::UnixStream>| -> Result<String, String> {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if reader
+                    .read_line(&mut line)
+                    .map_err(|e| format!("QMP read: {e}"))?
+                    == 0
+                {
+                    return Err("QMP: QEMU closed the connection".into());
+                }
+                if line.contains("\"return\"") || line.contains("\"error\"") {
+                    return Ok(line.trim().to_string());
+                }
+            }
+        };
+    let mut greeting = String::new();
+    reader
+        .read_line(&mut greeting)
+        .map_err(|e| format!("QMP greeting: {e}"))?;
+    for cmd in [r#"{"execute":"qmp_capabilities"}"#, command] {
+        writeln!(writer, "{cmd}").map_err(|e| format!("QMP write: {e}"))?;
+        let reply = answer(&mut reader)?;
+        if reply.contains("\"error\"") {
+            return Err(format!("QMP `{cmd}` failed: {reply}"));
+        }
+        if cmd == command {
+            return Ok(reply);
+        }
+    }
+    unreachable!("the loop returns on the last command")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

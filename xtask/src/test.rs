@@ -233,6 +233,12 @@ struct Boot {
 fn boot(job: &Job<'_>, accel: Accel, extra: &[String]) -> Result<Boot, String> {
     let dirs = &job.dirs;
     let mut cmd = qemu::command(&job.image.path, accel, dirs, "", &job.scope)?;
+    let qmp = qemu::disk_path(&job.scope, "qmp").with_extension("sock");
+    if !dirs.qmp_on.is_empty() {
+        let _ = std::fs::remove_file(&qmp);
+        cmd.arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp.display()));
+    }
     cmd.args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -241,10 +247,28 @@ fn boot(job: &Job<'_>, accel: Accel, extra: &[String]) -> Result<Boot, String> {
     let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
     let mut out = child.stdout.take().expect("piped");
     let mut err = child.stderr.take().expect("piped");
+    let triggers = dirs.qmp_on.clone();
     let serial = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
+        // Read as it comes, sending each QMP command when its text first appears.
+        let (mut buf, mut chunk, mut fired, mut notes) =
+            (Vec::new(), [0u8; 4096], 0, String::new());
+        while let Ok(n) = out.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some((text, command)) = triggers.get(fired) {
+                if !String::from_utf8_lossy(&buf).contains(text.as_str()) {
+                    break;
+                }
+                match qemu::qmp_command(&qmp, command) {
+                    Ok(reply) => notes.push_str(&format!("xtask: QMP {command} -> {reply}\n")),
+                    Err(e) => notes.push_str(&format!("xtask: {e}\n")),
+                }
+                fired += 1;
+            }
+        }
+        String::from_utf8_lossy(&buf).into_owned() + &notes
     });
     let stderr = thread::spawn(move || {
         let mut buf = Vec::new();

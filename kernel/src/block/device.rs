@@ -180,9 +180,11 @@ impl BlockDevice {
         self.serial.get().map_or("", String::as_str)
     }
 
-    /// Capacity, block size, features and limits.
+    /// Capacity, block size, features and limits (a pending configuration change is applied
+    /// first, so a resized disk shows its new capacity).
     pub fn info(&self) -> BlockInfo {
-        let inner = self.inner.lock();
+        let mut inner = self.inner.lock();
+        inner.service_config();
         let (d, features) = (inner.driver.info(), inner.driver.features());
         BlockInfo {
             blocks: d.capacity / d.sectors_per_block(),

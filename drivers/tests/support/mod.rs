@@ -5,6 +5,8 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+/// The virtio crate's test DMA allocator, shared rather than copied.
+#[path = "../../../virtio/tests/support/dma.rs"]
 pub mod dma;
 pub mod helpers;
 pub mod packed;

@@ -7,6 +7,7 @@
 //! ```
 
 mod artifacts;
+mod boot;
 mod directives;
 mod diskcheck;
 mod qemu;

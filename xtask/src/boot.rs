@@ -1,0 +1,282 @@
+//! One QEMU boot of a test image: run under a hard time limit (sending QMP commands when the
+//! serial output asks for them), then judged from its exit status and serial output.
+
+use std::{
+    io::Read,
+    process::Stdio,
+    thread,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    directives::Directives,
+    qemu::{self, Accel, Outcome},
+    test::{Job, Tally},
+};
+
+/// The limit for one boot unless the image sets its own.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What one boot printed and how it ended.
+pub struct Boot {
+    pub outcome: Outcome,
+    pub serial: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+    pub timed_out: bool,
+}
+
+pub fn boot(job: &Job<'_>, accel: Accel, extra: &[String]) -> Result<Boot, String> {
+    let dirs = &job.dirs;
+    let mut cmd = qemu::command(&job.image.path, accel, dirs, "", &job.scope)?;
+    let qmp = qemu::disk_path(&job.scope, "qmp").with_extension("sock");
+    if !dirs.qmp_on.is_empty() {
+        let _ = std::fs::remove_file(&qmp);
+        cmd.arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp.display()));
+    }
+    cmd.args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let triggers = dirs.qmp_on.clone();
+    let serial = thread::spawn(move || {
+        // Read as it comes, sending each QMP command when its text first appears.
+        let (mut buf, mut chunk, mut fired, mut notes) =
+            (Vec::new(), [0u8; 4096], 0, String::new());
+        while let Ok(n) = out.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            while let Some((text, command)) = triggers.get(fired) {
+                if !String::from_utf8_lossy(&buf).contains(text.as_str()) {
+                    break;
+                }
+                match qemu::qmp_command(&qmp, command) {
+                    Ok(reply) => notes.push_str(&format!("xtask: QMP {command} -> {reply}\n")),
+                    Err(e) => notes.push_str(&format!("xtask: {e}\n")),
+                }
+                fired += 1;
+            }
+        }
+        String::from_utf8_lossy(&buf).into_owned() + &notes
+    });
+    let stderr = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = err.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    let limit = dirs.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let mut timed_out = false;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() > limit => {
+                timed_out = true;
+                let _ = child.kill();
+                break child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(format!("waiting for QEMU: {e}")),
+        }
+    };
+    let elapsed = start.elapsed();
+    Ok(Boot {
+        outcome: if timed_out {
+            Outcome::Killed
+        } else {
+            qemu::outcome(status)
+        },
+        serial: serial.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+        elapsed,
+        timed_out,
+    })
+}
+
+/// Counts cases: each `vireo-test: ok NAME` line is one passed test; an image that does not end with
+/// its `all N passed` line and the success code adds one failure (the case that was running).
+pub fn judge(dirs: &Directives, b: &Boot) -> (Tally, String) {
+    if dirs.expect_timeout {
+        return if b.timed_out {
+            (
+                Tally {
+                    passed: 1,
+                    failed: 0,
+                },
+                String::new(),
+            )
+        } else {
+            (
+                Tally {
+                    passed: 0,
+                    failed: 1,
+                },
+                format!("expected to be killed at its time limit, but {}", b.outcome),
+            )
+        };
+    }
+    if b.timed_out {
+        let ok = count_ok(&b.serial);
+        return (
+            Tally {
+                passed: ok,
+                failed: 1,
+            },
+            "timed out: QEMU killed".into(),
+        );
+    }
+    if let Some(text) = &dirs.expect_failure {
+        return match (b.outcome, b.serial.contains(text.as_str())) {
+            (Outcome::Failure, true) => (
+                Tally {
+                    passed: 1,
+                    failed: 0,
+                },
+                String::new(),
+            ),
+            (Outcome::Failure, false) => (
+                Tally {
+                    passed: 0,
+                    failed: 1,
+                },
+                format!("failed as expected but never printed `{text}`"),
+            ),
+            (o, _) => (
+                Tally {
+                    passed: 0,
+                    failed: 1,
+                },
+                format!("expected a failure, but {o}"),
+            ),
+        };
+    }
+    if dirs.app {
+        return match b.outcome {
+            Outcome::Success => (
+                Tally {
+                    passed: 1,
+                    failed: 0,
+                },
+                String::new(),
+            ),
+            o => (
+                Tally {
+                    passed: 0,
+                    failed: 1,
+                },
+                o.to_string(),
+            ),
+        };
+    }
+    let ok = count_ok(&b.serial);
+    let all = b
+        .serial
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("vireo-test: all ")?
+                .strip_suffix(" passed")?
+                .parse::<usize>()
+                .ok()
+        })
+        .next_back();
+    match (b.outcome, all) {
+        (Outcome::Success, Some(n)) if n == ok && ok > 0 => (
+            Tally {
+                passed: ok,
+                failed: 0,
+            },
+            String::new(),
+        ),
+        (Outcome::Success, _) => (
+            Tally {
+                passed: ok,
+                failed: 1,
+            },
+            "exited with success without finishing its cases".into(),
+        ),
+        (o, _) => (
+            Tally {
+                passed: ok,
+                failed: 1,
+            },
+            o.to_string(),
+        ),
+    }
+}
+
+fn count_ok(serial: &str) -> usize {
+    serial
+        .lines()
+        .filter(|l| l.trim().starts_with("vireo-test: ok "))
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boot(outcome: Outcome, serial: &str) -> Boot {
+        Boot {
+            outcome,
+            serial: serial.into(),
+            stderr: String::new(),
+            elapsed: Duration::ZERO,
+            timed_out: false,
+        }
+    }
+
+    #[test]
+    fn judging() {
+        let d = Directives::default();
+        let good = "vireo-test: start a\nvireo-test: ok a\nvireo-test: start b\nvireo-test: ok b\nvireo-test: all 2 passed\n";
+        let t = judge(&d, &boot(Outcome::Success, good)).0;
+        assert_eq!((t.passed, t.failed), (2, 0));
+        let t = judge(
+            &d,
+            &boot(
+                Outcome::Failure,
+                "vireo-test: ok a\nvireo-test: start b\npanicked",
+            ),
+        )
+        .0;
+        assert_eq!((t.passed, t.failed), (1, 1));
+        // Success without the closing line (e.g. a stray exit) is a failure.
+        let t = judge(&d, &boot(Outcome::Success, "vireo-test: ok a\n")).0;
+        assert_eq!((t.passed, t.failed), (1, 1));
+        let t = judge(&d, &boot(Outcome::Success, "")).0;
+        assert_eq!(t.failed, 1);
+        let fault = Directives {
+            expect_failure: Some("page fault".into()),
+            ..Directives::default()
+        };
+        assert_eq!(
+            judge(&fault, &boot(Outcome::Failure, "page fault at 0x0"))
+                .0
+                .passed,
+            1
+        );
+        assert_eq!(
+            judge(&fault, &boot(Outcome::Success, "page fault"))
+                .0
+                .failed,
+            1
+        );
+        assert_eq!(judge(&fault, &boot(Outcome::Failure, "other")).0.failed, 1);
+        let hang = Directives {
+            expect_timeout: true,
+            ..Directives::default()
+        };
+        let mut killed = boot(Outcome::Killed, "");
+        killed.timed_out = true;
+        assert_eq!(judge(&hang, &killed).0.passed, 1);
+        assert_eq!(judge(&hang, &boot(Outcome::Success, "")).0.failed, 1);
+        assert_eq!(judge(&d, &killed).0.failed, 1);
+    }
+}

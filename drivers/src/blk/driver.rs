@@ -35,6 +35,8 @@ pub struct BlkDriver<T: Transport, A: DmaAllocator + 'static> {
     /// Most data segments the smallest queue can carry (its size minus header and status).
     queue_segment_limit: u32,
     next_id: u64,
+    /// Driver-to-device notifications sent (for measurements).
+    kicks: u64,
 }
 
 impl<T: Transport, A: DmaAllocator + 'static> fmt::Debug for BlkDriver<T, A> {
@@ -84,6 +86,7 @@ where
             buffer_type,
             queue_segment_limit: 0,
             next_id: 0,
+            kicks: 0,
         };
         if let Err(e) = driver.configure(vectors) {
             driver.queues.clear();
@@ -198,7 +201,8 @@ where
             .map_err(|(error, request)| refuse(error, request))?;
         let vq = &mut self.queues[usize::from(queue)];
         match vq.dispatch(token, buffer_type) {
-            Ok(_notified) => {
+            Ok(notified) => {
+                self.kicks += u64::from(notified);
                 self.next_id += 1;
                 Ok(id)
             }
@@ -257,6 +261,9 @@ where
         while let Some(token) = tokens.pop_back() {
             requests.push_front(Request::from_token(token));
         }
+        if let Ok(true) = dispatched {
+            self.kicks += 1;
+        }
         match (dispatched, refused) {
             (Err(e), _) => Err(queue_error(e)),
             (Ok(_), Some(e)) => Err(e),
@@ -295,6 +302,13 @@ where
     pub fn disable_notifications(&mut self, queue: u16) -> Result<(), BlkError> {
         self.queue(queue)?.disable_notifications();
         Ok(())
+    }
+
+    /// How many driver-to-device notifications (queue kicks) submissions have sent so far, on all
+    /// queues: with `VIRTIO_F_EVENT_IDX` or `NO_NOTIFY` the device suppresses most of them.
+    #[must_use]
+    pub fn kicks(&self) -> u64 {
+        self.kicks
     }
 
     /// Requests submitted on `queue` and not yet completed (0 for a queue that does not exist).

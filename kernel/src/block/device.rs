@@ -61,6 +61,20 @@ struct Inner {
     timeout: Duration,
     config_seen: u64,
     interrupts_waited: u64,
+    submitted: u64,
+}
+
+/// Counters of one block device since boot, for measurements (`cargo xtask bench blk`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockStats {
+    /// Requests made available to the device.
+    pub submitted: u64,
+    /// Driver-to-device notifications (queue kicks) sent: each one is an MMIO write, a VM exit.
+    pub kicks: u64,
+    /// MSI-X interrupts received on the request queues' vectors.
+    pub interrupts: u64,
+    /// Waits that halted until an interrupt woke them.
+    pub interrupts_waited: u64,
 }
 
 /// What an application needs to know about a block device.
@@ -154,6 +168,7 @@ impl BlockDevice {
                 timeout: DEFAULT_TIMEOUT,
                 config_seen: 0,
                 interrupts_waited: 0,
+                submitted: 0,
             }),
         }
     }
@@ -216,6 +231,23 @@ impl BlockDevice {
     pub fn interrupts_waited(&self) -> u64 {
         self.inner.lock().interrupts_waited
     }
+
+    /// Submissions, kicks and interrupts so far (for measurements).
+    pub fn stats(&self) -> BlockStats {
+        let inner = self.inner.lock();
+        let interrupts = inner.waiting.msix.as_ref().map_or(0, |m| {
+            (1..m.len())
+                .filter_map(|entry| m.event(entry))
+                .map(|e| e.count())
+                .sum()
+        });
+        BlockStats {
+            submitted: inner.submitted,
+            kicks: inner.driver.kicks(),
+            interrupts,
+            interrupts_waited: inner.interrupts_waited,
+        }
+    }
 }
 
 /// A failed [`BlockDevice::read_buffer`] / [`BlockDevice::write_buffer`]: the reason, and the
@@ -238,6 +270,7 @@ impl Inner {
     }
 
     fn record(&mut self, queue: u16, id: RequestId) {
+        self.submitted += 1;
         self.in_flight.insert(
             id,
             InFlight {

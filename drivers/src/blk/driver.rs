@@ -13,6 +13,7 @@ use super::{
     completion::Completion,
     config::{BlkInfo, BlkOptions, DISCARD, MQ, WRITE_ZEROES},
     error::{BlkError, SubmitError},
+    pool::RequestPool,
     request::{Request, RequestId, RequestKind},
 };
 
@@ -37,6 +38,8 @@ pub struct BlkDriver<T: Transport, A: DmaAllocator + 'static> {
     next_id: u64,
     /// Driver-to-device notifications sent (for measurements).
     kicks: u64,
+    /// Spare request headers, status bytes and element lists.
+    pool: RequestPool<A>,
 }
 
 impl<T: Transport, A: DmaAllocator + 'static> fmt::Debug for BlkDriver<T, A> {
@@ -87,6 +90,7 @@ where
             queue_segment_limit: 0,
             next_id: 0,
             kicks: 0,
+            pool: RequestPool::new(),
         };
         if let Err(e) = driver.configure(vectors) {
             driver.queues.clear();
@@ -197,7 +201,7 @@ where
             return Err(refuse(error, request));
         }
         let token = request
-            .into_token(id, &self.alloc)
+            .into_token(id, &self.alloc, &mut self.pool)
             .map_err(|(error, request)| refuse(error, request))?;
         let vq = &mut self.queues[usize::from(queue)];
         match vq.dispatch(token, buffer_type) {
@@ -235,7 +239,7 @@ where
                 break;
             }
             let id = RequestId(first_id + tokens.len() as u64);
-            match request.into_token(id, &self.alloc) {
+            match request.into_token(id, &self.alloc, &mut self.pool) {
                 Ok(token) => tokens.push_back(token),
                 Err((e, request)) => {
                     requests.push_front(request);
@@ -282,7 +286,7 @@ where
     /// [`BlkError::NoSuchQueue`], [`BlkError::NotReady`].
     pub fn poll(&mut self, queue: u16) -> Result<Option<Completion<A>>, BlkError> {
         let used = self.queue(queue)?.poll().map_err(BlkError::Queue)?;
-        Ok(used.map(Completion::from_used))
+        Ok(used.map(|u| Completion::from_used(u, &mut self.pool)))
     }
 
     /// Asks the device for used-buffer notifications on `queue` (interrupt-driven completion).
@@ -374,7 +378,7 @@ where
         // with `DeviceReset` too.
         for mut vq in self.queues.drain(..) {
             while let Ok(Some(used)) = vq.poll() {
-                completed.push(Completion::from_used(used));
+                completed.push(Completion::from_used(used, &mut self.pool));
             }
             completed.extend(vq.reset().into_iter().map(Completion::from_reset));
         }

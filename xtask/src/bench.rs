@@ -38,6 +38,8 @@ pub struct Options {
     pub polled: bool,
     /// Extra QEMU arguments.
     pub qemu_args: Vec<String>,
+    /// Extra kernel command-line words (e.g. `vireo.blk.indirect=0`).
+    pub append: Vec<String>,
 }
 
 /// One benchmark job: what `blkbench` runs.
@@ -312,6 +314,10 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
                     let mut append = format!("{} secs={secs} warmup={warmup}", job.args);
                     if opts.polled {
                         append.push_str(" vireo.blk.polled=1");
+                    }
+                    for word in &opts.append {
+                        append.push(' ');
+                        append.push_str(word);
                     }
                     let dirs = Directives {
                         qemu: device_args(backend, layout, file.as_ref().map(|f| f.0.as_path()))?,

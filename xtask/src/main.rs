@@ -4,7 +4,7 @@
 //! cargo xtask run [--example NAME] [--release] [--accel kvm|tcg] [--qemu-arg ARG]... [-- APP-ARGS]
 //! cargo xtask test [--accel kvm|tcg] [--release] [--no-host] [FILTER]
 //! cargo xtask bench virtq
-//! cargo xtask bench blk [--quick] [--accel kvm|tcg] [--backend null|file] [--layout split|packed] [--job NAME] [--polled]
+//! cargo xtask bench blk [--quick] [--accel kvm|tcg] [--backend null|file] [--layout split|packed] [--job NAME] [--polled] [--append WORD]
 //! ```
 
 mod artifacts;
@@ -33,7 +33,7 @@ fn usage() -> &'static str {
   cargo xtask test [--accel kvm|tcg] [--release] [--no-host] [FILTER]
   cargo xtask bench virtq
   cargo xtask bench blk [--quick] [--accel kvm|tcg] [--backend null|file] [--layout split|packed]
-                        [--job NAME] [--polled] [--qemu-arg ARG]..."
+                        [--job NAME] [--polled] [--append KERNEL-ARG]... [--qemu-arg ARG]..."
 }
 
 fn main() -> ExitCode {
@@ -172,6 +172,7 @@ fn bench_blk(args: &[String]) -> Result<ExitCode, String> {
             "--backend" => opts.backend = Some(value("--backend")?),
             "--layout" => opts.layout = Some(value("--layout")?),
             "--job" => opts.job = Some(value("--job")?),
+            "--append" => opts.append.push(value("--append")?),
             other => return Err(format!("unexpected argument `{other}`\n{}", usage())),
         }
     }

@@ -72,7 +72,8 @@ fn indirect_requests_allocate_only_their_table() {
     for packed in [false, true] {
         let mut sim = Sim::new(ALL_BLK | ring_features(), &BlkConfig::default());
         let mut drv = sim.driver(options(packed, true));
-        let mut buffers = vec![buf(&sim.dma, 512, 1)];
+        // Three segments: five descriptors, too long to go direct.
+        let mut buffers: Vec<_> = (0..3).map(|i| buf(&sim.dma, 512, i)).collect();
         let c = run(&mut sim, &mut drv, 0, Request::Read { sector: 0, buffers });
         buffers = c.buffers;
         let (before, live) = (sim.dma.allocations(), sim.dma.live());
@@ -82,6 +83,7 @@ fn indirect_requests_allocate_only_their_table() {
             buffers = c.buffers;
         }
         assert_eq!(sim.dma.allocations() - before, 10, "packed={packed}");
+        assert!(sim.seen().iter().all(|s| s.indirect));
         assert_eq!(sim.dma.live(), live, "packed={packed}: tables are freed");
     }
 }

@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Command line (after `--` with `cargo xtask run --example blkbench`): `job=randread|randwrite|
-//! seqread bs=BYTES qd=N secs=S warmup=S [span_mib=N] [seed=N] [lat=0|1]`, plus the kernel's
+//! seqread bs=BYTES qd=N secs=S warmup=S [batch=N] [span_mib=N] [seed=N] [lat=0|1]`, plus the kernel's
 //! `vireo.blk.*` options (`vireo.blk.polled=1` polls instead of sleeping on MSI-X).
 //!
 //! Timing: the clock (`Instant`, the TSC) is read once per completion batch at queue depth 1 —
@@ -74,6 +74,8 @@ struct Args {
     span_mib: u64,
     seed: u64,
     lat: bool,
+    /// Completions taken at most before the freed buffers are resubmitted.
+    batch: u64,
 }
 
 impl Args {
@@ -87,6 +89,7 @@ impl Args {
             span_mib: 0,
             seed: 1,
             lat: true,
+            batch: 0,
         };
         for word in cmdline.split_ascii_whitespace() {
             let Some((key, value)) = word.split_once('=') else {
@@ -113,8 +116,12 @@ impl Args {
                 "span_mib" => a.span_mib = num()?,
                 "seed" => a.seed = num()?,
                 "lat" => a.lat = num()? != 0,
+                "batch" => a.batch = num()?,
                 _ => {}
             }
+        }
+        if a.batch == 0 {
+            a.batch = a.qd as u64;
         }
         if a.bs == 0 || !a.bs.is_multiple_of(SECTOR_SIZE) || a.qd == 0 || a.secs == 0 {
             return Err("bs must be a non-zero multiple of 512, qd and secs non-zero");
@@ -235,7 +242,8 @@ impl Bench<'_> {
             })?;
             self.complete(c)?;
             let mut done = 1u64;
-            while let Some(c) = self.dev.poll(0) {
+            while done < self.args.batch {
+                let Some(c) = self.dev.poll(0) else { break };
                 self.complete(c)?;
                 done += 1;
             }

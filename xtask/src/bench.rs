@@ -247,6 +247,16 @@ fn boot(mut cmd: Command, limit: Duration) -> Result<String, String> {
     }
 }
 
+/// Boots one run and reads its result line.
+fn run_once(cmd: Command, limit: Duration) -> Result<Sample, String> {
+    let serial = boot(cmd, limit)?;
+    parse_sample(&serial).ok_or_else(|| "the guest printed no `vireo-bench:` result line".into())
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or("")
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -337,9 +347,18 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
                             run + 1
                         );
                         let limit = Duration::from_secs(secs + warmup + 60);
-                        let serial = boot(cmd, limit).map_err(|e| format!("failed: {e}"))?;
-                        let sample = parse_sample(&serial)
-                            .ok_or("the guest printed no `vireo-bench:` result line")?;
+                        // A boot that fails without a result (e.g. QEMU killed from outside on
+                        // a shared machine) is retried; a second failure is an error.
+                        let sample = match run_once(cmd, limit) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                eprint!("failed ({}), retrying ... ", first_line(&e));
+                                let mut cmd =
+                                    qemu::command(&image.path, accel, &dirs, "", "bench")?;
+                                cmd.args(&opts.qemu_args);
+                                run_once(cmd, limit).map_err(|e| format!("failed twice: {e}"))?
+                            }
+                        };
                         eprintln!(
                             "{:.0} IOPS, {:.1} MB/s, mean {:.1} us",
                             sample.iops(),

@@ -4,9 +4,11 @@
 //! cargo xtask run [--example NAME] [--release] [--accel kvm|tcg] [--qemu-arg ARG]... [-- APP-ARGS]
 //! cargo xtask test [--accel kvm|tcg] [--release] [--no-host] [FILTER]
 //! cargo xtask bench virtq
+//! cargo xtask bench blk [--quick] [--accel kvm|tcg] [--backend null|file] [--layout split|packed] [--job NAME] [--polled] [--append WORD]
 //! ```
 
 mod artifacts;
+mod bench;
 mod boot;
 mod directives;
 mod diskcheck;
@@ -30,7 +32,9 @@ fn usage() -> &'static str {
     "usage:
   cargo xtask run [--example NAME] [--release] [--accel kvm|tcg] [--qemu-arg ARG]... [-- APP-ARGS...]
   cargo xtask test [--accel kvm|tcg] [--release] [--no-host] [FILTER]
-  cargo xtask bench virtq"
+  cargo xtask bench virtq
+  cargo xtask bench blk [--quick] [--accel kvm|tcg] [--backend null|file] [--layout split|packed]
+                        [--job NAME] [--polled] [--append KERNEL-ARG]... [--qemu-arg ARG]..."
 }
 
 fn main() -> ExitCode {
@@ -143,6 +147,35 @@ fn bench(args: &[String]) -> Result<ExitCode, String> {
                 ExitCode::FAILURE
             })
         }
+        Some("blk") => bench_blk(&args[1..]),
         _ => Err(format!("which benchmark?\n{}", usage())),
     }
+}
+
+fn bench_blk(args: &[String]) -> Result<ExitCode, String> {
+    let mut common = Common::default();
+    let rest = parse_common(args, &mut common)?;
+    let mut opts = bench::Options {
+        accel: common.accel,
+        qemu_args: common.qemu_args,
+        ..bench::Options::default()
+    };
+    let mut it = rest.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match arg.as_str() {
+            "--quick" => opts.quick = true,
+            "--polled" => opts.polled = true,
+            "--backend" => opts.backend = Some(value("--backend")?),
+            "--layout" => opts.layout = Some(value("--layout")?),
+            "--job" => opts.job = Some(value("--job")?),
+            "--append" => opts.append.push(value("--append")?),
+            other => return Err(format!("unexpected argument `{other}`\n{}", usage())),
+        }
+    }
+    bench::run(&opts)
 }

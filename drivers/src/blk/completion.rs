@@ -7,6 +7,7 @@ use vireo_virtio::{AvailBufferToken, DmaAllocator, DmaBuffer, UsedBufferToken};
 
 use super::{
     error::BlkError,
+    pool::RequestPool,
     request::{ID_LEN, Request, RequestId, RequestKind, split_tag},
 };
 
@@ -95,11 +96,12 @@ impl<A: DmaAllocator> fmt::Debug for Completion<A> {
 
 impl<A: DmaAllocator> Completion<A> {
     /// Interprets a used token: the status byte, the written length and (get-id) the id string.
-    /// Nothing the device wrote is trusted: every violation is a typed error in `result`.
-    pub(crate) fn from_used(used: UsedBufferToken<A>) -> Self {
+    /// Nothing the device wrote is trusted: every violation is a typed error in `result`. The
+    /// header, the status byte and the driver's element list go back to `pool`.
+    pub(crate) fn from_used(used: UsedBufferToken<A>, pool: &mut RequestPool<A>) -> Self {
         let written_len = used.written_len();
         let (kind, id) = split_tag(used.tag());
-        let (readable, mut writable) = used.into_avail().into_parts();
+        let (mut readable, mut writable) = used.into_avail().into_parts();
         let expected_len: usize = writable.iter().map(|b| b.len()).sum();
         let status = writable.pop();
         let id_buf = if kind == RequestKind::GetId {
@@ -107,14 +109,33 @@ impl<A: DmaAllocator> Completion<A> {
         } else {
             None
         };
-        let result = interpret(kind, written_len, expected_len, status, id_buf);
+        let result = interpret(kind, written_len, expected_len, status.as_deref(), id_buf);
+        if let Some(status) = status {
+            pool.put_status(status);
+        }
         let buffers = match kind {
-            RequestKind::Read => writable,
-            RequestKind::Write => {
-                let mut readable = readable;
-                readable.split_off(1.min(readable.len()))
+            RequestKind::Read => {
+                if let Some(header) = readable.pop() {
+                    pool.put_header(header);
+                }
+                pool.put_list(readable);
+                writable
             }
-            _ => Vec::new(),
+            RequestKind::Write => {
+                if !readable.is_empty() {
+                    pool.put_header(readable.remove(0));
+                }
+                pool.put_list(writable);
+                readable
+            }
+            _ => {
+                if !readable.is_empty() {
+                    pool.put_header(readable.remove(0));
+                }
+                pool.put_list(readable);
+                pool.put_list(writable);
+                Vec::new()
+            }
         };
         Self {
             id,
@@ -140,13 +161,13 @@ fn interpret<A: DmaAllocator>(
     kind: RequestKind,
     written_len: u32,
     expected_len: usize,
-    status: Option<DmaBuffer<A>>,
+    status: Option<&[u8]>,
     id_buf: Option<DmaBuffer<A>>,
 ) -> Result<Output, BlkError> {
     let expected = u32::try_from(expected_len).unwrap_or(u32::MAX);
     // The status byte is the last device-writable byte: a used length of 0 means the device
     // never wrote it.
-    let status = status.as_deref().and_then(<[u8]>::last).copied();
+    let status = status.and_then(<[u8]>::last).copied();
     let Some(status) = status.filter(|_| written_len > 0) else {
         return Err(BlkError::UsedLength {
             len: written_len,

@@ -13,11 +13,38 @@ use super::{
     completion::Completion,
     config::{BlkInfo, BlkOptions, DISCARD, MQ, WRITE_ZEROES},
     error::{BlkError, SubmitError},
+    pool::RequestPool,
     request::{Request, RequestId, RequestKind},
 };
 
 /// The virtio device type of a block device (virtio 1.2 §5).
 const DEVICE_TYPE_BLOCK: u16 = 2;
+/// Chains of at most this many descriptors (header, up to two data segments, status) go direct
+/// while the ring has room, even with `VIRTIO_F_INDIRECT_DESC` (see [`chain_layout`]).
+const DIRECT_MAX_CHAIN: usize = 4;
+
+/// How to lay out `chains` new chains of `descriptors` descriptors in all, the longest
+/// `longest`, on a ring of `size` descriptors with `free` free: `preferred` (what was
+/// negotiated) unless that is indirect and every chain is short and all of them still leave
+/// half the ring free. A short chain costs both sides less as direct descriptors: no indirect
+/// table to allocate, fill and free, and no table for the device to map and walk; the half ring
+/// kept free lets a deep queue still get one descriptor per request from the indirect layout.
+fn chain_layout(
+    preferred: BufferType,
+    longest: usize,
+    descriptors: usize,
+    size: u16,
+    free: u16,
+) -> BufferType {
+    let fits = usize::from(free)
+        .checked_sub(descriptors)
+        .is_some_and(|room| room >= usize::from(size) / 2);
+    if preferred == BufferType::Indirect && longest <= DIRECT_MAX_CHAIN && fits {
+        BufferType::Direct
+    } else {
+        preferred
+    }
+}
 
 /// A virtio-blk device driver, generic over the transport and the DMA allocator.
 ///
@@ -35,6 +62,10 @@ pub struct BlkDriver<T: Transport, A: DmaAllocator + 'static> {
     /// Most data segments the smallest queue can carry (its size minus header and status).
     queue_segment_limit: u32,
     next_id: u64,
+    /// Driver-to-device notifications sent (for measurements).
+    kicks: u64,
+    /// Spare request headers, status bytes and element lists.
+    pool: RequestPool<A>,
 }
 
 impl<T: Transport, A: DmaAllocator + 'static> fmt::Debug for BlkDriver<T, A> {
@@ -84,6 +115,8 @@ where
             buffer_type,
             queue_segment_limit: 0,
             next_id: 0,
+            kicks: 0,
+            pool: RequestPool::new(),
         };
         if let Err(e) = driver.configure(vectors) {
             driver.queues.clear();
@@ -177,15 +210,16 @@ where
     /// Checks `request` and makes it available on `queue`, notifying the device if it asked.
     /// Completes later through [`poll`](Self::poll), with the returned id.
     ///
-    /// A request whose chain has more than one descriptor (all of them do) uses one indirect
-    /// table when `VIRTIO_F_INDIRECT_DESC` was negotiated, a direct chain otherwise.
+    /// With `VIRTIO_F_INDIRECT_DESC` negotiated, a request's chain uses one indirect table
+    /// unless it is short (at most 4 descriptors) and leaves half the ring free, in which case
+    /// it goes direct (cheaper for driver and device); without it, always a direct chain.
     ///
     /// # Errors
     /// Nothing reaches the device, and the request comes back with its buffers: validation
     /// errors (see [`BlkError`]), [`BlkError::QueueFull`], [`BlkError::AllocFailed`],
     /// [`BlkError::NoSuchQueue`], [`BlkError::NotReady`].
     pub fn submit(&mut self, queue: u16, request: Request<A>) -> Result<RequestId, SubmitError<A>> {
-        let (buffer_type, id) = (self.buffer_type, RequestId(self.next_id));
+        let id = RequestId(self.next_id);
         let refuse = |error, request| SubmitError { error, request };
         if let Err(error) = self.queue(queue) {
             return Err(refuse(error, request));
@@ -194,11 +228,20 @@ where
             return Err(refuse(error, request));
         }
         let token = request
-            .into_token(id, &self.alloc)
+            .into_token(id, &self.alloc, &mut self.pool)
             .map_err(|(error, request)| refuse(error, request))?;
         let vq = &mut self.queues[usize::from(queue)];
+        let count = token.element_count();
+        let buffer_type = chain_layout(
+            self.buffer_type,
+            count,
+            count,
+            vq.size(),
+            vq.free_descriptors(),
+        );
         match vq.dispatch(token, buffer_type) {
-            Ok(_notified) => {
+            Ok(notified) => {
+                self.kicks += u64::from(notified);
                 self.next_id += 1;
                 Ok(id)
             }
@@ -208,7 +251,8 @@ where
 
     /// Submits requests from the front of `requests` on `queue` and notifies the device once
     /// for all of them (if it asked). The id of each submitted request is pushed onto `ids`, in
-    /// order, and the request is removed from `requests`.
+    /// order, and the request is removed from `requests`. Direct or indirect is decided as in
+    /// [`submit`](Self::submit), once for the whole batch.
     ///
     /// # Errors
     /// At the first request that cannot be submitted (the same reasons as
@@ -231,7 +275,7 @@ where
                 break;
             }
             let id = RequestId(first_id + tokens.len() as u64);
-            match request.into_token(id, &self.alloc) {
+            match request.into_token(id, &self.alloc, &mut self.pool) {
                 Ok(token) => tokens.push_back(token),
                 Err((e, request)) => {
                     requests.push_front(request);
@@ -245,7 +289,16 @@ where
         let dispatched = if total == 0 {
             Ok(false)
         } else {
-            vq.dispatch_batch(&mut tokens, self.buffer_type)
+            let longest = tokens.iter().map(|t| t.element_count()).max();
+            let descriptors = tokens.iter().map(|t| t.element_count()).sum();
+            let buffer_type = chain_layout(
+                self.buffer_type,
+                longest.unwrap_or(0),
+                descriptors,
+                vq.size(),
+                vq.free_descriptors(),
+            );
+            vq.dispatch_batch(&mut tokens, buffer_type)
         };
         let submitted = total - tokens.len();
         for _ in 0..submitted {
@@ -256,6 +309,9 @@ where
         // Give back what was not made available, in order, in front of the refused rest.
         while let Some(token) = tokens.pop_back() {
             requests.push_front(Request::from_token(token));
+        }
+        if let Ok(true) = dispatched {
+            self.kicks += 1;
         }
         match (dispatched, refused) {
             (Err(e), _) => Err(queue_error(e)),
@@ -275,7 +331,7 @@ where
     /// [`BlkError::NoSuchQueue`], [`BlkError::NotReady`].
     pub fn poll(&mut self, queue: u16) -> Result<Option<Completion<A>>, BlkError> {
         let used = self.queue(queue)?.poll().map_err(BlkError::Queue)?;
-        Ok(used.map(Completion::from_used))
+        Ok(used.map(|u| Completion::from_used(u, &mut self.pool)))
     }
 
     /// Asks the device for used-buffer notifications on `queue` (interrupt-driven completion).
@@ -295,6 +351,13 @@ where
     pub fn disable_notifications(&mut self, queue: u16) -> Result<(), BlkError> {
         self.queue(queue)?.disable_notifications();
         Ok(())
+    }
+
+    /// How many driver-to-device notifications (queue kicks) submissions have sent so far, on all
+    /// queues: with `VIRTIO_F_EVENT_IDX` or `NO_NOTIFY` the device suppresses most of them.
+    #[must_use]
+    pub fn kicks(&self) -> u64 {
+        self.kicks
     }
 
     /// Requests submitted on `queue` and not yet completed (0 for a queue that does not exist).
@@ -360,7 +423,7 @@ where
         // with `DeviceReset` too.
         for mut vq in self.queues.drain(..) {
             while let Ok(Some(used)) = vq.poll() {
-                completed.push(Completion::from_used(used));
+                completed.push(Completion::from_used(used, &mut self.pool));
             }
             completed.extend(vq.reset().into_iter().map(Completion::from_reset));
         }
@@ -395,5 +458,30 @@ fn queue_error(e: QueueError) -> BlkError {
         QueueError::QueueFull => BlkError::QueueFull,
         QueueError::AllocFailed => BlkError::AllocFailed,
         other => BlkError::Queue(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_chains_go_direct_while_half_the_ring_is_free() {
+        use BufferType::{Direct, Indirect};
+        // One 3-descriptor request on an empty ring of 256.
+        assert_eq!(chain_layout(Indirect, 3, 3, 256, 256), Direct);
+        // A batch of 32 such requests still leaves half the ring free.
+        assert_eq!(chain_layout(Indirect, 3, 96, 256, 256), Direct);
+        // Not once the ring is half used.
+        assert_eq!(chain_layout(Indirect, 3, 3, 256, 129), Indirect);
+        assert_eq!(chain_layout(Indirect, 3, 3, 256, 131), Direct);
+        // Long chains stay indirect.
+        assert_eq!(chain_layout(Indirect, 5, 5, 256, 256), Indirect);
+        // Tiny rings: never more descriptors than are free.
+        assert_eq!(chain_layout(Indirect, 3, 3, 1, 1), Indirect);
+        assert_eq!(chain_layout(Indirect, 2, 2, 4, 4), Direct);
+        assert_eq!(chain_layout(Indirect, 3, 3, 2, 2), Indirect);
+        // Without INDIRECT_DESC everything is direct.
+        assert_eq!(chain_layout(Direct, 9, 9, 16, 16), Direct);
     }
 }

@@ -14,7 +14,7 @@
 //! inside a [`SubmitError`] when the request is refused, or in a [`Completion`] carrying
 //! [`BlkError::DeviceReset`] when the device is reset with the request in flight. They are never
 //! dropped by the driver. The request header and status byte are small DMA blocks the driver
-//! allocates itself per request.
+//! owns: allocated for the first requests, then reused from a bounded pool.
 //!
 //! # Request size limits: no splitting
 //!
@@ -29,6 +29,7 @@ mod completion;
 mod config;
 mod driver;
 mod error;
+mod pool;
 mod request;
 
 pub use self::{

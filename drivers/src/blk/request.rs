@@ -8,6 +8,7 @@ use vireo_virtio::{AvailBufferToken, DmaAllocator, DmaBuffer};
 use super::{
     config::{BlkInfo, SECTOR_SIZE},
     error::BlkError,
+    pool::{HEADER_LEN, RequestPool},
 };
 
 /// `VIRTIO_BLK_T_*` (§5.2.6).
@@ -17,8 +18,6 @@ const T_FLUSH: u32 = 4;
 const T_GET_ID: u32 = 8;
 const T_DISCARD: u32 = 11;
 const T_WRITE_ZEROES: u32 = 13;
-/// `struct virtio_blk_outhdr`: type, reserved, sector.
-const HEADER_LEN: usize = 16;
 /// `struct virtio_blk_discard_write_zeroes`: sector, num_sectors, flags.
 const RANGE_LEN: usize = 16;
 /// The `unmap` bit of a write-zeroes segment's flags.
@@ -213,12 +212,14 @@ impl<A: DmaAllocator> Request<A> {
     }
 
     /// Lays the (validated) request out as a token: header, then device-readable data, then
-    /// device-writable data, then the status byte (§5.2.6). On allocation failure the request
-    /// comes back unchanged.
+    /// device-writable data, then the status byte (§5.2.6). The header, the status byte and the
+    /// driver's element list come from `pool` when it has spares. On allocation failure the
+    /// request comes back unchanged.
     pub(crate) fn into_token(
         self,
         id: RequestId,
         alloc: &A,
+        pool: &mut RequestPool<A>,
     ) -> Result<AvailBufferToken<A>, (BlkError, Self)> {
         let kind = self.kind();
         let sector = match &self {
@@ -228,35 +229,65 @@ impl<A: DmaAllocator> Request<A> {
         let mut header = [0u8; HEADER_LEN];
         header[0..4].copy_from_slice(&kind.blk_type().to_le_bytes());
         header[8..16].copy_from_slice(&sector.to_le_bytes());
-        let Some(header) = dma_copy(alloc, &header) else {
+        let Some(header) = pool.header(alloc, &header) else {
             return Err((BlkError::AllocFailed, self));
         };
-        let Some(status) = dma_copy(alloc, &[0xff]) else {
+        let Some(status) = pool.status(alloc) else {
+            pool.put_header(header);
             return Err((BlkError::AllocFailed, self));
         };
-        let mut readable = Vec::with_capacity(2);
-        readable.push(header);
-        let mut writable = Vec::with_capacity(2);
-        match self {
-            Self::Read { buffers, .. } => writable.extend(buffers),
-            Self::Write { buffers, .. } => readable.extend(buffers),
-            Self::Flush => {}
+        let tag = id.0 << 3 | kind.code();
+        // Reads and writes reuse the caller's list for the data side (no copy of the list).
+        let (readable, writable) = match self {
+            Self::Read { buffers, .. } => {
+                let mut readable = pool.list();
+                readable.push(header);
+                let mut writable = buffers;
+                writable.push(status);
+                (readable, writable)
+            }
+            Self::Write { buffers, .. } => {
+                let mut readable = buffers;
+                readable.insert(0, header);
+                let mut writable = pool.list();
+                writable.push(status);
+                (readable, writable)
+            }
+            Self::Flush => {
+                let mut readable = pool.list();
+                readable.push(header);
+                let mut writable = pool.list();
+                writable.push(status);
+                (readable, writable)
+            }
             Self::GetId => {
                 let Some(id_buf) = dma_copy(alloc, &[0u8; ID_LEN]) else {
+                    pool.put_header(header);
+                    pool.put_status(status);
                     return Err((BlkError::AllocFailed, self));
                 };
+                let mut readable = pool.list();
+                readable.push(header);
+                let mut writable = pool.list();
                 writable.push(id_buf);
+                writable.push(status);
+                (readable, writable)
             }
             Self::Discard { ref ranges } | Self::WriteZeroes { ref ranges, .. } => {
                 let unmap = matches!(self, Self::WriteZeroes { unmap: true, .. });
                 let Some(segments) = encode_ranges(alloc, ranges, unmap) else {
+                    pool.put_header(header);
+                    pool.put_status(status);
                     return Err((BlkError::AllocFailed, self));
                 };
+                let mut readable = pool.list();
+                readable.push(header);
                 readable.push(segments);
+                let mut writable = pool.list();
+                writable.push(status);
+                (readable, writable)
             }
-        }
-        writable.push(status);
-        let tag = id.0 << 3 | kind.code();
+        };
         Ok(AvailBufferToken::new(readable, writable).with_tag(tag))
     }
 
@@ -278,10 +309,15 @@ impl<A: DmaAllocator> Request<A> {
                     buffers: writable,
                 }
             }
-            RequestKind::Write => Self::Write {
-                sector,
-                buffers: readable.split_off(1.min(readable.len())),
-            },
+            RequestKind::Write => {
+                if !readable.is_empty() {
+                    readable.remove(0);
+                }
+                Self::Write {
+                    sector,
+                    buffers: readable,
+                }
+            }
             RequestKind::Flush => Self::Flush,
             RequestKind::GetId => Self::GetId,
             RequestKind::Discard | RequestKind::WriteZeroes => {

@@ -138,6 +138,8 @@ pub struct SimState {
     pub status_override: Option<u8>,
     /// Used length to report instead of the real one.
     pub len_override: Option<u32>,
+    /// The device reports completion without writing the status byte.
+    pub skip_status: bool,
     /// The device never finishes a reset.
     pub reset_stuck: bool,
     /// DEVICE_NEEDS_RESET is shown in the status.
@@ -165,6 +167,7 @@ impl SimState {
             seen: Vec::new(),
             status_override: None,
             len_override: None,
+            skip_status: false,
             reset_stuck: false,
             needs_reset: false,
             resets: 0,
@@ -446,14 +449,15 @@ impl Sim {
     pub fn complete(&mut self, q: u16, chain: &Chain) {
         let mem = self.mem();
         let (status, len) = self.execute(q, chain);
-        let (status, len) = {
+        let (status, len, skip_status) = {
             let s = self.state.lock().unwrap();
             (
                 s.status_override.unwrap_or(status),
                 s.len_override.unwrap_or(len),
+                s.skip_status,
             )
         };
-        if let Some(&(addr, slen, true)) = chain.descs.last() {
+        if let Some(&(addr, slen, true)) = chain.descs.last().filter(|_| !skip_status) {
             mem.write_obj(status, addr.unchecked_add(u64::from(slen) - 1))
                 .unwrap();
         }

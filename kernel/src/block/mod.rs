@@ -37,7 +37,7 @@ pub use vireo_drivers::blk::{
 use vireo_virtio::DmaBuffer;
 
 pub use self::{
-    device::{BlockDevice, BlockInfo},
+    device::{BlockDevice, BlockInfo, BlockStats},
     error::BlockError,
 };
 use crate::mm::DeviceAlloc;

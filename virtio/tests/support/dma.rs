@@ -22,6 +22,8 @@ struct State {
     /// Free blocks by size class (power of two).
     free: Vec<Vec<usize>>,
     live: usize,
+    /// Allocations ever made.
+    total: usize,
 }
 
 struct Inner {
@@ -60,6 +62,7 @@ impl GuestDma {
             bump: 0,
             free: vec![Vec::new(); 64],
             live: 0,
+            total: 0,
         };
         Self(Arc::new(Inner {
             mem,
@@ -82,6 +85,11 @@ impl GuestDma {
     /// Number of live allocations (to check that indirect tables are freed).
     pub fn live(&self) -> usize {
         self.0.state.lock().unwrap().live
+    }
+
+    /// Number of allocations ever made (to check that steady-state requests allocate nothing).
+    pub fn allocations(&self) -> usize {
+        self.0.state.lock().unwrap().total
     }
 
     fn class(layout: Layout) -> usize {
@@ -115,6 +123,7 @@ unsafe impl Allocator for GuestDma {
             }
         };
         state.live += 1;
+        state.total += 1;
         let ptr = NonNull::new(self.0.host.wrapping_add(offset)).ok_or(AllocError)?;
         Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
     }

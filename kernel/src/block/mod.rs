@@ -25,7 +25,9 @@
 
 mod device;
 mod error;
+mod io;
 mod probe;
+mod queue;
 
 use alloc::vec::Vec;
 
@@ -39,6 +41,7 @@ use vireo_virtio::DmaBuffer;
 pub use self::{
     device::{BlockDevice, BlockInfo, BlockStats},
     error::BlockError,
+    io::BufferError,
 };
 use crate::mm::DeviceAlloc;
 

@@ -1,0 +1,271 @@
+//! The queued side of [`BlockDevice`]: submission, completion routing, waiting (MSI-X or
+//! polled, always bounded), and recovery from a device that broke the protocol.
+
+use alloc::{collections::VecDeque, vec::Vec};
+
+use vireo_drivers::blk::{BlkError, Request, RequestId, SubmitError};
+use vireo_virtio::transport::WaitBudget;
+
+use super::{
+    BlockError, Completion,
+    device::{BlockDevice, InFlight, Inner, POLLS_PER_CLOCK_CHECK, RESET_BUDGET},
+    probe::queue_vectors,
+};
+use crate::{
+    mm::DeviceAlloc,
+    virtio::{IrqEvent, KernelClock, ticks_for},
+};
+
+impl Inner {
+    fn event(&self, entry: usize) -> Option<IrqEvent> {
+        if self.waiting.polled {
+            return None;
+        }
+        self.waiting.msix.as_ref()?.event(entry)
+    }
+
+    fn record(&mut self, queue: u16, id: RequestId) {
+        self.submitted += 1;
+        self.in_flight.push(InFlight {
+            id,
+            queue,
+            abandoned: false,
+        });
+    }
+
+    /// Files a completion with its queue; drops it if its waiter gave up.
+    fn file(&mut self, c: Completion) {
+        let found = self.in_flight.iter().position(|f| f.id == c.id);
+        match found.map(|i| self.in_flight.swap_remove(i)) {
+            Some(InFlight {
+                abandoned: true, ..
+            }) => {}
+            Some(InFlight { queue, .. }) => self.ready[usize::from(queue)].push_back(c),
+            // Not submitted through this device's API: cannot happen, but never lose it.
+            None => self.ready[0].push_back(c),
+        }
+    }
+
+    /// Takes the completion of `want` (any if `None`) from `queue`, draining the device's used
+    /// buffers into the ready lists on the way. A protocol violation resets the device.
+    fn take(&mut self, queue: u16, want: Option<RequestId>) -> Option<Completion> {
+        let q = usize::from(queue);
+        loop {
+            if let Some(pos) = self.ready[q]
+                .iter()
+                .position(|c| want.is_none_or(|w| c.id == w))
+            {
+                return self.ready[q].remove(pos);
+            }
+            match self.driver.poll(queue) {
+                Ok(Some(c)) => self.file(c),
+                Ok(None) => return None,
+                Err(e) => {
+                    log::error!("virtio-blk: {e}; resetting the device");
+                    self.recover();
+                }
+            }
+        }
+    }
+
+    /// Handles a configuration-change interrupt: a device that needs a reset gets one, a new
+    /// capacity is picked up.
+    pub(super) fn service_config(&mut self) {
+        let Some(event) = self.waiting.msix.as_ref().and_then(|m| m.event(0)) else {
+            return;
+        };
+        let count = event.count();
+        if count == self.config_seen {
+            return;
+        }
+        self.config_seen = count;
+        if self.driver.needs_reset() {
+            log::warn!("virtio-blk: device needs a reset");
+            self.recover();
+        } else if let Ok(true) = self.driver.config_changed() {
+            log::info!(
+                "virtio-blk: capacity now {} sectors",
+                self.driver.info().capacity
+            );
+        }
+    }
+
+    /// Resets and re-initialises the device; every request in flight completes (with an error
+    /// unless the device had finished it).
+    fn recover(&mut self) {
+        let clock = KernelClock;
+        let mut budget = WaitBudget::new(&clock, RESET_BUDGET.as_nanos() as u64);
+        let vectors = queue_vectors(self.waiting.msix.as_ref(), self.driver.queue_count());
+        let mut done = Vec::new();
+        let result = self
+            .driver
+            .reset_and_reinit(&mut budget, &vectors, &mut done);
+        for c in done {
+            self.file(c);
+        }
+        match result {
+            Ok(()) if self.waiting.msix.is_some() => {
+                if let Err(e) = self.driver.set_config_vector(Some(0)) {
+                    log::error!("virtio-blk: after reset: {e}");
+                }
+            }
+            Ok(()) => {}
+            Err(e) => log::error!("virtio-blk: re-initialisation failed: {e}"),
+        }
+    }
+}
+
+impl BlockDevice {
+    /// Makes `request` available on `queue` (sector units: a block is
+    /// `block_size / 512` sectors). Its completion comes back from [`wait`](Self::wait) or
+    /// [`poll`](Self::poll) on the same queue.
+    ///
+    /// # Errors
+    /// The driver's refusal (range, alignment, read-only, queue full, ...), with the request.
+    pub fn submit(
+        &self,
+        queue: u16,
+        request: Request<DeviceAlloc>,
+    ) -> Result<RequestId, SubmitError<DeviceAlloc>> {
+        let mut inner = self.inner.lock();
+        let id = inner.driver.submit(queue, request)?;
+        inner.record(queue, id);
+        Ok(id)
+    }
+
+    /// Makes requests available from the front of `requests` with one notification; their ids
+    /// are appended to `ids`.
+    ///
+    /// # Errors
+    /// The first refusal; that request and the rest stay in `requests`.
+    pub fn submit_batch(
+        &self,
+        queue: u16,
+        requests: &mut VecDeque<Request<DeviceAlloc>>,
+        ids: &mut Vec<RequestId>,
+    ) -> Result<(), BlockError> {
+        let mut inner = self.inner.lock();
+        let first = ids.len();
+        let result = inner.driver.submit_batch(queue, requests, ids);
+        for &id in &ids[first..] {
+            inner.record(queue, id);
+        }
+        result.map_err(BlockError::from)
+    }
+
+    /// A completion from `queue` if one is ready; never waits.
+    pub fn poll(&self, queue: u16) -> Option<Completion> {
+        let mut inner = self.inner.lock();
+        inner.service_config();
+        inner.take(queue, None)
+    }
+
+    /// Requests submitted on `queue` and not yet taken back.
+    pub fn in_flight(&self, queue: u16) -> usize {
+        let inner = self.inner.lock();
+        inner
+            .in_flight
+            .iter()
+            .filter(|f| f.queue == queue && !f.abandoned)
+            .count()
+            + inner.ready.get(usize::from(queue)).map_or(0, VecDeque::len)
+    }
+
+    /// Requests whose waiter timed out and that the device still holds (their buffers are freed
+    /// when the device completes them).
+    pub fn stalled(&self) -> usize {
+        self.inner
+            .lock()
+            .in_flight
+            .iter()
+            .filter(|f| f.abandoned)
+            .count()
+    }
+
+    /// Waits for the next completion on `queue`.
+    ///
+    /// # Errors
+    /// [`BlockError::Timeout`] if none comes within the device's timeout.
+    pub fn wait(&self, queue: u16) -> Result<Completion, BlockError> {
+        self.wait_until(queue, None)
+    }
+
+    /// Waits for `want` (or any completion) on `queue`: sleeps on the queue's MSI-X vector with
+    /// notifications enabled only while asleep, or polls.
+    pub(super) fn wait_until(
+        &self,
+        queue: u16,
+        want: Option<RequestId>,
+    ) -> Result<Completion, BlockError> {
+        let (timeout, entry) = (self.inner.lock().timeout, usize::from(queue) + 1);
+        let deadline = crate::time::ticks() + ticks_for(timeout);
+        let mut polls = 0u32;
+        loop {
+            let sleep = {
+                let mut inner = self.inner.lock();
+                inner.service_config();
+                if let Some(c) = inner.take(queue, want) {
+                    return Ok(c);
+                }
+                polls = polls.wrapping_add(1);
+                let event = inner.event(entry);
+                if (event.is_some() || polls.is_multiple_of(POLLS_PER_CLOCK_CHECK))
+                    && crate::time::ticks() >= deadline
+                {
+                    if let Some(f) =
+                        want.and_then(|id| inner.in_flight.iter_mut().find(|f| f.id == id))
+                    {
+                        f.abandoned = true;
+                    }
+                    return Err(BlockError::Timeout);
+                }
+                match event {
+                    Some(event) => {
+                        let seen = event.count();
+                        // Pending already: poll again instead of sleeping past them.
+                        match inner.driver.enable_notifications(queue) {
+                            Ok(false) => Some((event, seen)),
+                            Ok(true) => None,
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    None => None,
+                }
+            };
+            match sleep {
+                Some((event, seen)) => {
+                    let fired = event.wait_past(seen, deadline);
+                    let mut inner = self.inner.lock();
+                    inner.interrupts_waited += u64::from(fired);
+                    // Suppress interrupts again while the queue is being drained.
+                    let _ = inner.driver.disable_notifications(queue);
+                }
+                None => core::hint::spin_loop(),
+            }
+        }
+    }
+
+    /// Submits `request` on `queue` and waits for it; a full queue is waited out.
+    pub(super) fn run(
+        &self,
+        queue: u16,
+        mut request: Request<DeviceAlloc>,
+    ) -> Result<Completion, BlockError> {
+        loop {
+            match self.submit(queue, request) {
+                Ok(id) => return self.wait_until(queue, Some(id)),
+                Err(SubmitError {
+                    error: BlkError::QueueFull,
+                    request: r,
+                }) => {
+                    // Others' requests fill the queue: take one completion out of the way (it
+                    // stays ready for its owner) and retry.
+                    let c = self.wait_until(queue, None)?;
+                    self.inner.lock().ready[usize::from(queue)].push_front(c);
+                    request = r;
+                }
+                Err(e) => return Err(e.error.into()),
+            }
+        }
+    }
+}

@@ -1,6 +1,6 @@
 //! The first instructions of a Vireo image.
 //!
-//! QEMU's `-kernel` loader finds the PVH note ([`entry`]), loads the ELF segments at their physical
+//! QEMU's `-kernel` loader finds the PVH note (in `entry.rs`), loads the ELF segments at their physical
 //! addresses and jumps to `pvh_start32` in 32-bit protected mode with paging off and the physical
 //! address of a `hvm_start_info` in `ebx`. The stub clears `.bss`, builds early page tables that
 //! identity-map the first 4 GiB, enters long mode and calls the kernel's `vireo_kernel_entry` with

@@ -3,9 +3,12 @@
 
 use core::fmt;
 
-use virtio_spec::{DeviceStatus, F, le128};
+use virtio_spec::{DeviceStatus, F};
 
-use super::{InterruptCause, RegisterBlock, Transport, TransportError, WaitBudget};
+use super::{
+    InterruptCause, RegisterBlock, Transport, TransportError, WaitBudget,
+    regs::{read_feature_windows, write_feature_windows},
+};
 use crate::{Notifier, RingAddresses};
 
 /// `MagicValue`: "virt" in little-endian.
@@ -147,23 +150,16 @@ impl<R: RegisterBlock + Clone> Transport for MmioTransport<R> {
     }
 
     fn device_features(&mut self) -> F {
-        let mut bits = 0u128;
-        for window in 0..4u32 {
-            self.regs.write_u32(reg::DEVICE_FEATURES_SEL, window);
-            let word = self.regs.read_u32(reg::DEVICE_FEATURES);
-            bits |= u128::from(word) << (32 * window);
-        }
-        F::from_bits_retain(le128::from_ne(bits))
+        read_feature_windows(&self.regs, reg::DEVICE_FEATURES_SEL, reg::DEVICE_FEATURES)
     }
 
     fn set_driver_features(&mut self, features: F) {
-        let bits = features.bits().to_ne();
-        for window in 0..4u32 {
-            self.regs.write_u32(reg::DRIVER_FEATURES_SEL, window);
-            // Truncation intended: one 32-bit window.
-            self.regs
-                .write_u32(reg::DRIVER_FEATURES, (bits >> (32 * window)) as u32);
-        }
+        write_feature_windows(
+            &self.regs,
+            reg::DRIVER_FEATURES_SEL,
+            reg::DRIVER_FEATURES,
+            features,
+        );
         self.driver_features = features;
     }
 

@@ -4,11 +4,12 @@
 
 use core::fmt;
 
-use virtio_spec::{DeviceStatus, F, le128};
+use virtio_spec::{DeviceStatus, F};
 
 use super::{
     ConfigSpace, InterruptCause, RegisterBlock, Transport, TransportError, WaitBudget,
     pci_caps::{self, VirtioCap},
+    regs::{read_feature_windows, write_feature_windows},
 };
 use crate::{Notifier, RingAddresses};
 
@@ -217,23 +218,20 @@ impl<P: PciPlatform> Transport for PciTransport<P> {
     }
 
     fn device_features(&mut self) -> F {
-        let mut bits = 0u128;
-        for window in 0..4u32 {
-            self.common.write_u32(common::DEVICE_FEATURE_SELECT, window);
-            let word = self.common.read_u32(common::DEVICE_FEATURE);
-            bits |= u128::from(word) << (32 * window);
-        }
-        F::from_bits_retain(le128::from_ne(bits))
+        read_feature_windows(
+            &self.common,
+            common::DEVICE_FEATURE_SELECT,
+            common::DEVICE_FEATURE,
+        )
     }
 
     fn set_driver_features(&mut self, features: F) {
-        let bits = features.bits().to_ne();
-        for window in 0..4u32 {
-            self.common.write_u32(common::DRIVER_FEATURE_SELECT, window);
-            // Truncation intended: one 32-bit window.
-            self.common
-                .write_u32(common::DRIVER_FEATURE, (bits >> (32 * window)) as u32);
-        }
+        write_feature_windows(
+            &self.common,
+            common::DRIVER_FEATURE_SELECT,
+            common::DRIVER_FEATURE,
+            features,
+        );
         self.driver_features = features;
     }
 

@@ -53,3 +53,33 @@ pub trait Clock {
         core::hint::spin_loop();
     }
 }
+
+/// Reads the 128 feature bits through a select/window register pair (virtio 1.2 §4.1.4.3 and
+/// §4.2.2 both expose them as four 32-bit windows).
+pub(crate) fn read_feature_windows<R: RegisterBlock + ?Sized>(
+    regs: &R,
+    select: usize,
+    window: usize,
+) -> virtio_spec::F {
+    let mut bits = 0u128;
+    for index in 0..4u32 {
+        regs.write_u32(select, index);
+        bits |= u128::from(regs.read_u32(window)) << (32 * index);
+    }
+    virtio_spec::F::from_bits_retain(virtio_spec::le128::from_ne(bits))
+}
+
+/// Writes the 128 feature bits through a select/window register pair.
+pub(crate) fn write_feature_windows<R: RegisterBlock + ?Sized>(
+    regs: &R,
+    select: usize,
+    window: usize,
+    features: virtio_spec::F,
+) {
+    let bits = features.bits().to_ne();
+    for index in 0..4u32 {
+        regs.write_u32(select, index);
+        // Truncation intended: one 32-bit window.
+        regs.write_u32(window, (bits >> (32 * index)) as u32);
+    }
+}

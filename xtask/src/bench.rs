@@ -7,10 +7,8 @@
 use std::{
     collections::BTreeMap,
     fmt::Write as _,
-    io::Read,
     path::{Path, PathBuf},
-    process::{Command, ExitCode, Stdio},
-    thread,
+    process::{Command, ExitCode},
     time::{Duration, Instant},
 };
 
@@ -199,52 +197,24 @@ fn shell_words(cmd: &Command) -> String {
     out
 }
 
-/// Boots one run; returns its serial output.
-fn boot(mut cmd: Command, limit: Duration) -> Result<String, String> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
-    let serial = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = out.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    });
-    let stderr = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = err.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    });
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if start.elapsed() > limit => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(format!("waiting for QEMU: {e}")),
-        }
-    };
-    let serial = serial.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
-    match status.map(qemu::outcome) {
-        Some(qemu::Outcome::Success) => Ok(serial),
-        other => {
-            let why = other.map_or("timed out".to_string(), |o| o.to_string());
-            let tail: Vec<&str> = serial.lines().rev().take(15).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            Err(format!(
-                "{why}\n  serial: {}\n  stderr: {}",
-                tail.join("\n  | "),
-                stderr.trim()
-            ))
-        }
+/// Boots one run; returns its serial output, or why it did not end with success.
+fn boot(cmd: Command, limit: Duration) -> Result<String, String> {
+    let b = crate::boot::run_qemu(cmd, limit, Vec::new(), PathBuf::new())?;
+    if b.outcome == qemu::Outcome::Success {
+        return Ok(b.serial);
     }
+    let why = if b.timed_out {
+        "timed out".to_string()
+    } else {
+        b.outcome.to_string()
+    };
+    let tail: Vec<&str> = b.serial.lines().rev().take(15).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Err(format!(
+        "{why}\n  serial: {}\n  stderr: {}",
+        tail.join("\n  | "),
+        b.stderr.trim()
+    ))
 }
 
 /// Boots one run and reads its result line.

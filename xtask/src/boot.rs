@@ -3,7 +3,8 @@
 
 use std::{
     io::Read,
-    process::Stdio,
+    path::PathBuf,
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -35,15 +36,27 @@ pub fn boot(job: &Job<'_>, accel: Accel, extra: &[String]) -> Result<Boot, Strin
         cmd.arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", qmp.display()));
     }
-    cmd.args(extra)
-        .stdin(Stdio::null())
+    cmd.args(extra);
+    let limit = dirs.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    run_qemu(cmd, limit, dirs.qmp_on.clone(), qmp)
+}
+
+/// Runs `cmd` (a QEMU command line) with its serial output captured, killing it after `limit`;
+/// each `(text, command)` of `triggers` sends `command` to the QMP socket `qmp` when the serial
+/// output first contains `text`.
+pub fn run_qemu(
+    mut cmd: Command,
+    limit: Duration,
+    triggers: Vec<(String, String)>,
+    qmp: PathBuf,
+) -> Result<Boot, String> {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
     let mut out = child.stdout.take().expect("piped");
     let mut err = child.stderr.take().expect("piped");
-    let triggers = dirs.qmp_on.clone();
     let serial = thread::spawn(move || {
         // Read as it comes, sending each QMP command when its text first appears.
         let (mut buf, mut chunk, mut fired, mut notes) =
@@ -71,7 +84,6 @@ pub fn boot(job: &Job<'_>, accel: Accel, extra: &[String]) -> Result<Boot, Strin
         let _ = err.read_to_end(&mut buf);
         String::from_utf8_lossy(&buf).into_owned()
     });
-    let limit = dirs.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let mut timed_out = false;
     let status = loop {
         match child.try_wait() {

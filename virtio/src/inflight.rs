@@ -65,16 +65,19 @@ impl<A: DmaAllocator> Slots<A> {
     }
 
     /// Number of tokens in flight, including consumed but not yet handed out ones.
+    #[inline]
     pub(crate) fn count(&self) -> usize {
         self.count
     }
 
     /// Whether a consumed used entry still has tokens to hand out.
+    #[inline]
     pub(crate) fn has_pending(&self) -> bool {
         !matches!(self.pending, Pending::None)
     }
 
     /// Records a newly dispatched token under the free id `id`.
+    #[inline]
     pub(crate) fn insert(&mut self, id: u16, in_flight: InFlight<A>) {
         debug_assert!(self.slots[usize::from(id)].is_none(), "buffer id reused");
         self.slots[usize::from(id)] = Some(in_flight);
@@ -86,6 +89,7 @@ impl<A: DmaAllocator> Slots<A> {
 
     /// Checks a used entry `(id, len)` written by the device; on success it is pending and
     /// [`next_completed`](Self::next_completed) hands out its token(s). On error nothing changes.
+    #[inline]
     pub(crate) fn accept_used(&mut self, id: u32, len: u32) -> Result<(), QueueError> {
         debug_assert!(!self.has_pending());
         let slot = usize::try_from(id).ok().and_then(|i| self.slots.get(i));
@@ -119,6 +123,7 @@ impl<A: DmaAllocator> Slots<A> {
     }
 
     /// Hands out the next token of the pending used entry, with its buffer id and written length.
+    #[inline]
     pub(crate) fn next_completed(&mut self) -> Option<(u16, InFlight<A>, u32)> {
         let (id, len) = match self.pending {
             Pending::None => return None,

@@ -34,6 +34,7 @@ const RING_EVENT_FLAGS_DESC: u16 = 2;
 
 /// The AVAIL/USED bits that make a descriptor available in the lap of `wrap_counter`
 /// (§2.8.1: AVAIL equal to, USED different from the driver's avail wrap counter).
+#[inline]
 fn avail_bits(wrap_counter: bool) -> u16 {
     if wrap_counter {
         DESC_F_AVAIL
@@ -119,6 +120,7 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
     }
 
     /// Moves a ring position on by `n`, flipping the wrap counter when it passes the end.
+    #[inline]
     fn advance(&self, pos: u16, wrap_counter: bool, n: u16) -> (u16, bool) {
         let next = u32::from(pos) + u32::from(n);
         if next >= u32::from(self.size) {
@@ -129,6 +131,7 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
         }
     }
 
+    #[inline]
     fn write_desc(&mut self, pos: u16, addr: u64, len: u32, id: u16) {
         let base = DESC_SIZE * usize::from(pos);
         self.desc.write_u64(base, addr);
@@ -136,6 +139,7 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
         self.desc.write_u16(base + 12, id);
     }
 
+    #[inline]
     fn write_flags(&mut self, pos: u16, flags: u16) {
         self.desc
             .write_u16(DESC_SIZE * usize::from(pos) + 14, flags);
@@ -143,6 +147,7 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
 
     /// Writes the token's descriptors, the head's flags last (§2.8.21.1: the device may start on
     /// the chain as soon as the head is available). Returns the descriptors used.
+    #[inline]
     fn add(
         &mut self,
         token: AvailBufferToken<A>,
@@ -222,6 +227,7 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
 
     /// Decides whether the device wants a notification for the `added` descriptors just made
     /// available, and sends it (§2.8.21.3.1). Returns whether it notified.
+    #[inline]
     fn publish(&mut self, added: u16) -> bool {
         if added == 0 {
             return false;
@@ -259,6 +265,7 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
 
     /// Whether the descriptor at `next_used` has been used by the device (§2.8.1: AVAIL and USED
     /// both equal to the used wrap counter). Returns its flags when it has.
+    #[inline]
     fn used_flags(&self) -> Option<u16> {
         let flags = self
             .desc
@@ -268,6 +275,7 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
         (avail == used && used == self.used_wrap_counter).then_some(flags)
     }
 
+    #[inline]
     fn write_driver_event(&mut self) {
         if self.features.event_idx {
             // §2.8.10: notify when the device writes the used descriptor at next_used.
@@ -283,6 +291,7 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
     }
 
     /// Frees a completed token's ring descriptors and Buffer ID and builds the used token.
+    #[inline]
     fn recycle(&mut self, id: u16, in_flight: InFlight<A>, len: u32) -> UsedBufferToken<A> {
         // §2.8.7: the device skips as many ring slots as the buffer took.
         (self.next_used, self.used_wrap_counter) =
@@ -298,6 +307,7 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
 }
 
 impl<A: DmaAllocator, N: Notifier> Virtq<A> for PackedVq<A, N> {
+    #[inline]
     fn dispatch(
         &mut self,
         token: AvailBufferToken<A>,
@@ -327,6 +337,7 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for PackedVq<A, N> {
         Ok(self.publish(added))
     }
 
+    #[inline]
     fn poll(&mut self) -> Result<Option<UsedBufferToken<A>>, QueueError> {
         if let Some((id, in_flight, len)) = self.slots.next_completed() {
             return Ok(Some(self.recycle(id, in_flight, len)));

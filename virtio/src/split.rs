@@ -124,14 +124,17 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
         self.num_free = size;
     }
 
+    #[inline]
     fn used_event_offset(&self) -> usize {
         4 + 2 * usize::from(self.size)
     }
 
+    #[inline]
     fn avail_event_offset(&self) -> usize {
         4 + 8 * usize::from(self.size)
     }
 
+    #[inline]
     fn write_desc(region: &mut DmaRegion<A>, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
         let base = DESC_SIZE * usize::from(i);
         region.write_u64(base, addr);
@@ -142,6 +145,7 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
 
     /// Writes the token's descriptors and its available-ring entry, without publishing
     /// `avail.idx`. On error the token comes back untouched and nothing changed.
+    #[inline]
     fn add(
         &mut self,
         token: AvailBufferToken<A>,
@@ -205,6 +209,7 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
 
     /// Publishes every entry added since `avail.idx` was `old`, then notifies the device if it
     /// asked for it (§2.7.13.3–4). Returns whether it notified.
+    #[inline]
     fn publish(&mut self, old: u16) -> bool {
         let new = self.avail_idx;
         if new == old {
@@ -231,6 +236,7 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
     }
 
     /// Returns a consumed buffer's descriptors to the free list and builds the used token.
+    #[inline]
     fn recycle(&mut self, head: u16, in_flight: InFlight<A>, len: u32) -> UsedBufferToken<A> {
         // Append the chain at the tail so that in-order use keeps table order (§2.7.9).
         if self.num_free == 0 {
@@ -247,6 +253,7 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
 }
 
 impl<A: DmaAllocator, N: Notifier> Virtq<A> for SplitVq<A, N> {
+    #[inline]
     fn dispatch(
         &mut self,
         token: AvailBufferToken<A>,
@@ -273,6 +280,7 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for SplitVq<A, N> {
         Ok(self.publish(old))
     }
 
+    #[inline]
     fn poll(&mut self) -> Result<Option<UsedBufferToken<A>>, QueueError> {
         if let Some((head, in_flight, len)) = self.slots.next_completed() {
             return Ok(Some(self.recycle(head, in_flight, len)));

@@ -11,7 +11,7 @@ use crate::{
     dma::{DmaAllocator, DmaRegion, Notifier},
     error::{DispatchError, QueueError},
     features::RingFeatures,
-    inflight::{InFlight, Slots},
+    inflight::{Completed, InFlight, Slots},
     token::{AvailBufferToken, BufferType, UsedBufferToken, element_addr},
     virtq::{RingAddresses, Virtq, need_event},
 };
@@ -215,13 +215,12 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
         self.write_flags(head, head_flags);
         self.num_free -= needed;
         let in_flight = InFlight {
-            token,
-            desc_count: needed,
             writable_capacity,
-            indirect: table,
+            desc_count: needed,
             tail: 0,
+            has_indirect: table.is_some(),
         };
-        self.slots.insert(id, in_flight);
+        self.slots.insert(id, token, in_flight, table);
         Ok(needed)
     }
 
@@ -292,7 +291,13 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
 
     /// Frees a completed token's ring descriptors and Buffer ID and builds the used token.
     #[inline]
-    fn recycle(&mut self, id: u16, in_flight: InFlight<A>, len: u32) -> UsedBufferToken<A> {
+    fn recycle(&mut self, completed: Completed<A>) -> UsedBufferToken<A> {
+        let Completed {
+            id,
+            in_flight,
+            token,
+            len,
+        } = completed;
         // §2.8.7: the device skips as many ring slots as the buffer took.
         (self.next_used, self.used_wrap_counter) =
             self.advance(self.next_used, self.used_wrap_counter, in_flight.desc_count);
@@ -301,8 +306,7 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
         if self.notifications_enabled && self.features.event_idx {
             self.write_driver_event();
         }
-        drop(in_flight.indirect);
-        UsedBufferToken::new(in_flight.token, len)
+        UsedBufferToken::new(token, len)
     }
 }
 
@@ -339,8 +343,8 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for PackedVq<A, N> {
 
     #[inline]
     fn poll(&mut self) -> Result<Option<UsedBufferToken<A>>, QueueError> {
-        if let Some((id, in_flight, len)) = self.slots.next_completed() {
-            return Ok(Some(self.recycle(id, in_flight, len)));
+        if let Some(completed) = self.slots.next_completed() {
+            return Ok(Some(self.recycle(completed)));
         }
         let Some(flags) = self.used_flags() else {
             return Ok(None);
@@ -365,7 +369,7 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for PackedVq<A, N> {
         Ok(self
             .slots
             .next_completed()
-            .map(|(id, in_flight, len)| self.recycle(id, in_flight, len)))
+            .map(|completed| self.recycle(completed)))
     }
 
     fn enable_notifications(&mut self) -> bool {
@@ -400,11 +404,7 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for PackedVq<A, N> {
     }
 
     fn reset(&mut self) -> Vec<AvailBufferToken<A>> {
-        let tokens = self
-            .slots
-            .drain()
-            .map(|in_flight| in_flight.token)
-            .collect();
+        let tokens = self.slots.drain().collect();
         self.desc.zero();
         self.driver_event.zero();
         self.device_event.zero();

@@ -14,7 +14,7 @@ use crate::{
     dma::{DmaAllocator, Notifier},
     error::{DispatchError, QueueError},
     features::RingFeatures,
-    inflight::{InFlight, Slots},
+    inflight::{Completed, InFlight, Slots},
     token::{AvailBufferToken, BufferType, UsedBufferToken},
     virtq::{RingAddresses, Virtq, need_event},
 };
@@ -197,13 +197,12 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
         self.avail.write_u16(4 + 2 * slot, head);
         self.avail_idx = self.avail_idx.wrapping_add(1);
         let in_flight = InFlight {
-            token,
-            desc_count: needed,
             writable_capacity,
-            indirect: table,
+            desc_count: needed,
             tail,
+            has_indirect: table.is_some(),
         };
-        self.slots.insert(head, in_flight);
+        self.slots.insert(head, token, in_flight, table);
         Ok(())
     }
 
@@ -237,7 +236,13 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
 
     /// Returns a consumed buffer's descriptors to the free list and builds the used token.
     #[inline]
-    fn recycle(&mut self, head: u16, in_flight: InFlight<A>, len: u32) -> UsedBufferToken<A> {
+    fn recycle(&mut self, completed: Completed<A>) -> UsedBufferToken<A> {
+        let Completed {
+            id: head,
+            in_flight,
+            token,
+            len,
+        } = completed;
         // Append the chain at the tail so that in-order use keeps table order (§2.7.9).
         if self.num_free == 0 {
             self.free_head = head;
@@ -246,9 +251,7 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
         }
         self.free_tail = in_flight.tail;
         self.num_free += in_flight.desc_count;
-        // Dropping the indirect table (if any) returns it to the DMA allocator.
-        drop(in_flight.indirect);
-        UsedBufferToken::new(in_flight.token, len)
+        UsedBufferToken::new(token, len)
     }
 }
 
@@ -282,8 +285,8 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for SplitVq<A, N> {
 
     #[inline]
     fn poll(&mut self) -> Result<Option<UsedBufferToken<A>>, QueueError> {
-        if let Some((head, in_flight, len)) = self.slots.next_completed() {
-            return Ok(Some(self.recycle(head, in_flight, len)));
+        if let Some(completed) = self.slots.next_completed() {
+            return Ok(Some(self.recycle(completed)));
         }
         let used_idx = self.used.read_u16(RING_IDX);
         if used_idx == self.last_used_idx {
@@ -312,7 +315,7 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for SplitVq<A, N> {
         Ok(self
             .slots
             .next_completed()
-            .map(|(head, in_flight, len)| self.recycle(head, in_flight, len)))
+            .map(|completed| self.recycle(completed)))
     }
 
     fn enable_notifications(&mut self) -> bool {
@@ -359,11 +362,7 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for SplitVq<A, N> {
     }
 
     fn reset(&mut self) -> Vec<AvailBufferToken<A>> {
-        let tokens = self
-            .slots
-            .drain()
-            .map(|in_flight| in_flight.token)
-            .collect();
+        let tokens = self.slots.drain().collect();
         self.desc.zero();
         self.avail.zero();
         self.used.zero();

@@ -188,26 +188,28 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
                 self.advance(self.next_avail, self.avail_wrap_counter, 1);
         } else {
             let mut flags_of_head = 0;
-            for (n, (buffer, writable)) in token.elements().enumerate() {
-                let (addr, len) = element_addr(buffer);
-                let pos = self.next_avail;
-                // §2.8.6: every descriptor carries the Buffer ID; the device uses the last one's.
-                self.write_desc(pos, addr, len, id);
-                let mut flags = avail_bits(self.avail_wrap_counter);
-                if writable {
-                    flags |= DESC_F_WRITE;
+            let (mut pos, mut wrap) = (self.next_avail, self.avail_wrap_counter);
+            let mut left = count;
+            for (buffers, write) in [(token.readable(), 0), (token.writable(), DESC_F_WRITE)] {
+                for buffer in buffers {
+                    let (addr, len) = element_addr(buffer);
+                    // §2.8.6: every descriptor carries the Buffer ID; the device uses the last
+                    // one's.
+                    self.write_desc(pos, addr, len, id);
+                    left -= 1;
+                    let mut flags = avail_bits(wrap) | write;
+                    if left != 0 {
+                        flags |= DESC_F_NEXT;
+                    }
+                    if pos == head {
+                        flags_of_head = flags;
+                    } else {
+                        self.write_flags(pos, flags);
+                    }
+                    (pos, wrap) = self.advance(pos, wrap, 1);
                 }
-                if n + 1 < usize::from(count) {
-                    flags |= DESC_F_NEXT;
-                }
-                if n == 0 {
-                    flags_of_head = flags;
-                } else {
-                    self.write_flags(pos, flags);
-                }
-                (self.next_avail, self.avail_wrap_counter) =
-                    self.advance(pos, self.avail_wrap_counter, 1);
             }
+            (self.next_avail, self.avail_wrap_counter) = (pos, wrap);
             head_flags = flags_of_head;
         }
         // §2.8.21.3: the rest of the chain must be visible before the head's flags.

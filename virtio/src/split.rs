@@ -175,18 +175,21 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
             (head, Some(table))
         } else {
             let (mut i, mut tail) = (head, head);
-            for (n, (buffer, writable)) in token.elements().enumerate() {
-                let (addr, len) = crate::token::element_addr(buffer);
-                let last = n + 1 == usize::from(count);
-                let mut flags = if writable { DESC_F_WRITE } else { 0 };
-                let mut next = 0;
-                if !last {
-                    flags |= DESC_F_NEXT;
-                    next = self.desc_next[usize::from(i)];
+            let mut left = count;
+            for (buffers, write) in [(token.readable(), 0), (token.writable(), DESC_F_WRITE)] {
+                for buffer in buffers {
+                    let (addr, len) = crate::token::element_addr(buffer);
+                    left -= 1;
+                    let following = self.desc_next[usize::from(i)];
+                    let (flags, next) = if left == 0 {
+                        (write, 0)
+                    } else {
+                        (write | DESC_F_NEXT, following)
+                    };
+                    Self::write_desc(&mut self.desc, i, addr, len, flags, next);
+                    tail = i;
+                    i = following;
                 }
-                Self::write_desc(&mut self.desc, i, addr, len, flags, next);
-                tail = i;
-                i = self.desc_next[usize::from(i)];
             }
             (tail, None)
         };

@@ -107,20 +107,27 @@ impl<A: DmaAllocator> AvailBufferToken<A> {
         if count > usize::from(queue_size) {
             return Err(QueueError::ChainTooLong);
         }
-        let mut writable_capacity = 0u64;
-        for (buffer, writable) in self.elements() {
-            if buffer.is_empty() {
-                return Err(QueueError::EmptyElement);
-            }
-            if u32::try_from(buffer.len()).is_err() {
-                return Err(QueueError::ElementTooLarge);
-            }
-            if writable {
-                writable_capacity += buffer.len() as u64;
-            }
+        // One test per element catches both bad lengths: `len - 1` wraps for an empty one.
+        let bad = |b: &DmaBuffer<A>| b.len().wrapping_sub(1) >= u32::MAX as usize;
+        if self.readable.iter().any(bad) || self.writable.iter().any(bad) {
+            return Err(self.element_error());
         }
+        let writable_capacity = self.writable.iter().map(|b| b.len() as u64).sum();
         // `count <= queue_size <= u16::MAX` was checked above.
         Ok((count as u16, writable_capacity))
+    }
+}
+
+impl<A: DmaAllocator> AvailBufferToken<A> {
+    /// The error for a token that has an empty or too large element (cold path of `check`).
+    #[cold]
+    fn element_error(&self) -> QueueError {
+        let mut elements = self.readable.iter().chain(&self.writable);
+        if elements.any(|b| b.is_empty()) {
+            QueueError::EmptyElement
+        } else {
+            QueueError::ElementTooLarge
+        }
     }
 }
 

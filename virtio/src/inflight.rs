@@ -6,7 +6,12 @@
 
 use alloc::{collections::VecDeque, vec::Vec};
 
-use crate::{dma::DmaAllocator, dma::DmaRegion, error::QueueError, token::AvailBufferToken};
+use crate::{
+    dma::DmaAllocator,
+    dma::DmaRegion,
+    error::QueueError,
+    token::{AvailBufferToken, UsedBufferToken},
+};
 
 /// The driver's record of one in-flight token, apart from the token itself and its indirect
 /// table. Small and `Copy`, so the hot path moves 16 bytes rather than the whole token.
@@ -22,14 +27,14 @@ pub(crate) struct InFlight {
     pub(crate) has_indirect: bool,
 }
 
-/// A token handed back by [`Slots::next_completed`].
-pub(crate) struct Completed<A: DmaAllocator> {
+/// A completion handed out by [`Slots::next_completed`]; its token is still in its slot until
+/// [`Slots::take_used`] moves it straight into the [`UsedBufferToken`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Completed {
     /// Its buffer id.
     pub(crate) id: u16,
     /// The record made at dispatch.
     pub(crate) in_flight: InFlight,
-    /// The caller's token.
-    pub(crate) token: AvailBufferToken<A>,
     /// The checked written length.
     pub(crate) len: u32,
 }
@@ -158,10 +163,12 @@ impl<A: DmaAllocator> Slots<A> {
         Ok(())
     }
 
-    /// Hands out the next token of the pending used entry, with its buffer id, record and
-    /// written length; frees its indirect table, if any.
+    /// Hands out the next completion of the pending used entry: buffer id, record and written
+    /// length; frees its indirect table, if any. The caller must then call
+    /// [`take_used`](Self::take_used) with it (the token is taken last so that it moves once,
+    /// from its slot into the returned [`UsedBufferToken`]).
     #[inline(always)]
-    pub(crate) fn next_completed(&mut self) -> Option<Completed<A>> {
+    pub(crate) fn next_completed(&mut self) -> Option<Completed> {
         let (id, len) = match self.pending {
             Pending::None => return None,
             Pending::One { id, len } => {
@@ -180,19 +187,21 @@ impl<A: DmaAllocator> Slots<A> {
             }
         };
         let i = usize::from(id);
-        let token = self.tokens[i].take()?;
         let in_flight = self.records[i];
         if in_flight.has_indirect {
             // Dropping the table returns it to the DMA allocator.
             self.indirect[i] = None;
         }
+        Some(Completed { id, in_flight, len })
+    }
+
+    /// Takes the token of a completion from [`next_completed`](Self::next_completed).
+    /// `None` only if the slot was empty, which `accept_used` rules out.
+    #[inline(always)]
+    pub(crate) fn take_used(&mut self, completed: Completed) -> Option<UsedBufferToken<A>> {
+        let token = self.tokens[usize::from(completed.id)].take()?;
         self.count -= 1;
-        Some(Completed {
-            id,
-            in_flight,
-            token,
-            len,
-        })
+        Some(UsedBufferToken::new(token, completed.len))
     }
 
     /// Empties every slot (queue reset), handing the tokens out in id order.

@@ -293,13 +293,8 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
 
     /// Frees a completed token's ring descriptors and Buffer ID and builds the used token.
     #[inline]
-    fn recycle(&mut self, completed: Completed<A>) -> UsedBufferToken<A> {
-        let Completed {
-            id,
-            in_flight,
-            token,
-            len,
-        } = completed;
+    fn recycle(&mut self, completed: Completed) {
+        let Completed { id, in_flight, .. } = completed;
         // §2.8.7: the device skips as many ring slots as the buffer took.
         (self.next_used, self.used_wrap_counter) =
             self.advance(self.next_used, self.used_wrap_counter, in_flight.desc_count);
@@ -308,7 +303,33 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
         if self.notifications_enabled && self.features.event_idx {
             self.write_driver_event();
         }
-        UsedBufferToken::new(token, len)
+    }
+    /// Reads the next used entry from the ring, if the device has written one, and checks it
+    /// (untrusted device); on success it is pending in `slots`. Returns whether there was one.
+    /// On error nothing is consumed.
+    #[inline(always)]
+    fn consume_used(&mut self) -> Result<bool, QueueError> {
+        let Some(flags) = self.used_flags() else {
+            return Ok(false);
+        };
+        // A descriptor marked used while nothing is in flight matches no buffer.
+        if self.slots.count() == 0 {
+            return Err(QueueError::UsedWithoutInFlight);
+        }
+        // §2.8.11 (and §2.8.21.2): read the flags before the id and length they guard.
+        read_barrier();
+        let base = DESC_SIZE * usize::from(self.next_used);
+        let id = self.desc.read_u16(base + 12);
+        // §2.8.7 makes the length valid only with VIRTQ_DESC_F_WRITE set, but QEMU (7.2) never
+        // sets that flag on used descriptors and Linux (`virtqueue_get_buf_ctx_packed`) reads the
+        // length regardless. So it is read regardless too, and trusted no more than any other
+        // device value: `accept_used` bounds it by the token's device-writable capacity and
+        // ignores it for a token with none.
+        let _ = flags & DESC_F_WRITE;
+        let len = self.desc.read_u32(base + 8);
+        // Checks id range, in-flight and length; on error the descriptor stays unconsumed.
+        self.slots.accept_used(u32::from(id), len)?;
+        Ok(true)
     }
 }
 
@@ -345,33 +366,14 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for PackedVq<A, N> {
 
     #[inline]
     fn poll(&mut self) -> Result<Option<UsedBufferToken<A>>, QueueError> {
-        if let Some(completed) = self.slots.next_completed() {
-            return Ok(Some(self.recycle(completed)));
+        if !self.slots.has_pending() && !self.consume_used()? {
+            return Ok(None);
         }
-        let Some(flags) = self.used_flags() else {
+        let Some(completed) = self.slots.next_completed() else {
             return Ok(None);
         };
-        // A descriptor marked used while nothing is in flight matches no buffer.
-        if self.slots.count() == 0 {
-            return Err(QueueError::UsedWithoutInFlight);
-        }
-        // §2.8.11 (and §2.8.21.2): read the flags before the id and length they guard.
-        read_barrier();
-        let base = DESC_SIZE * usize::from(self.next_used);
-        let id = self.desc.read_u16(base + 12);
-        // §2.8.7 makes the length valid only with VIRTQ_DESC_F_WRITE set, but QEMU (7.2) never
-        // sets that flag on used descriptors and Linux (`virtqueue_get_buf_ctx_packed`) reads the
-        // length regardless. So it is read regardless too, and trusted no more than any other
-        // device value: `accept_used` bounds it by the token's device-writable capacity and
-        // ignores it for a token with none.
-        let _ = flags & DESC_F_WRITE;
-        let len = self.desc.read_u32(base + 8);
-        // Checks id range, in-flight and length; on error the descriptor stays unconsumed.
-        self.slots.accept_used(u32::from(id), len)?;
-        Ok(self
-            .slots
-            .next_completed()
-            .map(|completed| self.recycle(completed)))
+        self.recycle(completed);
+        Ok(self.slots.take_used(completed))
     }
 
     fn enable_notifications(&mut self) -> bool {

@@ -239,12 +239,11 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
 
     /// Returns a consumed buffer's descriptors to the free list and builds the used token.
     #[inline]
-    fn recycle(&mut self, completed: Completed<A>) -> UsedBufferToken<A> {
+    fn recycle(&mut self, completed: Completed) {
         let Completed {
             id: head,
             in_flight,
-            token,
-            len,
+            ..
         } = completed;
         // Append the chain at the tail so that in-order use keeps table order (§2.7.9).
         if self.num_free == 0 {
@@ -254,7 +253,37 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
         }
         self.free_tail = in_flight.tail;
         self.num_free += in_flight.desc_count;
-        UsedBufferToken::new(token, len)
+    }
+    /// Reads the next used entry from the ring, if the device has written one, and checks it
+    /// (untrusted device); on success it is pending in `slots`. Returns whether there was one.
+    /// On error nothing is consumed.
+    #[inline(always)]
+    fn consume_used(&mut self) -> Result<bool, QueueError> {
+        let used_idx = self.used.read_u16(RING_IDX);
+        if used_idx == self.last_used_idx {
+            return Ok(false);
+        }
+        // The device can have used at most what is in flight (§2.7.8, untrusted device).
+        if usize::from(used_idx.wrapping_sub(self.last_used_idx)) > self.slots.count() {
+            return Err(QueueError::UsedIndexAhead {
+                used_idx,
+                last_used_idx: self.last_used_idx,
+            });
+        }
+        // §2.7.14: read used.idx before the used element it covers.
+        read_barrier();
+        let offset = 4 + 8 * usize::from(self.last_used_idx & (self.size - 1));
+        let id = self.used.read_u32(offset);
+        let len = self.used.read_u32(offset + 4);
+        // Checks id range, in-flight and length; on error the element stays unconsumed.
+        self.slots.accept_used(id, len)?;
+        self.last_used_idx = self.last_used_idx.wrapping_add(1);
+        if self.notifications_enabled && self.features.event_idx {
+            // §2.7.10: ask for a notification when the next buffer is used.
+            let offset = self.used_event_offset();
+            self.avail.write_u16(offset, self.last_used_idx);
+        }
+        Ok(true)
     }
 }
 
@@ -288,37 +317,14 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for SplitVq<A, N> {
 
     #[inline]
     fn poll(&mut self) -> Result<Option<UsedBufferToken<A>>, QueueError> {
-        if let Some(completed) = self.slots.next_completed() {
-            return Ok(Some(self.recycle(completed)));
-        }
-        let used_idx = self.used.read_u16(RING_IDX);
-        if used_idx == self.last_used_idx {
+        if !self.slots.has_pending() && !self.consume_used()? {
             return Ok(None);
         }
-        // The device can have used at most what is in flight (§2.7.8, untrusted device).
-        if usize::from(used_idx.wrapping_sub(self.last_used_idx)) > self.slots.count() {
-            return Err(QueueError::UsedIndexAhead {
-                used_idx,
-                last_used_idx: self.last_used_idx,
-            });
-        }
-        // §2.7.14: read used.idx before the used element it covers.
-        read_barrier();
-        let offset = 4 + 8 * usize::from(self.last_used_idx & (self.size - 1));
-        let id = self.used.read_u32(offset);
-        let len = self.used.read_u32(offset + 4);
-        // Checks id range, in-flight and length; on error the element stays unconsumed.
-        self.slots.accept_used(id, len)?;
-        self.last_used_idx = self.last_used_idx.wrapping_add(1);
-        if self.notifications_enabled && self.features.event_idx {
-            // §2.7.10: ask for a notification when the next buffer is used.
-            let offset = self.used_event_offset();
-            self.avail.write_u16(offset, self.last_used_idx);
-        }
-        Ok(self
-            .slots
-            .next_completed()
-            .map(|completed| self.recycle(completed)))
+        let Some(completed) = self.slots.next_completed() else {
+            return Ok(None);
+        };
+        self.recycle(completed);
+        Ok(self.slots.take_used(completed))
     }
 
     fn enable_notifications(&mut self) -> bool {

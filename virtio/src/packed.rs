@@ -133,10 +133,7 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
 
     #[inline]
     fn write_desc(&mut self, pos: u16, addr: u64, len: u32, id: u16) {
-        let base = DESC_SIZE * usize::from(pos);
-        self.desc.write_u64(base, addr);
-        self.desc.write_u32(base + 8, len);
-        self.desc.write_u16(base + 12, id);
+        self.desc.write_desc(pos, addr, len, id, None);
     }
 
     #[inline]

@@ -136,11 +136,7 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
 
     #[inline]
     fn write_desc(region: &mut DmaRegion<A>, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let base = DESC_SIZE * usize::from(i);
-        region.write_u64(base, addr);
-        region.write_u32(base + 8, len);
-        region.write_u16(base + 12, flags);
-        region.write_u16(base + 14, next);
+        region.write_desc(i, addr, len, flags, Some(next));
     }
 
     /// Writes the token's descriptors and its available-ring entry, without publishing

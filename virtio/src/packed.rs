@@ -190,20 +190,19 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
             for (buffers, write) in [(token.readable(), 0), (token.writable(), DESC_F_WRITE)] {
                 for buffer in buffers {
                     let (addr, len) = element_addr(buffer);
+                    // §2.8.6: every descriptor carries the Buffer ID; the device uses the last
+                    // one's.
+                    self.write_desc(pos, addr, len, id);
                     left -= 1;
                     let mut flags = avail_bits(wrap) | write;
                     if left != 0 {
                         flags |= DESC_F_NEXT;
                     }
-                    // §2.8.6: every descriptor carries the Buffer ID; the device uses the last
-                    // one's. The head's flags are written last, below.
-                    let flags = if pos == head {
+                    if pos == head {
                         flags_of_head = flags;
-                        None
                     } else {
-                        Some(flags)
-                    };
-                    self.desc.write_desc(pos, addr, len, id, flags);
+                        self.write_flags(pos, flags);
+                    }
                     (pos, wrap) = self.advance(pos, wrap, 1);
                 }
             }

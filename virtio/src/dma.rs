@@ -61,7 +61,7 @@ impl<A: DmaAllocator> DmaRegion<A> {
     /// Allocates a zeroed region of `layout` (at least one byte) from `alloc`.
     pub(crate) fn new_zeroed(alloc: &A, layout: Layout) -> Result<Self, AllocError> {
         // At least 8-byte alignment (more than any ring needs, §2.7 / §2.8.10.1), so that an
-        // access is aligned exactly when its offset is a multiple of its size: `at` then checks
+        // access is aligned exactly when its offset is a multiple of its alignment: `at` then checks
         // the offset, which the compiler can usually prove, instead of the pointer.
         let layout = Layout::from_size_align(layout.size().max(1), layout.align().max(8))
             .map_err(|_| AllocError)?;

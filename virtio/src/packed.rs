@@ -288,7 +288,8 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
         }
     }
 
-    /// Frees a completed token's ring descriptors and Buffer ID and builds the used token.
+    /// Frees a completed token's ring descriptors and Buffer ID (its token is taken afterwards,
+    /// by `Slots::take_used`).
     #[inline]
     fn recycle(&mut self, completed: Completed) {
         let Completed { id, in_flight, .. } = completed;
@@ -301,6 +302,7 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
             self.write_driver_event();
         }
     }
+
     /// Reads the next used entry from the ring, if the device has written one, and checks it
     /// (untrusted device); on success it is pending in `slots`. Returns whether there was one.
     /// On error nothing is consumed.

@@ -233,7 +233,8 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
         kick
     }
 
-    /// Returns a consumed buffer's descriptors to the free list and builds the used token.
+    /// Returns a consumed buffer's descriptors to the free list (its token is taken afterwards,
+    /// by `Slots::take_used`).
     #[inline]
     fn recycle(&mut self, completed: Completed) {
         let Completed {
@@ -250,6 +251,7 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
         self.free_tail = in_flight.tail;
         self.num_free += in_flight.desc_count;
     }
+
     /// Reads the next used entry from the ring, if the device has written one, and checks it
     /// (untrusted device); on success it is pending in `slots`. Returns whether there was one.
     /// On error nothing is consumed.

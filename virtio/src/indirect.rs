@@ -33,7 +33,6 @@ pub(crate) fn split_table<A: DmaAllocator>(
     let mut table = new_table(alloc, count)?;
     for (n, (buffer, writable)) in token.elements().enumerate() {
         let (addr, len) = element_addr(buffer);
-        let base = DESC_SIZE * n;
         let last = n + 1 == usize::from(count);
         let mut flags = if writable { DESC_F_WRITE } else { 0 };
         let mut next = 0;
@@ -42,10 +41,8 @@ pub(crate) fn split_table<A: DmaAllocator>(
             // n + 1 < count <= u16::MAX.
             next = (n + 1) as u16;
         }
-        table.write_u64(base, addr);
-        table.write_u32(base + 8, len);
-        table.write_u16(base + 12, flags);
-        table.write_u16(base + 14, next);
+        // n < count <= u16::MAX.
+        table.write_desc(n as u16, addr, len, flags, Some(next));
     }
     Ok(table)
 }
@@ -60,11 +57,9 @@ pub(crate) fn packed_table<A: DmaAllocator>(
     let mut table = new_table(alloc, count)?;
     for (n, (buffer, writable)) in token.elements().enumerate() {
         let (addr, len) = element_addr(buffer);
-        let base = DESC_SIZE * n;
-        table.write_u64(base, addr);
-        table.write_u32(base + 8, len);
-        table.write_u16(base + 12, 0);
-        table.write_u16(base + 14, if writable { DESC_F_WRITE } else { 0 });
+        let flags = if writable { DESC_F_WRITE } else { 0 };
+        // n < count <= u16::MAX.
+        table.write_desc(n as u16, addr, len, 0, Some(flags));
     }
     Ok(table)
 }

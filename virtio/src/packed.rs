@@ -11,7 +11,7 @@ use crate::{
     dma::{DmaAllocator, DmaRegion, Notifier},
     error::{DispatchError, QueueError},
     features::RingFeatures,
-    inflight::{InFlight, Slots},
+    inflight::{Completed, InFlight, Slots},
     token::{AvailBufferToken, BufferType, UsedBufferToken, element_addr},
     virtq::{RingAddresses, Virtq, need_event},
 };
@@ -34,6 +34,7 @@ const RING_EVENT_FLAGS_DESC: u16 = 2;
 
 /// The AVAIL/USED bits that make a descriptor available in the lap of `wrap_counter`
 /// (§2.8.1: AVAIL equal to, USED different from the driver's avail wrap counter).
+#[inline]
 fn avail_bits(wrap_counter: bool) -> u16 {
     if wrap_counter {
         DESC_F_AVAIL
@@ -119,6 +120,7 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
     }
 
     /// Moves a ring position on by `n`, flipping the wrap counter when it passes the end.
+    #[inline]
     fn advance(&self, pos: u16, wrap_counter: bool, n: u16) -> (u16, bool) {
         let next = u32::from(pos) + u32::from(n);
         if next >= u32::from(self.size) {
@@ -129,13 +131,12 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
         }
     }
 
+    #[inline]
     fn write_desc(&mut self, pos: u16, addr: u64, len: u32, id: u16) {
-        let base = DESC_SIZE * usize::from(pos);
-        self.desc.write_u64(base, addr);
-        self.desc.write_u32(base + 8, len);
-        self.desc.write_u16(base + 12, id);
+        self.desc.write_desc(pos, addr, len, id, None);
     }
 
+    #[inline]
     fn write_flags(&mut self, pos: u16, flags: u16) {
         self.desc
             .write_u16(DESC_SIZE * usize::from(pos) + 14, flags);
@@ -143,6 +144,7 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
 
     /// Writes the token's descriptors, the head's flags last (§2.8.21.1: the device may start on
     /// the chain as soon as the head is available). Returns the descriptors used.
+    #[inline]
     fn add(
         &mut self,
         token: AvailBufferToken<A>,
@@ -183,26 +185,28 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
                 self.advance(self.next_avail, self.avail_wrap_counter, 1);
         } else {
             let mut flags_of_head = 0;
-            for (n, (buffer, writable)) in token.elements().enumerate() {
-                let (addr, len) = element_addr(buffer);
-                let pos = self.next_avail;
-                // §2.8.6: every descriptor carries the Buffer ID; the device uses the last one's.
-                self.write_desc(pos, addr, len, id);
-                let mut flags = avail_bits(self.avail_wrap_counter);
-                if writable {
-                    flags |= DESC_F_WRITE;
+            let (mut pos, mut wrap) = (self.next_avail, self.avail_wrap_counter);
+            let mut left = count;
+            for (buffers, write) in [(token.readable(), 0), (token.writable(), DESC_F_WRITE)] {
+                for buffer in buffers {
+                    let (addr, len) = element_addr(buffer);
+                    // §2.8.6: every descriptor carries the Buffer ID; the device uses the last
+                    // one's.
+                    self.write_desc(pos, addr, len, id);
+                    left -= 1;
+                    let mut flags = avail_bits(wrap) | write;
+                    if left != 0 {
+                        flags |= DESC_F_NEXT;
+                    }
+                    if pos == head {
+                        flags_of_head = flags;
+                    } else {
+                        self.write_flags(pos, flags);
+                    }
+                    (pos, wrap) = self.advance(pos, wrap, 1);
                 }
-                if n + 1 < usize::from(count) {
-                    flags |= DESC_F_NEXT;
-                }
-                if n == 0 {
-                    flags_of_head = flags;
-                } else {
-                    self.write_flags(pos, flags);
-                }
-                (self.next_avail, self.avail_wrap_counter) =
-                    self.advance(pos, self.avail_wrap_counter, 1);
             }
+            (self.next_avail, self.avail_wrap_counter) = (pos, wrap);
             head_flags = flags_of_head;
         }
         // §2.8.21.3: the rest of the chain must be visible before the head's flags.
@@ -210,18 +214,18 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
         self.write_flags(head, head_flags);
         self.num_free -= needed;
         let in_flight = InFlight {
-            token,
-            desc_count: needed,
             writable_capacity,
-            indirect: table,
+            desc_count: needed,
             tail: 0,
+            has_indirect: table.is_some(),
         };
-        self.slots.insert(id, in_flight);
+        self.slots.insert(id, token, in_flight, table);
         Ok(needed)
     }
 
     /// Decides whether the device wants a notification for the `added` descriptors just made
     /// available, and sends it (§2.8.21.3.1). Returns whether it notified.
+    #[inline]
     fn publish(&mut self, added: u16) -> bool {
         if added == 0 {
             return false;
@@ -259,6 +263,7 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
 
     /// Whether the descriptor at `next_used` has been used by the device (§2.8.1: AVAIL and USED
     /// both equal to the used wrap counter). Returns its flags when it has.
+    #[inline]
     fn used_flags(&self) -> Option<u16> {
         let flags = self
             .desc
@@ -268,6 +273,7 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
         (avail == used && used == self.used_wrap_counter).then_some(flags)
     }
 
+    #[inline]
     fn write_driver_event(&mut self) {
         if self.features.event_idx {
             // §2.8.10: notify when the device writes the used descriptor at next_used.
@@ -282,8 +288,11 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
         }
     }
 
-    /// Frees a completed token's ring descriptors and Buffer ID and builds the used token.
-    fn recycle(&mut self, id: u16, in_flight: InFlight<A>, len: u32) -> UsedBufferToken<A> {
+    /// Frees a completed token's ring descriptors and Buffer ID (its token is taken afterwards,
+    /// by `Slots::take_used`).
+    #[inline]
+    fn recycle(&mut self, completed: Completed) {
+        let Completed { id, in_flight, .. } = completed;
         // §2.8.7: the device skips as many ring slots as the buffer took.
         (self.next_used, self.used_wrap_counter) =
             self.advance(self.next_used, self.used_wrap_counter, in_flight.desc_count);
@@ -292,12 +301,39 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
         if self.notifications_enabled && self.features.event_idx {
             self.write_driver_event();
         }
-        drop(in_flight.indirect);
-        UsedBufferToken::new(in_flight.token, len)
+    }
+
+    /// Reads the next used entry from the ring, if the device has written one, and checks it
+    /// (untrusted device); on success it is pending in `slots`. Returns whether there was one.
+    /// On error nothing is consumed.
+    #[inline(always)]
+    fn consume_used(&mut self) -> Result<bool, QueueError> {
+        let Some(flags) = self.used_flags() else {
+            return Ok(false);
+        };
+        // A descriptor marked used while nothing is in flight matches no buffer.
+        if self.slots.count() == 0 {
+            return Err(QueueError::UsedWithoutInFlight);
+        }
+        // §2.8.11 (and §2.8.21.2): read the flags before the id and length they guard.
+        read_barrier();
+        let base = DESC_SIZE * usize::from(self.next_used);
+        let id = self.desc.read_u16(base + 12);
+        // §2.8.7 makes the length valid only with VIRTQ_DESC_F_WRITE set, but QEMU (7.2) never
+        // sets that flag on used descriptors and Linux (`virtqueue_get_buf_ctx_packed`) reads the
+        // length regardless. So it is read regardless too, and trusted no more than any other
+        // device value: `accept_used` bounds it by the token's device-writable capacity and
+        // ignores it for a token with none.
+        let _ = flags & DESC_F_WRITE;
+        let len = self.desc.read_u32(base + 8);
+        // Checks id range, in-flight and length; on error the descriptor stays unconsumed.
+        self.slots.accept_used(u32::from(id), len)?;
+        Ok(true)
     }
 }
 
 impl<A: DmaAllocator, N: Notifier> Virtq<A> for PackedVq<A, N> {
+    #[inline]
     fn dispatch(
         &mut self,
         token: AvailBufferToken<A>,
@@ -327,34 +363,16 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for PackedVq<A, N> {
         Ok(self.publish(added))
     }
 
+    #[inline]
     fn poll(&mut self) -> Result<Option<UsedBufferToken<A>>, QueueError> {
-        if let Some((id, in_flight, len)) = self.slots.next_completed() {
-            return Ok(Some(self.recycle(id, in_flight, len)));
+        if !self.slots.has_pending() && !self.consume_used()? {
+            return Ok(None);
         }
-        let Some(flags) = self.used_flags() else {
+        let Some(completed) = self.slots.next_completed() else {
             return Ok(None);
         };
-        // A descriptor marked used while nothing is in flight matches no buffer.
-        if self.slots.count() == 0 {
-            return Err(QueueError::UsedWithoutInFlight);
-        }
-        // §2.8.11 (and §2.8.21.2): read the flags before the id and length they guard.
-        read_barrier();
-        let base = DESC_SIZE * usize::from(self.next_used);
-        let id = self.desc.read_u16(base + 12);
-        // §2.8.7 makes the length valid only with VIRTQ_DESC_F_WRITE set, but QEMU (7.2) never
-        // sets that flag on used descriptors and Linux (`virtqueue_get_buf_ctx_packed`) reads the
-        // length regardless. So it is read regardless too, and trusted no more than any other
-        // device value: `accept_used` bounds it by the token's device-writable capacity and
-        // ignores it for a token with none.
-        let _ = flags & DESC_F_WRITE;
-        let len = self.desc.read_u32(base + 8);
-        // Checks id range, in-flight and length; on error the descriptor stays unconsumed.
-        self.slots.accept_used(u32::from(id), len)?;
-        Ok(self
-            .slots
-            .next_completed()
-            .map(|(id, in_flight, len)| self.recycle(id, in_flight, len)))
+        self.recycle(completed);
+        Ok(self.slots.take_used(completed))
     }
 
     fn enable_notifications(&mut self) -> bool {
@@ -389,11 +407,7 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for PackedVq<A, N> {
     }
 
     fn reset(&mut self) -> Vec<AvailBufferToken<A>> {
-        let tokens = self
-            .slots
-            .drain()
-            .map(|in_flight| in_flight.token)
-            .collect();
+        let tokens = self.slots.drain().collect();
         self.desc.zero();
         self.driver_event.zero();
         self.device_event.zero();

@@ -14,7 +14,7 @@ use crate::{
     dma::{DmaAllocator, Notifier},
     error::{DispatchError, QueueError},
     features::RingFeatures,
-    inflight::{InFlight, Slots},
+    inflight::{Completed, InFlight, Slots},
     token::{AvailBufferToken, BufferType, UsedBufferToken},
     virtq::{RingAddresses, Virtq, need_event},
 };
@@ -124,24 +124,24 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
         self.num_free = size;
     }
 
+    #[inline]
     fn used_event_offset(&self) -> usize {
         4 + 2 * usize::from(self.size)
     }
 
+    #[inline]
     fn avail_event_offset(&self) -> usize {
         4 + 8 * usize::from(self.size)
     }
 
+    #[inline]
     fn write_desc(region: &mut DmaRegion<A>, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let base = DESC_SIZE * usize::from(i);
-        region.write_u64(base, addr);
-        region.write_u32(base + 8, len);
-        region.write_u16(base + 12, flags);
-        region.write_u16(base + 14, next);
+        region.write_desc(i, addr, len, flags, Some(next));
     }
 
     /// Writes the token's descriptors and its available-ring entry, without publishing
     /// `avail.idx`. On error the token comes back untouched and nothing changed.
+    #[inline]
     fn add(
         &mut self,
         token: AvailBufferToken<A>,
@@ -171,18 +171,21 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
             (head, Some(table))
         } else {
             let (mut i, mut tail) = (head, head);
-            for (n, (buffer, writable)) in token.elements().enumerate() {
-                let (addr, len) = crate::token::element_addr(buffer);
-                let last = n + 1 == usize::from(count);
-                let mut flags = if writable { DESC_F_WRITE } else { 0 };
-                let mut next = 0;
-                if !last {
-                    flags |= DESC_F_NEXT;
-                    next = self.desc_next[usize::from(i)];
+            let mut left = count;
+            for (buffers, write) in [(token.readable(), 0), (token.writable(), DESC_F_WRITE)] {
+                for buffer in buffers {
+                    let (addr, len) = crate::token::element_addr(buffer);
+                    left -= 1;
+                    let following = self.desc_next[usize::from(i)];
+                    let (flags, next) = if left == 0 {
+                        (write, 0)
+                    } else {
+                        (write | DESC_F_NEXT, following)
+                    };
+                    Self::write_desc(&mut self.desc, i, addr, len, flags, next);
+                    tail = i;
+                    i = following;
                 }
-                Self::write_desc(&mut self.desc, i, addr, len, flags, next);
-                tail = i;
-                i = self.desc_next[usize::from(i)];
             }
             (tail, None)
         };
@@ -193,18 +196,18 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
         self.avail.write_u16(4 + 2 * slot, head);
         self.avail_idx = self.avail_idx.wrapping_add(1);
         let in_flight = InFlight {
-            token,
-            desc_count: needed,
             writable_capacity,
-            indirect: table,
+            desc_count: needed,
             tail,
+            has_indirect: table.is_some(),
         };
-        self.slots.insert(head, in_flight);
+        self.slots.insert(head, token, in_flight, table);
         Ok(())
     }
 
     /// Publishes every entry added since `avail.idx` was `old`, then notifies the device if it
     /// asked for it (§2.7.13.3–4). Returns whether it notified.
+    #[inline]
     fn publish(&mut self, old: u16) -> bool {
         let new = self.avail_idx;
         if new == old {
@@ -230,8 +233,15 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
         kick
     }
 
-    /// Returns a consumed buffer's descriptors to the free list and builds the used token.
-    fn recycle(&mut self, head: u16, in_flight: InFlight<A>, len: u32) -> UsedBufferToken<A> {
+    /// Returns a consumed buffer's descriptors to the free list (its token is taken afterwards,
+    /// by `Slots::take_used`).
+    #[inline]
+    fn recycle(&mut self, completed: Completed) {
+        let Completed {
+            id: head,
+            in_flight,
+            ..
+        } = completed;
         // Append the chain at the tail so that in-order use keeps table order (§2.7.9).
         if self.num_free == 0 {
             self.free_head = head;
@@ -240,13 +250,43 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
         }
         self.free_tail = in_flight.tail;
         self.num_free += in_flight.desc_count;
-        // Dropping the indirect table (if any) returns it to the DMA allocator.
-        drop(in_flight.indirect);
-        UsedBufferToken::new(in_flight.token, len)
+    }
+
+    /// Reads the next used entry from the ring, if the device has written one, and checks it
+    /// (untrusted device); on success it is pending in `slots`. Returns whether there was one.
+    /// On error nothing is consumed.
+    #[inline(always)]
+    fn consume_used(&mut self) -> Result<bool, QueueError> {
+        let used_idx = self.used.read_u16(RING_IDX);
+        if used_idx == self.last_used_idx {
+            return Ok(false);
+        }
+        // The device can have used at most what is in flight (§2.7.8, untrusted device).
+        if usize::from(used_idx.wrapping_sub(self.last_used_idx)) > self.slots.count() {
+            return Err(QueueError::UsedIndexAhead {
+                used_idx,
+                last_used_idx: self.last_used_idx,
+            });
+        }
+        // §2.7.14: read used.idx before the used element it covers.
+        read_barrier();
+        let offset = 4 + 8 * usize::from(self.last_used_idx & (self.size - 1));
+        let id = self.used.read_u32(offset);
+        let len = self.used.read_u32(offset + 4);
+        // Checks id range, in-flight and length; on error the element stays unconsumed.
+        self.slots.accept_used(id, len)?;
+        self.last_used_idx = self.last_used_idx.wrapping_add(1);
+        if self.notifications_enabled && self.features.event_idx {
+            // §2.7.10: ask for a notification when the next buffer is used.
+            let offset = self.used_event_offset();
+            self.avail.write_u16(offset, self.last_used_idx);
+        }
+        Ok(true)
     }
 }
 
 impl<A: DmaAllocator, N: Notifier> Virtq<A> for SplitVq<A, N> {
+    #[inline]
     fn dispatch(
         &mut self,
         token: AvailBufferToken<A>,
@@ -273,38 +313,16 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for SplitVq<A, N> {
         Ok(self.publish(old))
     }
 
+    #[inline]
     fn poll(&mut self) -> Result<Option<UsedBufferToken<A>>, QueueError> {
-        if let Some((head, in_flight, len)) = self.slots.next_completed() {
-            return Ok(Some(self.recycle(head, in_flight, len)));
-        }
-        let used_idx = self.used.read_u16(RING_IDX);
-        if used_idx == self.last_used_idx {
+        if !self.slots.has_pending() && !self.consume_used()? {
             return Ok(None);
         }
-        // The device can have used at most what is in flight (§2.7.8, untrusted device).
-        if usize::from(used_idx.wrapping_sub(self.last_used_idx)) > self.slots.count() {
-            return Err(QueueError::UsedIndexAhead {
-                used_idx,
-                last_used_idx: self.last_used_idx,
-            });
-        }
-        // §2.7.14: read used.idx before the used element it covers.
-        read_barrier();
-        let offset = 4 + 8 * usize::from(self.last_used_idx & (self.size - 1));
-        let id = self.used.read_u32(offset);
-        let len = self.used.read_u32(offset + 4);
-        // Checks id range, in-flight and length; on error the element stays unconsumed.
-        self.slots.accept_used(id, len)?;
-        self.last_used_idx = self.last_used_idx.wrapping_add(1);
-        if self.notifications_enabled && self.features.event_idx {
-            // §2.7.10: ask for a notification when the next buffer is used.
-            let offset = self.used_event_offset();
-            self.avail.write_u16(offset, self.last_used_idx);
-        }
-        Ok(self
-            .slots
-            .next_completed()
-            .map(|(head, in_flight, len)| self.recycle(head, in_flight, len)))
+        let Some(completed) = self.slots.next_completed() else {
+            return Ok(None);
+        };
+        self.recycle(completed);
+        Ok(self.slots.take_used(completed))
     }
 
     fn enable_notifications(&mut self) -> bool {
@@ -351,11 +369,7 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for SplitVq<A, N> {
     }
 
     fn reset(&mut self) -> Vec<AvailBufferToken<A>> {
-        let tokens = self
-            .slots
-            .drain()
-            .map(|in_flight| in_flight.token)
-            .collect();
+        let tokens = self.slots.drain().collect();
         self.desc.zero();
         self.avail.zero();
         self.used.zero();

@@ -84,11 +84,13 @@ impl<A: DmaAllocator> AvailBufferToken<A> {
 
     /// Number of elements in both parts.
     #[must_use]
+    #[inline]
     pub fn element_count(&self) -> usize {
         self.readable.len() + self.writable.len()
     }
 
     /// Every element in chain order, with `true` for device-writable ones.
+    #[inline]
     pub(crate) fn elements(&self) -> impl Iterator<Item = (&DmaBuffer<A>, bool)> {
         let readable = self.readable.iter().map(|b| (b, false));
         readable.chain(self.writable.iter().map(|b| (b, true)))
@@ -96,6 +98,7 @@ impl<A: DmaAllocator> AvailBufferToken<A> {
 
     /// Checks the token for a queue of `queue_size`; returns its element count and the
     /// capacity of its device-writable part.
+    #[inline]
     pub(crate) fn check(&self, queue_size: u16) -> Result<(u16, u64), QueueError> {
         let count = self.element_count();
         if count == 0 {
@@ -104,24 +107,32 @@ impl<A: DmaAllocator> AvailBufferToken<A> {
         if count > usize::from(queue_size) {
             return Err(QueueError::ChainTooLong);
         }
-        let mut writable_capacity = 0u64;
-        for (buffer, writable) in self.elements() {
-            if buffer.is_empty() {
-                return Err(QueueError::EmptyElement);
-            }
-            if u32::try_from(buffer.len()).is_err() {
-                return Err(QueueError::ElementTooLarge);
-            }
-            if writable {
-                writable_capacity += buffer.len() as u64;
-            }
+        // One test per element catches both bad lengths: `len - 1` wraps for an empty one.
+        let bad = |b: &DmaBuffer<A>| b.len().wrapping_sub(1) >= u32::MAX as usize;
+        if self.readable.iter().any(bad) || self.writable.iter().any(bad) {
+            return Err(self.element_error());
         }
+        let writable_capacity = self.writable.iter().map(|b| b.len() as u64).sum();
         // `count <= queue_size <= u16::MAX` was checked above.
         Ok((count as u16, writable_capacity))
     }
 }
 
+impl<A: DmaAllocator> AvailBufferToken<A> {
+    /// The error for a token that has an empty or too large element (cold path of `check`).
+    #[cold]
+    fn element_error(&self) -> QueueError {
+        let mut elements = self.readable.iter().chain(&self.writable);
+        if elements.any(|b| b.is_empty()) {
+            QueueError::EmptyElement
+        } else {
+            QueueError::ElementTooLarge
+        }
+    }
+}
+
 /// The device-visible address and length of a non-empty element (checked by `check`).
+#[inline]
 pub(crate) fn element_addr<A: DmaAllocator>(buffer: &DmaBuffer<A>) -> (u64, u32) {
     let len = u32::try_from(buffer.len()).unwrap_or(u32::MAX);
     (buffer.phys().unwrap_or(0), len)
@@ -148,6 +159,7 @@ pub struct UsedBufferToken<A: DmaAllocator> {
 }
 
 impl<A: DmaAllocator> UsedBufferToken<A> {
+    #[inline]
     pub(crate) fn new(token: AvailBufferToken<A>, written_len: u32) -> Self {
         Self { token, written_len }
     }
@@ -189,6 +201,7 @@ impl<A: DmaAllocator> UsedBufferToken<A> {
 
     /// Turns the used token back into an available one, reusing its elements (no allocation).
     #[must_use]
+    #[inline]
     pub fn into_avail(self) -> AvailBufferToken<A> {
         self.token
     }

@@ -246,10 +246,9 @@ impl<A: DmaAllocator> core::ops::Deref for DmaBuffer<A> {
 
     #[inline]
     fn deref(&self) -> &[u8] {
-        // SAFETY: `ptr` is valid for `len` bytes (allocated in `new_zeroed_in`, or dangling
-        // with `len == 0`) and initialised (zeroed, then only bytes written). A well-behaved
-        // device writes only while the queue holds the buffer, when no `&self` can exist; a
-        // misbehaving one can only change the value of plain bytes, which have no invariants.
+        // A well-behaved device writes only while the queue holds the buffer (no `&self` then); a
+        // misbehaving one can only change plain bytes, which have no invariants. SAFETY: `ptr` is
+        // valid for `len` initialised bytes (zeroed in `new_zeroed_in`, or dangling with len 0).
         unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }

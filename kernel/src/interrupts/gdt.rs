@@ -75,10 +75,9 @@ pub(super) fn init() {
         }
     });
     tables.gdt.load();
-    // SAFETY: the selectors index the GDT just loaded, whose code segment is a 64-bit ring-0 code
-    // segment and whose data segment is a writable ring-0 data segment; the TSS descriptor points at
-    // a `'static` TSS whose IST entries are the tops of `'static` stacks; `load_tss` runs once per
-    // GDT (the `Once` above ensures the descriptor is loaded only while not busy).
+    // The selectors index the GDT just loaded: a 64-bit ring-0 code segment, a writable ring-0 data
+    // segment, and a TSS descriptor for a `'static` TSS whose IST entries top `'static` stacks.
+    // SAFETY: those segments are valid; `load_tss` runs once per GDT (the `Once`), so not busy.
     unsafe {
         CS::set_reg(tables.code);
         DS::set_reg(tables.data);

@@ -152,10 +152,9 @@ fn place(devices: &mut [PciDevice], bus: u8, space: Space, base: u64, depth: usi
                 let d = &mut devices[dev];
                 let cfg = d.config;
                 if let Some(b) = d.bars[slot].as_mut() {
-                    // SAFETY: 1. the function's decoding is off (every function of a subtree
-                    // being placed keeps it off until `assign`'s last pass); 2. `[at, at + size)`
-                    // lies in its bridge's window, carved from a global window that keeps RAM,
-                    // firmware ranges and every other BAR out.
+                    // Decoding stays off for a subtree being placed until `assign`'s last pass.
+                    // SAFETY: 1. decoding is off; 2. `[at, at + size)` is inside the bridge window,
+                    // carved from a global window that keeps RAM, firmware and other BARs out.
                     unsafe { bar::program_bar(&cfg, b, at) };
                     b.address = Some(at);
                     b.assigned_by_kernel = true;

@@ -161,10 +161,9 @@ macro_rules! try_write {
             {
                 return Err(ConfigError::Protected);
             }
-            // SAFETY: the register is not a BAR, ROM, window or bus-number register, and the
-            // write turns on no decoding the kernel left off, so it cannot make the function
-            // decode other addresses. DMA: the kernel enables bus mastering at init for functions
-            // with BARs, and a driver owns its device's DMA.
+            // DMA stays the driver's business: bus mastering is enabled at init for functions
+            // with BARs. SAFETY: not a BAR, ROM, window or bus-number register, and no decoding
+            // the kernel left off is turned on, so the function decodes no other addresses.
             unsafe { self.$raw(offset, value) };
             Ok(())
         }

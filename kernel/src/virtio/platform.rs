@@ -14,11 +14,9 @@ use crate::{
     time::Instant,
 };
 
-// SAFETY: 1. every `DeviceAlloc` block lies in one physically contiguous pool of RAM reached through
-// the direct map, which stays mapped and device-accessible for the kernel's life; 2. the physical
-// address of a pointer into the pool is `virt - PHYS_OFFSET`, so translation is linear inside a
-// block (and `virt_to_phys` panics rather than translate a pointer from elsewhere); 3. `DeviceAlloc`
-// is a unit type over one global pool: every clone allocates from and frees to the same pool.
+// `DeviceAlloc` blocks lie in one physically contiguous RAM pool in the direct map, mapped for the
+// kernel's life; `virt_to_phys` panics on pointers from elsewhere. SAFETY: 1. blocks are contiguous
+// and device-accessible; 2. phys = virt - PHYS_OFFSET is linear; 3. all clones share the one pool.
 unsafe impl DmaAllocator for DeviceAlloc {
     fn virt_to_phys(&self, ptr: NonNull<u8>) -> u64 {
         DeviceAlloc::virt_to_phys(ptr.as_ptr())

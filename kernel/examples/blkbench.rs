@@ -6,7 +6,7 @@
 //! unmeasured I/O it measures for `secs` seconds and prints one machine-readable line:
 //!
 //! ```text
-//! vireo-bench: job=randread bs=4096 qd=1 layout=split irq=msix ios=.. ns=.. bytes=.. kicks=.. irqs=.. waits=.. lat_mean_ns=.. lat_p99_ns=..
+//! vireo-bench: job=randread bs=4096 qd=1 layout=split irq=msix ios=.. ns=.. bytes=.. kicks=.. irqs=.. waits=.. missed=.. renotified=.. lat_mean_ns=.. lat_p99_ns=..
 //! ```
 //!
 //! Command line (after `--` with `cargo xtask run --example blkbench`): `job=randread|randwrite|
@@ -342,7 +342,7 @@ fn report(args: &Args, dev: &BlockDevice, t: &mut Tally, before: BlockStats, aft
         (mean, u64::from(t.samples[rank]))
     };
     println!(
-        "vireo-bench: job={} bs={} qd={} layout={} irq={} ios={} ns={} bytes={} kicks={} irqs={} waits={} lat_mean_ns={} lat_p99_ns={}",
+        "vireo-bench: job={} bs={} qd={} layout={} irq={} ios={} ns={} bytes={} kicks={} irqs={} waits={} missed={} renotified={} lat_mean_ns={} lat_p99_ns={}",
         args.kind.name(),
         args.bs,
         args.qd,
@@ -354,6 +354,8 @@ fn report(args: &Args, dev: &BlockDevice, t: &mut Tally, before: BlockStats, aft
         after.kicks - before.kicks,
         after.interrupts - before.interrupts,
         after.interrupts_waited - before.interrupts_waited,
+        after.missed_wakeups - before.missed_wakeups,
+        after.renotified - before.renotified,
         mean,
         p99,
     );

@@ -19,6 +19,8 @@
 //! - `//! vireo-test: expect-failure TEXT` — the image must exit with the failure code and its serial
 //!   output must contain TEXT (for tests of the fault path itself).
 //! - `//! vireo-test: timeout SECS` — the hard limit for this image (default 60 s).
+//! - `//! vireo-test: alone` — the image measures time: it boots after the others, with no other
+//!   boot running.
 //! - `//! vireo-test: verify-disk NAME` — after QEMU exits, check the image of `{disk:NAME:..}`
 //!   against the writes the guest reported with [`report_disk_write`] and [`report_disk_zero`].
 //! - `//! vireo-test: expect-timeout` — the image must still be running at its limit (tests of the

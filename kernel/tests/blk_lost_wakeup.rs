@@ -15,6 +15,7 @@
 //! vireo-test: qemu -drive if=none,id=slow,format=raw,throttling.iops-total=50,file={disk:slow:1M}
 //! vireo-test: append vireo.blk.queues=1 expect.packed={packed}
 //! vireo-test: timeout 240
+//! vireo-test: alone
 
 #![no_std]
 #![no_main]

@@ -21,6 +21,8 @@ pub struct Directives {
     pub verify_disks: Vec<String>,
     /// QMP commands to send when the serial output first contains a text: `(text, command JSON)`.
     pub qmp_on: Vec<(String, String)>,
+    /// The image measures time: it boots after the others, with no other boot running.
+    pub alone: bool,
     /// An application image that `cargo xtask test` boots too (with its `vireo-run:` devices):
     /// it passes by exiting with success.
     pub app: bool,
@@ -95,6 +97,7 @@ pub fn parse(text: &str, prefix: &str) -> Result<Directives, String> {
             "expect-failure" if !value.is_empty() => d.expect_failure = Some(value.to_string()),
             "expect-timeout" => d.expect_timeout = true,
             "app" => d.app = true,
+            "alone" => d.alone = true,
             "qmp-on" => {
                 let (text, command) = value
                     .split_once(" => ")
@@ -134,11 +137,13 @@ mod tests {
     fn reads_only_its_prefix() {
         let text = "//! A test.\n//!\n//! vireo-test: qemu -m 5G -device x\n//! vireo-run: qemu -no\n\
                     //! vireo-test: append log=debug a=b\n//! vireo-test: timeout 9\n\
+                    //! vireo-test: alone\n\
                     //! vireo-test: expect-failure page fault at\nfn main() {}\n";
         let d = parse(text, "vireo-test:").unwrap();
         assert_eq!(d.qemu, ["-m", "5G", "-device", "x"]);
         assert_eq!(d.append, ["log=debug", "a=b"]);
         assert_eq!(d.timeout, Some(Duration::from_secs(9)));
+        assert!(d.alone);
         assert_eq!(d.expect_failure.as_deref(), Some("page fault at"));
         let q = parse(
             "//! vireo-test: qmp-on go now => {\"execute\":\"x\"}\n",

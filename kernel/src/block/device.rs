@@ -12,27 +12,15 @@ use super::{BlockError, Completion};
 use crate::{
     mm::DeviceAlloc,
     pci::PciDevice,
-    virtio::{KernelPci, MsixVectors},
+    virtio::{Interrupts, KernelPci},
 };
 
 pub(super) type Driver = BlkDriver<PciTransport<KernelPci>, DeviceAlloc>;
 
 /// The time a device gets to complete one request before the wait fails, by default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The time a device gets to reset.
-pub(super) const RESET_BUDGET: Duration = Duration::from_secs(1);
 /// The largest request the copying calls make (their bounce buffer).
 pub(super) const COPY_CHUNK: u64 = 256 * 1024;
-/// Polled waits look at the clock this often (a clock read can cost a VM exit).
-pub(super) const POLLS_PER_CLOCK_CHECK: u32 = 1024;
-
-/// How completions are waited for.
-pub(super) struct Waiting {
-    /// MSI-X entries: 0 configuration, 1 + i queue i. `None`: polled.
-    pub msix: Option<MsixVectors>,
-    /// Poll even though vectors exist.
-    pub polled: bool,
-}
 
 /// A request the device has not completed.
 #[derive(Debug, Clone, Copy)]
@@ -45,14 +33,13 @@ pub(super) struct InFlight {
 
 pub(super) struct Inner {
     pub(super) driver: Driver,
-    pub(super) waiting: Waiting,
+    pub(super) irq: Interrupts,
     /// Requests in flight, in no order: a short list (the queue depth) searched linearly, which
     /// costs less than a map's node allocations at every submission and completion.
     pub(super) in_flight: Vec<InFlight>,
     /// Completions taken from a queue but not yet claimed, per queue.
     pub(super) ready: Vec<VecDeque<Completion>>,
     pub(super) timeout: Duration,
-    pub(super) config_seen: u64,
     pub(super) interrupts_waited: u64,
     pub(super) submitted: u64,
     pub(super) missed_wakeups: u64,
@@ -150,7 +137,7 @@ impl BlockDevice {
     pub(super) fn new(
         pci: &'static PciDevice,
         driver: Driver,
-        waiting: Waiting,
+        irq: Interrupts,
         serial: String,
     ) -> Self {
         let queues = usize::from(driver.queue_count());
@@ -163,11 +150,10 @@ impl BlockDevice {
             serial: serial_once,
             inner: Mutex::new(Inner {
                 driver,
-                waiting,
+                irq,
                 in_flight: Vec::new(),
                 ready: (0..queues).map(|_| VecDeque::new()).collect(),
                 timeout: DEFAULT_TIMEOUT,
-                config_seen: 0,
                 interrupts_waited: 0,
                 submitted: 0,
                 missed_wakeups: 0,
@@ -217,7 +203,7 @@ impl BlockDevice {
             packed: features.contains(F::RING_PACKED),
             indirect: features.contains(F::INDIRECT_DESC),
             event_idx: features.contains(F::EVENT_IDX),
-            interrupts: inner.waiting.msix.is_some() && !inner.waiting.polled,
+            interrupts: inner.irq.interrupt_driven(),
         }
     }
 
@@ -229,7 +215,7 @@ impl BlockDevice {
 
     /// Switches between polled (`true`) and interrupt-driven completion (needs MSI-X).
     pub fn set_polled(&self, polled: bool) {
-        self.inner.lock().waiting.polled = polled;
+        self.inner.lock().irq.set_polled(polled);
     }
 
     /// Masks (`true`) or unmasks `queue`'s MSI-X vector, for tests of lost interrupts: while it
@@ -237,9 +223,7 @@ impl BlockDevice {
     /// timer tick (counted in [`BlockStats::missed_wakeups`]). No effect when polled.
     #[doc(hidden)]
     pub fn mask_queue_interrupt(&self, queue: u16, masked: bool) {
-        if let Some(m) = self.inner.lock().waiting.msix.as_ref() {
-            m.set_masked(usize::from(queue) + 1, masked);
-        }
+        self.inner.lock().irq.mask_queue(queue, masked);
     }
 
     /// How many times a wait has slept until an interrupt (for measurements).
@@ -250,16 +234,10 @@ impl BlockDevice {
     /// Submissions, kicks and interrupts so far (for measurements).
     pub fn stats(&self) -> BlockStats {
         let inner = self.inner.lock();
-        let interrupts = inner.waiting.msix.as_ref().map_or(0, |m| {
-            (1..m.len())
-                .filter_map(|entry| m.event(entry))
-                .map(|e| e.count())
-                .sum()
-        });
         BlockStats {
             submitted: inner.submitted,
             kicks: inner.driver.kicks(),
-            interrupts,
+            interrupts: inner.irq.queue_interrupts(),
             interrupts_waited: inner.interrupts_waited,
             missed_wakeups: inner.missed_wakeups,
             renotified: inner.renotified,

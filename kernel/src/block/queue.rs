@@ -4,29 +4,18 @@
 use alloc::{collections::VecDeque, vec::Vec};
 
 use vireo_drivers::blk::{BlkError, Request, RequestId, SubmitError};
-use vireo_virtio::{
-    transport::WaitBudget,
-    wait::{self, WaitQueue, Waited},
-};
+use vireo_virtio::wait::{WaitQueue, Waited};
 
 use super::{
     BlockError, Completion,
-    device::{BlockDevice, InFlight, Inner, POLLS_PER_CLOCK_CHECK, RESET_BUDGET},
-    probe::queue_vectors,
+    device::{BlockDevice, InFlight, Inner},
 };
 use crate::{
     mm::DeviceAlloc,
-    virtio::{IrqEvent, IrqWait, KernelClock, ticks_for},
+    virtio::{self, ticks_for},
 };
 
 impl Inner {
-    fn event(&self, entry: usize) -> Option<IrqEvent> {
-        if self.waiting.polled {
-            return None;
-        }
-        self.waiting.msix.as_ref()?.event(entry)
-    }
-
     fn record(&mut self, queue: u16, id: RequestId) {
         self.submitted += 1;
         self.in_flight.push(InFlight {
@@ -74,14 +63,9 @@ impl Inner {
     /// Handles a configuration-change interrupt: a device that needs a reset gets one, a new
     /// capacity is picked up.
     pub(super) fn service_config(&mut self) {
-        let Some(event) = self.waiting.msix.as_ref().and_then(|m| m.event(0)) else {
-            return;
-        };
-        let count = event.count();
-        if count == self.config_seen {
+        if !self.irq.config_changed() {
             return;
         }
-        self.config_seen = count;
         if self.driver.needs_reset() {
             log::warn!("virtio-blk: device needs a reset");
             self.recover();
@@ -96,24 +80,23 @@ impl Inner {
     /// Resets and re-initialises the device; every request in flight completes (with an error
     /// unless the device had finished it).
     fn recover(&mut self) {
-        let clock = KernelClock;
-        let mut budget = WaitBudget::new(&clock, RESET_BUDGET.as_nanos() as u64);
-        let vectors = queue_vectors(self.waiting.msix.as_ref(), self.driver.queue_count());
         let mut done = Vec::new();
-        let result = self
-            .driver
-            .reset_and_reinit(&mut budget, &vectors, &mut done);
+        let queues = self.driver.queue_count();
+        let driver = &mut self.driver;
+        virtio::recover(
+            &self.irq,
+            queues,
+            "virtio-blk",
+            |budget, vectors, config| {
+                let result = driver.reset_and_reinit(budget, vectors, &mut done);
+                match (result, config) {
+                    (Ok(()), Some(config)) => driver.set_config_vector(Some(config)),
+                    (result, _) => result,
+                }
+            },
+        );
         for c in done {
             self.file(c);
-        }
-        match result {
-            Ok(()) if self.waiting.msix.is_some() => {
-                if let Err(e) = self.driver.set_config_vector(Some(0)) {
-                    log::error!("virtio-blk: after reset: {e}");
-                }
-            }
-            Ok(()) => {}
-            Err(e) => log::error!("virtio-blk: re-initialisation failed: {e}"),
         }
     }
 }
@@ -203,22 +186,16 @@ impl BlockDevice {
     ) -> Result<Completion, BlockError> {
         let (timeout, event) = {
             let inner = self.inner.lock();
-            (inner.timeout, inner.event(usize::from(queue) + 1))
+            (inner.timeout, inner.irq.queue_event(queue))
         };
         let deadline = crate::time::ticks() + ticks_for(timeout);
-        let waited = match event {
-            Some(event) => {
-                let mut q = QueueWait {
-                    dev: self,
-                    queue,
-                    want,
-                    seen: event.count(),
-                };
-                wait::wait(&IrqWait(event), &mut q, deadline)?
-            }
-            None => self.poll_until(queue, want, deadline),
+        let mut q = QueueWait {
+            dev: self,
+            queue,
+            want,
+            seen: event.map_or(0, |e| e.count()),
         };
-        match waited {
+        match virtio::wait_queue(event, &mut q, deadline)? {
             Waited::Ready(c) => Ok(c),
             Waited::TimedOut => {
                 let mut inner = self.inner.lock();
@@ -228,25 +205,6 @@ impl BlockDevice {
                 }
                 Err(BlockError::Timeout)
             }
-        }
-    }
-
-    /// Polls `queue` for `want` until the deadline tick.
-    fn poll_until(&self, queue: u16, want: Option<RequestId>, deadline: u64) -> Waited<Completion> {
-        let mut polls = 0u32;
-        loop {
-            {
-                let mut inner = self.inner.lock();
-                inner.service_config();
-                if let Some(c) = inner.take(queue, want) {
-                    return Waited::Ready(c);
-                }
-            }
-            polls = polls.wrapping_add(1);
-            if polls.is_multiple_of(POLLS_PER_CLOCK_CHECK) && crate::time::ticks() >= deadline {
-                return Waited::TimedOut;
-            }
-            core::hint::spin_loop();
         }
     }
 
@@ -320,7 +278,7 @@ impl WaitQueue for QueueWait<'_> {
         let mut inner = self.dev.inner.lock();
         inner.missed_wakeups += 1;
         let state = inner.driver.ring_state(self.queue);
-        let event = inner.event(usize::from(self.queue) + 1);
+        let event = inner.irq.queue_event(self.queue);
         let report = format_args!(
             "virtio-blk: queue {}: a completion was in the used ring at a timer tick without its \
              interrupt (missed wake-up #{}; vector {:?} fired {} times since the wait began); \

@@ -1,12 +1,17 @@
 //! The platform side of virtio: what the `vireo-virtio` core and the drivers need from the machine
-//! (device memory, register blocks, PCI configuration space, time, MSI-X interrupts), and nothing
-//! else. The core never touches the machine directly; this module is the only bridge.
+//! (device memory, register blocks, PCI configuration space, time, MSI-X interrupts), and the
+//! device layer every device type shares (finding functions, options, interrupts, bounded waits,
+//! recovery). The core never touches the machine directly; this module is the only bridge.
 
+mod device;
 mod msix;
 mod pci;
 mod platform;
 mod wait;
 
+pub use device::{
+    Interrupts, RESET_BUDGET, flag, functions, option, option_in, recover, wait_queue, with_budget,
+};
 pub use msix::{IrqEvent, MsixError, MsixVectors, ticks_for};
 pub use pci::KernelPci;
 pub use platform::{KernelClock, MmioRegs};

@@ -1,0 +1,197 @@
+//! The kernel's device layer, shared by every virtio device type: finding a type's functions,
+//! command-line options, interrupts (MSI-X entry 0 for configuration changes and 1 + i for queue
+//! i, or polling), bounded waits on a queue, and reset-and-recover. `block` and `net` own their
+//! device's state and API; the plumbing is here.
+
+use alloc::vec::Vec;
+use core::{fmt, time::Duration};
+
+use vireo_virtio::{
+    transport::{WaitBudget, pci_device_type},
+    wait::{self, WaitQueue, Waited},
+};
+
+use super::{IrqEvent, IrqWait, KernelClock, MsixVectors};
+use crate::pci::{self, PciDevice};
+
+/// The time a device gets to reset.
+pub const RESET_BUDGET: Duration = Duration::from_secs(1);
+/// Polled waits look at the clock this often (a clock read can cost a VM exit).
+const POLLS_PER_CLOCK_CHECK: u32 = 1024;
+
+/// Every virtio PCI function of `device_type` (virtio 1.2 §5: 1 network, 2 block, ...), modern
+/// or transitional, in PCI order.
+pub fn functions(device_type: u16) -> impl Iterator<Item = &'static PciDevice> {
+    pci::devices()
+        .iter()
+        .filter(move |d| pci_device_type(*d).is_ok_and(|t| t == device_type))
+}
+
+/// The value of the last `KEY=N` on the kernel command line, if it parses.
+pub fn option(key: &str) -> Option<u64> {
+    option_in(crate::boot_info().cmdline(), key)
+}
+
+/// The value of the last `KEY=N` in `cmdline`, if it parses.
+pub fn option_in(cmdline: &str, key: &str) -> Option<u64> {
+    cmdline
+        .split_ascii_whitespace()
+        .filter_map(|a| a.strip_prefix(key)?.strip_prefix('='))
+        .next_back()
+        .and_then(|v| v.parse().ok())
+}
+
+/// A boolean `KEY=0|1` from the command line (any non-zero number is on), else `default`.
+pub fn flag(key: &str, default: bool) -> bool {
+    option(key).map_or(default, |v| v != 0)
+}
+
+/// How a device's used buffers are noticed: MSI-X (entry 0 for configuration changes, 1 + i for
+/// queue i), or polling. Dropping it masks and frees the vectors.
+pub struct Interrupts {
+    msix: Option<MsixVectors>,
+    polled: bool,
+    /// The configuration vector's count when a change was last handled.
+    config_seen: u64,
+}
+
+impl fmt::Debug for Interrupts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Interrupts")
+            .field("msix", &self.msix)
+            .field("polled", &self.polled)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Interrupts {
+    /// One MSI-X vector per queue plus one for configuration changes on `device`, unless `polled`;
+    /// polling when MSI-X cannot be set up (said in the log, as `what`).
+    pub fn new(device: &'static PciDevice, queues: u16, polled: bool, what: &str) -> Self {
+        let msix = if polled {
+            None
+        } else {
+            match MsixVectors::enable(device, 1 + usize::from(queues)) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    log::warn!("{what} {device}: {e}; completions will be polled");
+                    None
+                }
+            }
+        };
+        Self {
+            msix,
+            polled,
+            config_seen: 0,
+        }
+    }
+
+    /// The MSI-X entry of each of `queues` queues, for the transport (`None` without MSI-X).
+    pub fn queue_vectors(&self, queues: u16) -> Vec<Option<u16>> {
+        let entries = self.msix.as_ref().map_or(0, MsixVectors::len);
+        (0..queues)
+            .map(|q| (usize::from(q) + 1 < entries).then_some(q + 1))
+            .collect()
+    }
+
+    /// The MSI-X entry for configuration changes, if there are vectors.
+    pub fn config_vector(&self) -> Option<u16> {
+        self.msix.as_ref().map(|_| 0)
+    }
+
+    /// Whether waits sleep on interrupts (vectors exist and polling was not asked for).
+    pub fn interrupt_driven(&self) -> bool {
+        self.msix.is_some() && !self.polled
+    }
+
+    /// Switches between polling (`true`) and sleeping on interrupts (needs vectors).
+    pub fn set_polled(&mut self, polled: bool) {
+        self.polled = polled;
+    }
+
+    /// The event to sleep on for `queue`; `None` when polling.
+    pub fn queue_event(&self, queue: u16) -> Option<IrqEvent> {
+        if self.polled {
+            return None;
+        }
+        self.msix.as_ref()?.event(usize::from(queue) + 1)
+    }
+
+    /// Whether the configuration vector fired since the last call that said so.
+    pub fn config_changed(&mut self) -> bool {
+        let Some(event) = self.msix.as_ref().and_then(|m| m.event(0)) else {
+            return false;
+        };
+        let count = event.count();
+        let changed = count != self.config_seen;
+        self.config_seen = count;
+        changed
+    }
+
+    /// Interrupts received on the queues' vectors so far.
+    pub fn queue_interrupts(&self) -> u64 {
+        self.msix.as_ref().map_or(0, |m| {
+            (1..m.len())
+                .filter_map(|entry| m.event(entry))
+                .map(|e| e.count())
+                .sum()
+        })
+    }
+
+    /// Masks or unmasks `queue`'s vector (tests take interrupts away with it).
+    pub fn mask_queue(&self, queue: u16, masked: bool) {
+        if let Some(m) = &self.msix {
+            m.set_masked(usize::from(queue) + 1, masked);
+        }
+    }
+}
+
+/// Waits until `queue` yields its output or the tick count reaches `deadline`: asleep on `event`
+/// (looking at the ring at every tick, [`vireo_virtio::wait`]), or polling when there is none.
+///
+/// # Errors
+/// The queue's.
+pub fn wait_queue<Q: WaitQueue>(
+    event: Option<IrqEvent>,
+    queue: &mut Q,
+    deadline: u64,
+) -> Result<Waited<Q::Output>, Q::Error> {
+    if let Some(event) = event {
+        return wait::wait(&IrqWait(event), queue, deadline);
+    }
+    let mut polls = 0u32;
+    loop {
+        if let Some(out) = queue.take()? {
+            return Ok(Waited::Ready(out));
+        }
+        polls = polls.wrapping_add(1);
+        if polls.is_multiple_of(POLLS_PER_CLOCK_CHECK) && crate::time::ticks() >= deadline {
+            return Ok(Waited::TimedOut);
+        }
+        core::hint::spin_loop();
+    }
+}
+
+/// Resets and re-initialises a device within [`RESET_BUDGET`]: `reinit` gets the budget, the
+/// queues' MSI-X entries and the configuration entry, and does the driver's part. Its error is
+/// logged (as `what`): the device then stays down and every later request fails.
+pub fn recover<E: fmt::Display>(
+    interrupts: &Interrupts,
+    queues: u16,
+    what: &str,
+    reinit: impl FnOnce(&mut WaitBudget<'_>, &[Option<u16>], Option<u16>) -> Result<(), E>,
+) {
+    let clock = KernelClock;
+    let mut budget = WaitBudget::new(&clock, RESET_BUDGET.as_nanos() as u64);
+    let vectors = interrupts.queue_vectors(queues);
+    if let Err(e) = reinit(&mut budget, &vectors, interrupts.config_vector()) {
+        log::error!("{what}: re-initialisation failed: {e}");
+    }
+}
+
+/// Runs `f` with a [`RESET_BUDGET`] budget on the kernel clock (device bring-up).
+pub fn with_budget<R>(f: impl FnOnce(&mut WaitBudget<'_>) -> R) -> R {
+    let clock = KernelClock;
+    let mut budget = WaitBudget::new(&clock, RESET_BUDGET.as_nanos() as u64);
+    f(&mut budget)
+}

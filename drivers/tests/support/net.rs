@@ -78,6 +78,8 @@ pub struct NetSim {
     pub ctrl_ack: u8,
     /// The device leaves control commands unanswered.
     pub ctrl_silent: bool,
+    /// Once the driver uses the control queue, the device stops finishing resets.
+    pub stick_reset_on_ctrl: bool,
 }
 
 impl NetSim {
@@ -191,7 +193,13 @@ impl NetSim {
 
     /// Answers every pending control command.
     pub fn serve_ctrl(&mut self) {
-        if self.ctrl_silent || !self.live(2) {
+        if !self.live(2) {
+            return;
+        }
+        if self.stick_reset_on_ctrl {
+            self.state().reset_stuck = true;
+        }
+        if self.ctrl_silent {
             return;
         }
         let mem = self.sim.dma.mem().clone();
@@ -267,6 +275,7 @@ impl Net {
             ctrl_log: Vec::new(),
             ctrl_ack: 0,
             ctrl_silent: false,
+            stick_reset_on_ctrl: false,
         }));
         let clock = NetClock {
             now: Cell::new(0),

@@ -97,8 +97,8 @@ where
         vectors: &[Option<u16>],
         budget: &mut WaitBudget<'_>,
     ) -> Result<Self, NetError> {
-        let device = Device::init(transport, DEVICE_TYPE_NET, options.wanted(), budget)?;
-        let info = NetInfo::read(&device, &options)?;
+        let mut device = Device::init(transport, DEVICE_TYPE_NET, options.wanted(), budget)?;
+        let info = NetInfo::read(&device, &options).inspect_err(|_| device.fail())?;
         let mut driver = Self {
             device,
             alloc,

@@ -20,6 +20,7 @@
 //! - Lifetime: a driver that is dropped, or whose bring-up fails, resets the device and frees
 //!   its rings and buffers only once the reset is confirmed; otherwise it leaks them.
 
+mod checksum;
 mod config;
 mod ctrl;
 mod datapath;

@@ -3,16 +3,20 @@
 //! # Checksums
 //!
 //! smoltcp's checksum capabilities hold for every frame, and a device's `DATA_VALID` flag
-//! holds for some frames only, so smoltcp keeps verifying received checksums. With
+//! holds for some frames only, so smoltcp keeps verifying every received checksum. With
 //! `VIRTIO_NET_F_GUEST_CSUM` the device may deliver frames with a partial checksum
 //! (`NEEDS_CSUM`); the driver completes those before smoltcp sees them, so they verify.
-//! smoltcp computes transmitted checksums itself: the tokens do not use `VIRTIO_NET_F_CSUM`
-//! (the driver's [`transmit_with_checksum`](super::NetDriver::transmit_with_checksum) does).
+//!
+//! With `VIRTIO_NET_F_CSUM` smoltcp is told not to compute TCP and UDP checksums on transmit;
+//! the tx token finds the TCP or UDP header of each frame (IPv4 or IPv6, no extension headers)
+//! and lets the device compute the checksum (`NEEDS_CSUM`, `csum_start`, `csum_offset`, the
+//! pseudo-header sum in the field). IPv4 header and ICMP checksums stay with smoltcp. Without
+//! `CSUM`, smoltcp computes every checksum.
 
 use alloc::vec;
 
 use smoltcp::{
-    phy::{self, DeviceCapabilities, Medium},
+    phy::{self, Checksum, DeviceCapabilities, Medium},
     time::Instant,
 };
 use vireo_virtio::{DmaAllocator, transport::Transport};
@@ -49,7 +53,8 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     }
 
     /// What smoltcp is told about the device: Ethernet, the MTU in use (as a frame length),
-    /// a burst of as many full frames as the rx buffers hold, checksums done by smoltcp.
+    /// a burst of as many full frames as the rx buffers hold, and TCP/UDP transmit checksums
+    /// left to the device when `VIRTIO_NET_F_CSUM` was negotiated (see the module docs).
     #[must_use]
     pub fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
@@ -59,6 +64,14 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
             (HEADER_LEN + self.info().max_frame_len).div_ceil(self.info().rx_buffer_len);
         let buffers = self.queues.as_ref().map_or(1, |q| q.rx.total());
         caps.max_burst_size = Some((buffers / per_frame.max(1)).max(1));
+        if self
+            .queues
+            .as_ref()
+            .is_some_and(|q| q.tx.offloads_checksum())
+        {
+            caps.checksum.tcp = Checksum::Rx;
+            caps.checksum.udp = Checksum::Rx;
+        }
         caps
     }
 }
@@ -197,7 +210,11 @@ impl<A: DmaAllocator> phy::TxToken for NetTxToken<'_, A> {
         F: FnOnce(&mut [u8]) -> R,
     {
         let error = match self.tx.reserve(len, None) {
-            Ok(frame) => return f(frame),
+            Ok(frame) => {
+                let result = f(frame);
+                self.tx.offload_last();
+                return result;
+            }
             Err(e) => e,
         };
         record(self.error, &mut self.tx.stats, error);

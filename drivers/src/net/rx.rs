@@ -7,6 +7,7 @@ use alloc::{boxed::Box, collections::VecDeque, vec::Vec};
 use vireo_virtio::{AvailBufferToken, BufferType, DmaAllocator, Virtq};
 
 use super::{
+    checksum::complete_checksum,
     config::{HEADER_LEN, hdr, hdr_u16},
     error::{NetError, NetStats},
 };
@@ -250,67 +251,5 @@ impl<A: DmaAllocator> RxQueue<A> {
         if let RxHeld::InPlace { token, .. } = held {
             self.spare.push_back(token);
         }
-    }
-}
-
-/// Completes a partial checksum (`VIRTIO_NET_HDR_F_NEEDS_CSUM`, §5.1.6.4.1): the ones'
-/// complement sum of `frame[start..]` (whose checksum field holds the pseudo-header sum) is
-/// stored at `start + offset`. Returns `false` when the field is not inside the frame.
-pub(crate) fn complete_checksum(frame: &mut [u8], start: usize, offset: usize) -> bool {
-    let Some(at) = start.checked_add(offset) else {
-        return false;
-    };
-    if at.checked_add(2).is_none_or(|end| end > frame.len()) {
-        return false;
-    }
-    let sum = ones_complement_sum(&frame[start..]);
-    // A computed 0 is sent as 0xffff: the same value in ones' complement, and the only form
-    // UDP allows (0 means "no checksum" there).
-    let folded = match !sum {
-        0 => 0xffff,
-        c => c,
-    };
-    frame[at..at + 2].copy_from_slice(&folded.to_be_bytes());
-    true
-}
-
-/// The 16-bit ones' complement sum of `data` (RFC 1071), big-endian words, folded.
-fn ones_complement_sum(data: &[u8]) -> u16 {
-    let mut sum: u64 = 0;
-    let mut words = data.chunks_exact(2);
-    for w in &mut words {
-        sum += u64::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if let [last] = words.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checksum_completion_matches_rfc1071() {
-        // RFC 1071 §3 example words: 0001 f203 f4f5 f6f7 → sum ddf2, checksum 220d.
-        let mut frame = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7, 0, 0];
-        assert!(complete_checksum(&mut frame, 0, 8));
-        assert_eq!(&frame[8..], &[0x22, 0x0d]);
-        // The completed frame now sums to 0xffff.
-        assert_eq!(ones_complement_sum(&frame), 0xffff);
-    }
-
-    #[test]
-    fn checksum_offsets_outside_the_frame_are_refused() {
-        let mut frame = [0u8; 20];
-        assert!(!complete_checksum(&mut frame, 19, 0));
-        assert!(!complete_checksum(&mut frame, 10, 9));
-        assert!(!complete_checksum(&mut frame, 21, 0));
-        assert!(!complete_checksum(&mut frame, usize::MAX, 2));
-        assert!(complete_checksum(&mut frame, 10, 8));
     }
 }

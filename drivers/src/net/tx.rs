@@ -6,6 +6,7 @@ use alloc::{boxed::Box, collections::VecDeque, vec::Vec};
 use vireo_virtio::{AvailBufferToken, BufferType, DmaAllocator, Virtq};
 
 use super::{
+    checksum::prepare_offload,
     config::{HEADER_LEN, hdr},
     error::{NetError, NetStats},
 };
@@ -121,6 +122,30 @@ impl<A: DmaAllocator> TxQueue<A> {
         let (header, frame) = buffer.split_at_mut(HEADER_LEN);
         write_header(header, csum);
         Ok(frame)
+    }
+
+    /// Whether `VIRTIO_NET_F_CSUM` was negotiated.
+    pub(crate) fn offloads_checksum(&self) -> bool {
+        self.csum
+    }
+
+    /// Leaves the TCP or UDP checksum of the frame batched last to the device (see
+    /// [`prepare_offload`]); returns whether it did. Only with `VIRTIO_NET_F_CSUM`.
+    pub(crate) fn offload_last(&mut self) -> bool {
+        if !self.csum {
+            return false;
+        }
+        let Some(buffer) = self
+            .pending
+            .back_mut()
+            .and_then(|t| t.readable_mut().first_mut())
+        else {
+            return false;
+        };
+        let (header, frame) = buffer.split_at_mut(HEADER_LEN);
+        let csum = prepare_offload(frame);
+        write_header(header, csum);
+        csum.is_some()
     }
 
     /// Makes every batched frame available, with at most one notification.

@@ -198,3 +198,24 @@ fn unusable_mtu_is_refused_or_clamped() {
     });
     assert_eq!((drv.info().mtu, drv.info().mtu_rejected), (1500, None));
 }
+
+#[test]
+fn protocol_errors_inside_a_smoltcp_poll_are_kept_for_the_caller() {
+    use smoltcp::{
+        iface::{Config, Interface, SocketSet},
+        time::Instant,
+        wire::{EthernetAddress, HardwareAddress},
+    };
+    each_ring(|packed, mrg| {
+        let net = Net::standard();
+        let mut drv = net.driver(options(packed, mrg));
+        let config = Config::new(HardwareAddress::Ethernet(EthernetAddress(drv.mac())));
+        let mut iface = Interface::new(config, &mut drv.phy(), Instant::ZERO);
+        let mut sockets = SocketSet::new(Vec::new());
+        net.dev.borrow_mut().sim.push_used_id(0, 40, 20);
+        iface.poll(Instant::from_millis(1), &mut drv.phy(), &mut sockets);
+        assert!(matches!(drv.take_error(), Some(NetError::Queue(_))));
+        assert_eq!(drv.take_error(), None);
+        assert!(drv.stats().phy_errors >= 1);
+    });
+}

@@ -24,6 +24,8 @@ const DEVICE_TYPE_NET: u16 = 1;
 const RX_QUEUE: u16 = 0;
 const TX_QUEUE: u16 = 1;
 const CTRL_QUEUE: u16 = 2;
+/// The control queue carries one two-descriptor command at a time: a few descriptors suffice.
+const CTRL_QUEUE_SIZE: u16 = 8;
 
 /// The queues and every DMA buffer the device may reach; dropped only after a confirmed reset.
 pub(crate) struct Queues<A: DmaAllocator> {
@@ -141,12 +143,13 @@ where
             .take(2 + usize::from(ctrl))
         {
             let vector = vectors.get(usize::from(index)).copied().flatten();
-            let vq = self.device.create_queue(
-                index,
-                self.options.queue_size,
-                self.alloc.clone(),
-                vector,
-            )?;
+            let size = match index {
+                CTRL_QUEUE => CTRL_QUEUE_SIZE,
+                _ => self.options.queue_size,
+            };
+            let vq = self
+                .device
+                .create_queue(index, size, self.alloc.clone(), vector)?;
             self.staged.push(vq);
         }
         // Buffers first, while the queues are staged (torn down with a reset on failure).

@@ -63,6 +63,7 @@ fn frames_round_trip_on_every_ring() {
     for options in net_matrix() {
         let net = Net::standard();
         let mut drv = net.driver(options);
+        let allocations = net.dma.allocations();
         for round in 0..5u8 {
             // More frames than buffers over the rounds: buffers are reposted and reused.
             let sent: Vec<_> = (0..10)
@@ -89,6 +90,11 @@ fn frames_round_trip_on_every_ring() {
             }
             assert_eq!(drv.reclaim_tx().unwrap(), 10);
         }
+        assert_eq!(
+            net.dma.allocations(),
+            allocations,
+            "no DMA allocation per frame"
+        );
         let stats = drv.stats();
         assert_eq!((stats.rx_frames, stats.tx_frames), (50, 50));
         assert_eq!(stats.rx_dropped(), 0);

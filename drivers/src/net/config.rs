@@ -72,8 +72,8 @@ pub struct NetOptions {
     /// Negotiate `VIRTIO_NET_F_CTRL_VQ` and `VIRTIO_NET_F_CTRL_RX` (control queue, receive
     /// filtering: promiscuous and all-multicast turned off, MAC table set).
     pub ctrl_vq: bool,
-    /// Largest queue size wanted (the device's maximum if smaller; split rings round down to a
-    /// power of two).
+    /// Largest rx and tx queue size wanted (the device's maximum if smaller; split rings round
+    /// down to a power of two). The control queue has 8 descriptors.
     pub queue_size: u16,
     /// Receive buffers kept posted (at most the rx queue size).
     pub rx_buffers: u16,

@@ -1,6 +1,7 @@
 //! Vireo's virtio device drivers, on top of the virtqueue core (`vireo-virtio`).
 //!
 //! - [`blk`]: virtio-blk (virtio 1.2 §5.2).
+//! - [`net`]: virtio-net (virtio 1.2 §5.1), with a smoltcp `phy::Device`.
 //!
 //! Drivers hold no waiting policy: they offer non-blocking submit and poll, and the kernel
 //! decides whether to wait for an interrupt or to poll.
@@ -11,3 +12,5 @@
 extern crate alloc;
 
 pub mod blk;
+mod lifecycle;
+pub mod net;

@@ -191,7 +191,10 @@ impl<A: DmaAllocator> core::fmt::Debug for DmaRegion<A> {
 /// for one, which it can do only while it holds the buffer (not while the device does).
 pub struct DmaBuffer<A: DmaAllocator> {
     ptr: NonNull<u8>,
+    /// The bytes the buffer shows (and a descriptor for it describes); at most `capacity`.
     len: usize,
+    /// The bytes allocated (and zeroed) in `new_zeroed_in`.
+    capacity: usize,
     alloc: A,
 }
 
@@ -209,11 +212,42 @@ impl<A: DmaAllocator> DmaBuffer<A> {
     pub fn new_zeroed_in(len: usize, alloc: A) -> Result<Self, AllocError> {
         if len == 0 {
             let ptr = NonNull::dangling();
-            return Ok(Self { ptr, len, alloc });
+            let capacity = 0;
+            return Ok(Self {
+                ptr,
+                len,
+                capacity,
+                alloc,
+            });
         }
         let layout = Layout::array::<u8>(len).map_err(|_| AllocError)?;
         let ptr = alloc.allocate_zeroed(layout)?.cast::<u8>();
-        Ok(Self { ptr, len, alloc })
+        let capacity = len;
+        Ok(Self {
+            ptr,
+            len,
+            capacity,
+            alloc,
+        })
+    }
+
+    /// The bytes allocated: the largest length [`set_len`](Self::set_len) accepts.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Shows only the first `len` bytes of the allocation (a descriptor for the buffer then
+    /// describes `len` bytes), or all of them again; no reallocation. Returns `false` and
+    /// changes nothing when `len` exceeds the [`capacity`](Self::capacity).
+    ///
+    /// This lets a driver reuse one fixed-size buffer for frames or commands of varying length.
+    pub fn set_len(&mut self, len: usize) -> bool {
+        if len > self.capacity {
+            return false;
+        }
+        self.len = len;
+        true
     }
 
     /// A buffer holding a copy of `data`.
@@ -248,7 +282,8 @@ impl<A: DmaAllocator> core::ops::Deref for DmaBuffer<A> {
     fn deref(&self) -> &[u8] {
         // A well-behaved device writes only while the queue holds the buffer (no `&self` then); a
         // misbehaving one can only change plain bytes, which have no invariants. SAFETY: `ptr` is
-        // valid for `len` initialised bytes (zeroed in `new_zeroed_in`, or dangling with len 0).
+        // valid for `capacity >= len` initialised bytes (zeroed in `new_zeroed_in`, or dangling
+        // with capacity 0).
         unsafe { core::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
@@ -264,7 +299,7 @@ impl<A: DmaAllocator> core::ops::DerefMut for DmaBuffer<A> {
 impl<A: DmaAllocator> Drop for DmaBuffer<A> {
     fn drop(&mut self) {
         // A non-empty buffer was allocated with exactly this (then valid) layout.
-        if let (true, Ok(layout)) = (self.len > 0, Layout::array::<u8>(self.len)) {
+        if let (true, Ok(layout)) = (self.capacity > 0, Layout::array::<u8>(self.capacity)) {
             // SAFETY: `ptr` was allocated by `alloc` in `new_zeroed_in` with `layout` and is
             // deallocated only here, once.
             unsafe { self.alloc.deallocate(self.ptr, layout) }
@@ -277,6 +312,7 @@ impl<A: DmaAllocator> core::fmt::Debug for DmaBuffer<A> {
         f.debug_struct("DmaBuffer")
             .field("virt", &self.ptr)
             .field("len", &self.len)
+            .field("capacity", &self.capacity)
             .finish()
     }
 }

@@ -5,7 +5,9 @@ mod support;
 use std::collections::VecDeque;
 
 use support::{CountingNotifier, GuestDma, check_used, make_token, vmm_device::VmmDevice};
-use vireo_virtio::{BufferType, QueueError, SplitVq, Virtq, negotiate, virtio_spec::F};
+use vireo_virtio::{
+    AvailBufferToken, BufferType, DmaBuffer, QueueError, SplitVq, Virtq, negotiate, virtio_spec::F,
+};
 use virtio_queue::QueueT;
 use vm_memory::{Bytes, GuestAddress};
 
@@ -300,4 +302,24 @@ fn reset_returns_in_flight_tokens_and_ring_works_again() {
     let popped = dev.pop_all();
     dev.complete(&popped[0]);
     check_used(&vq.poll().unwrap().unwrap());
+}
+
+#[test]
+fn shortened_buffer_is_described_by_its_length_and_freed_whole() {
+    let (dma, mut vq, mut dev, _) = setup(8, F::empty());
+    let live = dma.live();
+    let mut buffer = DmaBuffer::from_slice_in(&[1, 2, 3, 4, 5, 6], dma.clone()).unwrap();
+    assert!(!buffer.set_len(7));
+    assert!(buffer.set_len(3));
+    assert_eq!((&buffer[..], buffer.capacity()), (&[1, 2, 3][..], 6));
+    let token = AvailBufferToken::new(vec![buffer], Vec::new());
+    vq.dispatch(token, BufferType::Direct).unwrap();
+    let popped = dev.pop_all();
+    assert_eq!(popped[0].readable, [1, 2, 3]);
+    dev.complete(&popped[0]);
+    let (mut readable, _) = vq.poll().unwrap().unwrap().into_avail().into_parts();
+    assert!(readable[0].set_len(6));
+    assert_eq!(&readable[0][..], &[1, 2, 3, 4, 5, 6]);
+    drop(readable);
+    assert_eq!(dma.live(), live);
 }

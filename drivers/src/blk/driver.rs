@@ -5,11 +5,12 @@ use core::fmt;
 
 use vireo_virtio::{
     BufferType, DmaAllocator, QueueError, RingState, Virtq,
-    transport::{Device, InterruptCause, Transport, TransportError, WaitBudget},
-    virtio_spec::{DeviceStatus, F},
+    transport::{Device, InterruptCause, Transport, WaitBudget},
+    virtio_spec::F,
 };
 
 use super::{
+    super::lifecycle::renegotiate,
     completion::Completion,
     config::{BlkInfo, BlkOptions, DISCARD, MQ, WRITE_ZEROES},
     error::{BlkError, SubmitError},
@@ -427,9 +428,10 @@ where
     /// (as in [`new`](Self::new)).
     ///
     /// # Errors
-    /// - [`BlkError::Transport`] with [`TransportError::Timeout`] if the device does not finish
-    ///   its reset: it may still access the buffers, so they stay with the queues and nothing is
-    ///   completed; call again (or give up on the device).
+    /// - [`BlkError::Transport`] with
+    ///   [`TransportError::Timeout`](vireo_virtio::transport::TransportError::Timeout) if the
+    ///   device does not finish its reset: it may still access the buffers, so they stay with
+    ///   the queues and nothing is completed; call again (or give up on the device).
     /// - Any re-initialisation failure: the device is left `FAILED` and the driver not
     ///   operational ([`BlkError::NotReady`]) until a later call succeeds.
     pub fn reset_and_reinit(
@@ -449,29 +451,14 @@ where
             }
             completed.extend(vq.reset().into_iter().map(Completion::from_reset));
         }
-        let result = self.renegotiate().and_then(|()| self.configure(vectors));
+        let result = renegotiate(&mut self.device)
+            .map_err(BlkError::from)
+            .and_then(|()| self.configure(vectors));
         if result.is_err() {
             self.queues.clear();
             self.device.fail();
         }
         result
-    }
-
-    /// Steps 2–6 of §3.1.1 after a reset, accepting the features negotiated at initialisation.
-    fn renegotiate(&mut self) -> Result<(), BlkError> {
-        let features = self.device.features();
-        let t = self.device.transport_mut();
-        t.set_status(DeviceStatus::ACKNOWLEDGE);
-        t.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
-        if !t.device_features().contains(features) {
-            return Err(TransportError::FeaturesRejected.into());
-        }
-        t.set_driver_features(features);
-        t.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER | DeviceStatus::FEATURES_OK);
-        if !t.status().contains(DeviceStatus::FEATURES_OK) {
-            return Err(TransportError::FeaturesRejected.into());
-        }
-        Ok(())
     }
 }
 

@@ -9,7 +9,9 @@
 #[path = "../../../virtio/tests/support/dma.rs"]
 pub mod dma;
 pub mod helpers;
+pub mod net;
 pub mod packed;
 pub mod sim;
 
+#[allow(unused_imports, reason = "the net test binaries use no blk helper")]
 pub use self::{dma::GuestDma, helpers::*, sim::*};

@@ -121,6 +121,8 @@ pub struct Seen {
 /// Everything behind the fake registers, and the device's behaviour knobs.
 #[derive(Debug)]
 pub struct SimState {
+    /// The virtio device type the transport reports (2: block, 1: network).
+    pub device_type: u16,
     pub status: u8,
     pub offered: F,
     pub driver_features: F,
@@ -149,20 +151,28 @@ pub struct SimState {
 
 impl SimState {
     pub fn new(offered: F, config: &BlkConfig) -> Self {
+        let mut state = Self::device(2, offered, config.bytes());
+        state.disk = vec![0; (config.capacity * 512) as usize];
+        state
+    }
+
+    /// A device of `device_type` with raw configuration bytes (no disk).
+    pub fn device(device_type: u16, offered: F, config: Vec<u8>) -> Self {
         let mut serial = [0u8; 20];
         serial[..12].copy_from_slice(b"VIREO-SERIAL");
         Self {
+            device_type,
             status: 0,
             offered: offered | F::VERSION_1,
             driver_features: F::empty(),
-            config: config.bytes(),
+            config,
             generation: 0,
             hw_queues: 4,
             max_queue_size: 64,
             queues: vec![None; 4],
             epoch: 0,
             notifications: Vec::new(),
-            disk: vec![0; (config.capacity * 512) as usize],
+            disk: Vec::new(),
             serial,
             seen: Vec::new(),
             status_override: None,
@@ -193,7 +203,7 @@ impl Transport for FakeTransport {
     type Notifier = FakeNotifier;
 
     fn device_type(&self) -> u16 {
-        2
+        self.0.lock().unwrap().device_type
     }
 
     fn status(&self) -> DeviceStatus {
@@ -342,8 +352,14 @@ pub struct Sim {
 
 impl Sim {
     pub fn new(offered: F, config: &BlkConfig) -> Self {
+        Self::with_state(SimState::new(offered, config))
+    }
+
+    /// A simulated device over `state` (any device type; the caller runs its logic with
+    /// [`pop`](Self::pop) and [`push_used`](Self::push_used)).
+    pub fn with_state(state: SimState) -> Self {
         Self {
-            state: Arc::new(Mutex::new(SimState::new(offered, config))),
+            state: Arc::new(Mutex::new(state)),
             dma: GuestDma::new(16 << 20),
             clock: TestClock::default(),
             rings: (0..4).map(|_| None).collect(),
@@ -461,10 +477,32 @@ impl Sim {
             mem.write_obj(status, addr.unchecked_add(u64::from(slen) - 1))
                 .unwrap();
         }
+        self.push_used(q, chain, len);
+    }
+
+    /// Puts `chain` in the used ring of `q` with the written length `len`.
+    pub fn push_used(&mut self, q: u16, chain: &Chain, len: u32) {
+        let mem = self.mem();
         match self.ring(q) {
             DevRing::Split(queue) => queue.add_used(&mem, chain.head, len).unwrap(),
             DevRing::Packed(ring) => ring.add_used(&mem, chain, len),
         }
+    }
+
+    /// Puts a used entry with any buffer `id` in the used ring of `q` (a hostile device).
+    pub fn push_used_id(&mut self, q: u16, id: u16, len: u32) {
+        let chain = Chain {
+            head: id,
+            desc_count: 1,
+            ..Chain::default()
+        };
+        self.push_used(q, &chain, len);
+    }
+
+    /// The set-up generation of queue `q` (changes when the driver programs it again), or
+    /// `None` while it is not set up.
+    pub fn epoch(&self, q: u16) -> Option<u64> {
+        self.state.lock().unwrap().queues[usize::from(q)].map(|s| s.epoch)
     }
 
     /// Pops and completes every available chain of `q`, in ring order; returns how many.

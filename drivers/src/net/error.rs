@@ -1,0 +1,156 @@
+//! The driver's errors and counters.
+
+use core::fmt;
+
+use vireo_virtio::{QueueError, transport::TransportError};
+
+/// Why a virtio-net operation failed.
+///
+/// [`Queue`](Self::Queue) with a protocol-violation kind, [`CtrlBadAck`](Self::CtrlBadAck) and
+/// [`NeedsReset`](Self::NeedsReset) mean the device must be reset
+/// ([`NetDriver::reset_and_reinit`](super::NetDriver::reset_and_reinit)). A malformed received
+/// frame is not an error: it is dropped and counted in [`NetStats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetError {
+    /// Every transmit buffer is in flight; poll (or wait for the device) and retry.
+    TxFull,
+    /// A frame longer than [`NetInfo::max_frame_len`](super::NetInfo::max_frame_len).
+    FrameTooLarge {
+        /// The length asked for.
+        len: usize,
+        /// The most allowed.
+        max: usize,
+    },
+    /// A checksum offload was asked for without `VIRTIO_NET_F_CSUM`, or with offsets outside
+    /// the frame.
+    ChecksumOffload,
+    /// The control queue was not negotiated (`VIRTIO_NET_F_CTRL_VQ`, `CTRL_RX`).
+    NoControlQueue,
+    /// A control command's data does not fit the command buffer (too many MAC addresses).
+    CtrlTooLarge,
+    /// The device answered a control command with `VIRTIO_NET_ERR`.
+    CtrlRejected,
+    /// The device answered a control command with an ack that is neither OK nor ERR, or
+    /// without writing it.
+    CtrlBadAck(u8),
+    /// The control queue still holds a command the device never answered (a timeout); reset.
+    CtrlBusy,
+    /// The driver could not allocate its DMA buffers.
+    AllocFailed,
+    /// The driver is not operational (a reset or re-initialisation failed).
+    NotReady,
+    /// The device set `DEVICE_NEEDS_RESET`.
+    NeedsReset,
+    /// A virtqueue error; the protocol-violation kinds mean the device must be reset.
+    Queue(QueueError),
+    /// A transport error during initialisation, configuration access, a wait or a reset.
+    Transport(TransportError),
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::TxFull => f.write_str("every transmit buffer is in flight"),
+            Self::FrameTooLarge { len, max } => write!(f, "frame of {len} bytes, most is {max}"),
+            Self::ChecksumOffload => f.write_str("checksum offload not negotiated or out of frame"),
+            Self::NoControlQueue => f.write_str("control queue not negotiated"),
+            Self::CtrlTooLarge => f.write_str("control command too large"),
+            Self::CtrlRejected => f.write_str("device rejected the control command"),
+            Self::CtrlBadAck(a) => write!(f, "device wrote control ack {a:#04x}"),
+            Self::CtrlBusy => f.write_str("control queue holds an unanswered command"),
+            Self::AllocFailed => f.write_str("DMA allocation failed"),
+            Self::NotReady => f.write_str("driver not operational"),
+            Self::NeedsReset => f.write_str("device needs a reset"),
+            Self::Queue(e) => write!(f, "virtqueue: {e}"),
+            Self::Transport(e) => write!(f, "transport: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for NetError {}
+
+impl From<TransportError> for NetError {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::Queue(q) => q.into(),
+            other => Self::Transport(other),
+        }
+    }
+}
+
+impl From<QueueError> for NetError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::AllocFailed => Self::AllocFailed,
+            other => Self::Queue(other),
+        }
+    }
+}
+
+/// Counters of what the driver did and of what it dropped, since initialisation (a reset
+/// keeps them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Frames delivered to the caller.
+    pub rx_frames: u64,
+    /// Bytes of those frames (net header excluded).
+    pub rx_bytes: u64,
+    /// Delivered frames that spanned several merged buffers and were copied into one.
+    pub rx_merged: u64,
+    /// Delivered frames the device flagged `DATA_VALID`.
+    pub rx_data_valid: u64,
+    /// Delivered frames flagged `NEEDS_CSUM` whose checksum the driver completed.
+    pub rx_csum_completed: u64,
+    /// Dropped: the device wrote fewer bytes than a net header.
+    pub rx_short: u64,
+    /// Dropped: longer than the MTU allows (or than the merged buffers posted).
+    pub rx_oversize: u64,
+    /// Dropped: `num_buffers` of 0, or more buffers than the device had used.
+    pub rx_bad_num_buffers: u64,
+    /// Dropped: `NEEDS_CSUM` with `csum_start`/`csum_offset` outside the frame.
+    pub rx_bad_csum: u64,
+    /// Frames handed to the device.
+    pub tx_frames: u64,
+    /// Bytes of those frames (net header excluded).
+    pub tx_bytes: u64,
+    /// Driver-to-device notifications sent for the rx queue (refills).
+    pub rx_kicks: u64,
+    /// Driver-to-device notifications sent for the tx queue (flushes).
+    pub tx_kicks: u64,
+    /// Errors from the phy layer, where smoltcp's interface has no way to report them (see
+    /// [`NetDriver::take_error`](super::NetDriver::take_error)).
+    pub phy_errors: u64,
+}
+
+impl NetStats {
+    /// Frames dropped for any reason.
+    #[must_use]
+    pub fn rx_dropped(&self) -> u64 {
+        self.rx_short + self.rx_oversize + self.rx_bad_num_buffers + self.rx_bad_csum
+    }
+}
+
+impl NetStats {
+    /// Adds `other`'s counters to these.
+    pub(crate) fn add(&mut self, other: &Self) {
+        let pairs = [
+            (&mut self.rx_frames, other.rx_frames),
+            (&mut self.rx_bytes, other.rx_bytes),
+            (&mut self.rx_merged, other.rx_merged),
+            (&mut self.rx_data_valid, other.rx_data_valid),
+            (&mut self.rx_csum_completed, other.rx_csum_completed),
+            (&mut self.rx_short, other.rx_short),
+            (&mut self.rx_oversize, other.rx_oversize),
+            (&mut self.rx_bad_num_buffers, other.rx_bad_num_buffers),
+            (&mut self.rx_bad_csum, other.rx_bad_csum),
+            (&mut self.tx_frames, other.tx_frames),
+            (&mut self.tx_bytes, other.tx_bytes),
+            (&mut self.rx_kicks, other.rx_kicks),
+            (&mut self.tx_kicks, other.tx_kicks),
+            (&mut self.phy_errors, other.phy_errors),
+        ];
+        for (total, more) in pairs {
+            *total += more;
+        }
+    }
+}

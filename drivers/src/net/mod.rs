@@ -1,0 +1,40 @@
+//! The virtio-net driver (virtio 1.2 §5.1), with a smoltcp device.
+//!
+//! [`NetDriver`] brings up a network device over any
+//! [`Transport`](vireo_virtio::transport::Transport) with one queue pair (rx queue 0, tx
+//! queue 1, control queue 2 with `VIRTIO_NET_F_CTRL_VQ`). What it negotiates is chosen by
+//! [`NetOptions`]; what it read from the device is in [`NetInfo`].
+//!
+//! - Receive: a pool of fixed-size DMA buffers kept posted, refilled in batches (one
+//!   notification per batch). A frame is handed over in its buffer
+//!   ([`NetDriver::receive`], or smoltcp's rx token); with `VIRTIO_NET_F_MRG_RXBUF` a frame
+//!   spread over several buffers is copied into one reassembly buffer. No allocation per
+//!   frame.
+//! - Transmit: frames are written into a pool of DMA buffers, batched, and handed to the
+//!   device with one notification per batch ([`NetDriver::flush`], or at the end of a smoltcp
+//!   poll); used buffers are reclaimed lazily. tx interrupts stay off.
+//! - The device is not trusted: a used length shorter than the net header, a bad
+//!   `num_buffers`, an oversized frame or checksum offsets outside the frame drop the frame and
+//!   count it in [`NetStats`]; ring protocol violations are [`NetError::Queue`]. No byte the
+//!   device did not write reaches the caller.
+//! - Lifetime: a driver that is dropped, or whose bring-up fails, resets the device and frees
+//!   its rings and buffers only once the reset is confirmed; otherwise it leaks them.
+
+mod checksum;
+mod config;
+mod ctrl;
+mod datapath;
+mod driver;
+mod error;
+mod phy;
+mod rx;
+mod tx;
+
+pub use self::{
+    config::{DEFAULT_MTU, ETHERNET_HEADER_LEN, HEADER_LEN, MIN_MTU, NetInfo, NetOptions},
+    ctrl::MAX_MAC_FILTERS,
+    driver::{ConfigChange, NetDriver, default_multicast},
+    error::{NetError, NetStats},
+    phy::{NetPhy, NetRxToken, NetTxToken},
+    tx::TxChecksum,
+};

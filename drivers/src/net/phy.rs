@@ -1,0 +1,223 @@
+//! The smoltcp device: [`NetPhy`] and its tokens read and write the DMA buffers in place.
+//!
+//! # Checksums
+//!
+//! smoltcp's checksum capabilities hold for every frame, and a device's `DATA_VALID` flag
+//! holds for some frames only, so smoltcp keeps verifying every received checksum. With
+//! `VIRTIO_NET_F_GUEST_CSUM` the device may deliver frames with a partial checksum
+//! (`NEEDS_CSUM`); the driver completes those before smoltcp sees them, so they verify.
+//!
+//! With `VIRTIO_NET_F_CSUM` smoltcp is told not to compute TCP and UDP checksums on transmit;
+//! the tx token finds the TCP or UDP header of each frame (IPv4 or IPv6, no extension headers)
+//! and lets the device compute the checksum (`NEEDS_CSUM`, `csum_start`, `csum_offset`, the
+//! pseudo-header sum in the field). IPv4 header and ICMP checksums stay with smoltcp. Without
+//! `CSUM`, smoltcp computes every checksum.
+
+use alloc::vec;
+
+use smoltcp::{
+    phy::{self, Checksum, DeviceCapabilities, Medium},
+    time::Instant,
+};
+use vireo_virtio::{DmaAllocator, transport::Transport};
+
+use super::{
+    NetDriver,
+    config::HEADER_LEN,
+    error::{NetError, NetStats},
+    rx::{RxHeld, RxQueue},
+    tx::TxQueue,
+};
+
+/// The driver as a smoltcp [`phy::Device`], for one `Interface::poll`:
+/// `iface.poll(now, &mut driver.phy(), &mut sockets)`.
+///
+/// Frames smoltcp transmits during the poll are batched; dropping the `NetPhy` (at the end
+/// of the statement above) hands them to the device with one notification. Errors smoltcp
+/// cannot take are kept for [`NetDriver::take_error`] and counted in
+/// [`NetStats::phy_errors`].
+pub struct NetPhy<'a, T: Transport, A: DmaAllocator + 'static> {
+    driver: &'a mut NetDriver<T, A>,
+}
+
+impl<T: Transport, A: DmaAllocator + 'static> core::fmt::Debug for NetPhy<'_, T, A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NetPhy").finish_non_exhaustive()
+    }
+}
+
+impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
+    /// The driver as a smoltcp device for one poll of an `Interface` (see [`NetPhy`]).
+    pub fn phy(&mut self) -> NetPhy<'_, T, A> {
+        NetPhy { driver: self }
+    }
+
+    /// What smoltcp is told about the device: Ethernet, the MTU in use (as a frame length),
+    /// a burst of as many full frames as the rx buffers hold, and TCP/UDP transmit checksums
+    /// left to the device when `VIRTIO_NET_F_CSUM` was negotiated (see the module docs).
+    #[must_use]
+    pub fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = self.info().max_frame_len;
+        let per_frame =
+            (HEADER_LEN + self.info().max_frame_len).div_ceil(self.info().rx_buffer_len);
+        let buffers = self.queues.as_ref().map_or(1, |q| q.rx.total());
+        caps.max_burst_size = Some((buffers / per_frame.max(1)).max(1));
+        if self
+            .queues
+            .as_ref()
+            .is_some_and(|q| q.tx.offloads_checksum())
+        {
+            caps.checksum.tcp = Checksum::Rx;
+            caps.checksum.udp = Checksum::Rx;
+        }
+        caps
+    }
+}
+
+fn record(error: &mut Option<NetError>, stats: &mut NetStats, e: NetError) {
+    *error = Some(e);
+    stats.phy_errors += 1;
+}
+
+impl<T: Transport, A: DmaAllocator + 'static> phy::Device for NetPhy<'_, T, A> {
+    type RxToken<'b>
+        = NetRxToken<'b, A>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = NetTxToken<'b, A>
+    where
+        Self: 'b;
+
+    /// A received frame, with a transmit token for the reply: only while a transmit buffer is
+    /// free, so a reply is never dropped (the frame waits in its ring until then).
+    fn receive(&mut self, _timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let driver = &mut *self.driver;
+        let queues = driver.queues.as_mut()?;
+        let ready = queues
+            .tx
+            .has_room()
+            .and_then(|room| if room { queues.rx.next() } else { Ok(None) });
+        match ready {
+            Ok(Some(held)) => Some((
+                NetRxToken {
+                    rx: &mut queues.rx,
+                    held: Some(held),
+                },
+                NetTxToken {
+                    tx: &mut queues.tx,
+                    error: &mut driver.last_error,
+                },
+            )),
+            Ok(None) => None,
+            Err(e) => {
+                record(&mut driver.last_error, &mut queues.tx.stats, e);
+                None
+            }
+        }
+    }
+
+    fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        let driver = &mut *self.driver;
+        let queues = driver.queues.as_mut()?;
+        match queues.tx.has_room() {
+            Ok(true) => Some(NetTxToken {
+                tx: &mut queues.tx,
+                error: &mut driver.last_error,
+            }),
+            Ok(false) => None,
+            Err(e) => {
+                record(&mut driver.last_error, &mut queues.tx.stats, e);
+                None
+            }
+        }
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.driver.capabilities()
+    }
+}
+
+impl<T: Transport, A: DmaAllocator + 'static> Drop for NetPhy<'_, T, A> {
+    /// Hands the frames batched during the poll to the device (one notification).
+    fn drop(&mut self) {
+        let driver = &mut *self.driver;
+        if let Some(queues) = driver.queues.as_mut()
+            && let Err(e) = queues.tx.flush()
+        {
+            record(&mut driver.last_error, &mut queues.tx.stats, e);
+        }
+    }
+}
+
+/// A received frame for smoltcp: its bytes stay in the DMA buffer (or the reassembly copy);
+/// the buffer goes back to the rx pool when the token is consumed or dropped.
+pub struct NetRxToken<'a, A: DmaAllocator> {
+    rx: &'a mut RxQueue<A>,
+    held: Option<RxHeld<A>>,
+}
+
+impl<A: DmaAllocator> core::fmt::Debug for NetRxToken<'_, A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NetRxToken").finish_non_exhaustive()
+    }
+}
+
+impl<A: DmaAllocator> phy::RxToken for NetRxToken<'_, A> {
+    fn consume<R, F>(mut self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        match self.held.take() {
+            Some(held) => {
+                let result = f(self.rx.frame(&held));
+                self.rx.release(held);
+                result
+            }
+            None => f(&[]),
+        }
+    }
+}
+
+impl<A: DmaAllocator> Drop for NetRxToken<'_, A> {
+    fn drop(&mut self) {
+        if let Some(held) = self.held.take() {
+            self.rx.release(held);
+        }
+    }
+}
+
+/// A transmit buffer for smoltcp: the frame is written after the net header, in place.
+pub struct NetTxToken<'a, A: DmaAllocator> {
+    tx: &'a mut TxQueue<A>,
+    error: &'a mut Option<NetError>,
+}
+
+impl<A: DmaAllocator> core::fmt::Debug for NetTxToken<'_, A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("NetTxToken").finish_non_exhaustive()
+    }
+}
+
+impl<A: DmaAllocator> phy::TxToken for NetTxToken<'_, A> {
+    /// Writes the frame into a DMA buffer and batches it. If that fails (a frame larger than
+    /// the MTU, or the device broke the ring protocol), `f` writes into a scratch buffer, the
+    /// frame is dropped and the error recorded.
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let error = match self.tx.reserve(len, None) {
+            Ok(frame) => {
+                let result = f(frame);
+                self.tx.offload_last();
+                return result;
+            }
+            Err(e) => e,
+        };
+        record(self.error, &mut self.tx.stats, error);
+        f(&mut vec![0; len])
+    }
+}

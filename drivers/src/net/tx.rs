@@ -1,0 +1,176 @@
+//! The transmit queue: frames written straight into a pool of DMA buffers, batched, one
+//! notification per batch; used buffers reclaimed lazily (virtio 1.2 §5.1.6.2).
+
+use alloc::{boxed::Box, collections::VecDeque, vec::Vec};
+
+use vireo_virtio::{AvailBufferToken, BufferType, DmaAllocator, Virtq};
+
+use super::{
+    checksum::prepare_offload,
+    config::{HEADER_LEN, hdr},
+    error::{NetError, NetStats},
+};
+
+/// Checksum offload for one transmitted frame (`VIRTIO_NET_F_CSUM`, §5.1.6.2): the device
+/// computes the ones' complement checksum of the frame from byte `start` to the end and
+/// stores it at `start + offset`. The checksum field must already hold the pseudo-header sum
+/// (as for Linux's `CHECKSUM_PARTIAL`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxChecksum {
+    /// Offset in the frame (Ethernet header included) where checksumming starts.
+    pub start: u16,
+    /// Offset of the checksum field from `start`.
+    pub offset: u16,
+}
+
+/// The tx virtqueue and its buffers.
+pub(crate) struct TxQueue<A: DmaAllocator> {
+    vq: Box<dyn Virtq<A> + Send>,
+    /// Buffers neither in flight nor batched.
+    free: Vec<AvailBufferToken<A>>,
+    /// Frames written and not yet made available (the batch).
+    pending: VecDeque<AvailBufferToken<A>>,
+    csum: bool,
+    max_frame_len: usize,
+    pub(crate) stats: NetStats,
+}
+
+impl<A: DmaAllocator> TxQueue<A> {
+    /// A tx queue over `vq` with the buffers `free` (each one device-readable element able
+    /// to hold a net header and `max_frame_len` bytes). Used-buffer notifications are turned
+    /// off: used buffers are reclaimed on the next transmit.
+    pub(crate) fn new(
+        mut vq: Box<dyn Virtq<A> + Send>,
+        free: Vec<AvailBufferToken<A>>,
+        csum: bool,
+        max_frame_len: usize,
+    ) -> Self {
+        vq.disable_notifications();
+        let pending = VecDeque::with_capacity(free.len());
+        Self {
+            vq,
+            free,
+            pending,
+            csum,
+            max_frame_len,
+            stats: NetStats::default(),
+        }
+    }
+
+    /// Takes back every buffer the device has finished with.
+    ///
+    /// # Errors
+    /// [`NetError::Queue`] when the device broke the ring protocol (reset it).
+    pub(crate) fn reclaim(&mut self) -> Result<usize, NetError> {
+        let mut count = 0;
+        while let Some(used) = self.vq.poll()? {
+            self.free.push(used.into_avail());
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Whether a buffer is free now (reclaiming used ones if none is).
+    pub(crate) fn has_room(&mut self) -> Result<bool, NetError> {
+        if self.free.is_empty() {
+            self.reclaim()?;
+        }
+        Ok(!self.free.is_empty())
+    }
+
+    /// Frames handed to the device and not yet given back, plus frames batched.
+    pub(crate) fn outstanding(&self) -> usize {
+        self.vq.in_flight() + self.pending.len()
+    }
+
+    /// Takes a free buffer for a frame of `len` bytes, writes its net header and adds it to
+    /// the batch ([`flush`](Self::flush) makes the batch available); returns the frame's
+    /// bytes, which still hold an earlier frame: the caller must write all `len` of them.
+    ///
+    /// # Errors
+    /// [`NetError::FrameTooLarge`], [`NetError::ChecksumOffload`] (not negotiated, or the
+    /// field is outside the frame), [`NetError::TxFull`], [`NetError::Queue`].
+    pub(crate) fn reserve(
+        &mut self,
+        len: usize,
+        csum: Option<TxChecksum>,
+    ) -> Result<&mut [u8], NetError> {
+        if len > self.max_frame_len {
+            let max = self.max_frame_len;
+            return Err(NetError::FrameTooLarge { len, max });
+        }
+        if let Some(c) = csum {
+            let field_end = usize::from(c.start) + usize::from(c.offset) + 2;
+            if !self.csum || field_end > len {
+                return Err(NetError::ChecksumOffload);
+            }
+        }
+        if !self.has_room()? {
+            return Err(NetError::TxFull);
+        }
+        let token = self.free.pop().ok_or(NetError::TxFull)?;
+        self.pending.push_back(token);
+        self.stats.tx_frames += 1;
+        self.stats.tx_bytes += len as u64;
+        let buffer = self
+            .pending
+            .back_mut()
+            .and_then(|t| t.readable_mut().first_mut())
+            .ok_or(NetError::TxFull)?;
+        // `len <= max_frame_len`, and every buffer was allocated for the largest frame.
+        buffer.set_len(HEADER_LEN + len);
+        let (header, frame) = buffer.split_at_mut(HEADER_LEN);
+        write_header(header, csum);
+        Ok(frame)
+    }
+
+    /// Whether `VIRTIO_NET_F_CSUM` was negotiated.
+    pub(crate) fn offloads_checksum(&self) -> bool {
+        self.csum
+    }
+
+    /// Leaves the TCP or UDP checksum of the frame batched last to the device (see
+    /// [`prepare_offload`]); returns whether it did. Only with `VIRTIO_NET_F_CSUM`.
+    pub(crate) fn offload_last(&mut self) -> bool {
+        if !self.csum {
+            return false;
+        }
+        let Some(buffer) = self
+            .pending
+            .back_mut()
+            .and_then(|t| t.readable_mut().first_mut())
+        else {
+            return false;
+        };
+        let (header, frame) = buffer.split_at_mut(HEADER_LEN);
+        let csum = prepare_offload(frame);
+        write_header(header, csum);
+        csum.is_some()
+    }
+
+    /// Makes every batched frame available, with at most one notification.
+    ///
+    /// # Errors
+    /// [`NetError::Queue`] if the ring refuses a frame (it stays batched).
+    pub(crate) fn flush(&mut self) -> Result<bool, NetError> {
+        if self.pending.is_empty() {
+            return Ok(false);
+        }
+        let notified = self
+            .vq
+            .dispatch_batch(&mut self.pending, BufferType::Direct)?;
+        self.stats.tx_kicks += u64::from(notified);
+        Ok(notified)
+    }
+}
+
+/// Writes a whole `virtio_net_hdr_v1`: no GSO, `NEEDS_CSUM` with its offsets when asked,
+/// `num_buffers` 0 (the device ignores it on transmit).
+fn write_header(header: &mut [u8], csum: Option<TxChecksum>) {
+    header.fill(0);
+    if let Some(c) = csum {
+        header[hdr::FLAGS] = hdr::F_NEEDS_CSUM;
+        header[hdr::CSUM_START..hdr::CSUM_START + 2].copy_from_slice(&c.start.to_le_bytes());
+        header[hdr::CSUM_OFFSET..hdr::CSUM_OFFSET + 2].copy_from_slice(&c.offset.to_le_bytes());
+    }
+}

@@ -20,7 +20,7 @@ use vireo::{
     block::{self, BlockError},
     boot::MemoryKind,
     mm::{self, MemStats},
-    pci, println, time,
+    net, pci, println, time,
 };
 
 vireo::main!(main);
@@ -77,6 +77,14 @@ fn main() -> Result<(), BlockError> {
     println!("block devices:");
     for disk in block::devices() {
         println!("  {disk}");
+    }
+    println!("network devices:");
+    for dev in net::devices() {
+        // QEMU's user network answers DHCP at once; a network without a server is not waited for.
+        match dev.wait_for_address(core::time::Duration::from_secs(2)) {
+            Ok(cidr) => println!("  {dev}: {cidr}"),
+            Err(e) => println!("  {dev}: no IPv4 address ({e})"),
+        }
     }
     // Only the disk `xtask run` creates for this purpose is written to, never a user's.
     if let Some(disk) = block::by_serial("vireo-scratch") {

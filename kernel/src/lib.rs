@@ -28,6 +28,7 @@ pub mod console;
 pub mod exit;
 pub mod interrupts;
 pub mod mm;
+pub mod net;
 pub mod pci;
 pub mod rt;
 pub mod testing;

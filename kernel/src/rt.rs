@@ -8,7 +8,7 @@ use vireo_boot::BootInfo;
 use crate::{
     block, console,
     exit::{ExitCode, exit_qemu},
-    interrupts, mm, pci, println, time,
+    interrupts, mm, net, pci, println, time,
 };
 
 /// What an application's `main` may return: `()` or `Result<(), E>` for any debuggable error.
@@ -87,6 +87,7 @@ pub unsafe extern "C" fn vireo_kernel_entry(start_info: u64) -> ! {
     time::init();
     pci::init();
     block::init();
+    net::init();
     // SAFETY: `__vireo_app_main` is the application's entry, defined by `vireo::main!` with exactly
     // this signature; an image without it does not link.
     let code = unsafe { __vireo_app_main() };

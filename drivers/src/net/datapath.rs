@@ -1,7 +1,9 @@
 //! The driver's own data-path and filtering calls (the smoltcp device in `phy` is built on
 //! the same queue operations).
 
-use vireo_virtio::{DmaAllocator, transport::Transport, transport::WaitBudget, virtio_spec::net};
+use vireo_virtio::{
+    DmaAllocator, RingState, transport::Transport, transport::WaitBudget, virtio_spec::net,
+};
 
 use super::{NetDriver, error::NetError, tx::TxChecksum};
 
@@ -104,6 +106,25 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     pub fn disable_rx_notifications(&mut self) -> Result<(), NetError> {
         self.queues_mut()?.rx.disable_notifications();
         Ok(())
+    }
+
+    /// Notifies the device of the rx queue again, whatever its suppression state says: a lost
+    /// notification after a refill would leave it without buffers to receive into.
+    ///
+    /// # Errors
+    /// [`NetError::NotReady`].
+    pub fn renotify_rx(&mut self) -> Result<(), NetError> {
+        self.queues_mut()?.rx.renotify();
+        Ok(())
+    }
+
+    /// The notification state of the rx queue's ring, for diagnostics.
+    ///
+    /// # Errors
+    /// [`NetError::NotReady`].
+    pub fn rx_ring_state(&self) -> Result<RingState, NetError> {
+        let q = self.queues.as_ref().ok_or(NetError::NotReady)?;
+        Ok(q.rx.ring_state())
     }
 
     /// Turns promiscuous mode on or off (`VIRTIO_NET_CTRL_RX_PROMISC`), waiting for the

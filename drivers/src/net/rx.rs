@@ -4,7 +4,7 @@
 
 use alloc::{boxed::Box, collections::VecDeque, vec::Vec};
 
-use vireo_virtio::{AvailBufferToken, BufferType, DmaAllocator, Virtq};
+use vireo_virtio::{AvailBufferToken, BufferType, DmaAllocator, RingState, Virtq};
 
 use super::{
     checksum::complete_checksum,
@@ -112,6 +112,16 @@ impl<A: DmaAllocator> RxQueue<A> {
     /// See [`Virtq::disable_notifications`].
     pub(crate) fn disable_notifications(&mut self) {
         self.vq.disable_notifications();
+    }
+
+    /// See [`Virtq::ring_state`].
+    pub(crate) fn ring_state(&self) -> RingState {
+        self.vq.ring_state()
+    }
+
+    /// See [`Virtq::notify`]: tells the device again that buffers are posted.
+    pub(crate) fn renotify(&mut self) {
+        self.vq.notify();
     }
 
     /// Takes the next good frame the device delivered, if any. Malformed ones are dropped,

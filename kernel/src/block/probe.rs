@@ -40,18 +40,7 @@ pub(super) fn options() -> ProbeOptions {
 
 pub(super) fn probe_all() -> Vec<BlockDevice> {
     let opts = options();
-    virtio::functions(DEVICE_TYPE_BLOCK)
-        .filter_map(|d| match probe(d, opts) {
-            Ok(dev) => {
-                log::info!("{dev}");
-                Some(dev)
-            }
-            Err(e) => {
-                log::warn!("virtio-blk {d}: not usable: {e}");
-                None
-            }
-        })
-        .collect()
+    virtio::probe_each(DEVICE_TYPE_BLOCK, "virtio-blk", |d| probe(d, opts))
 }
 
 fn probe(device: &'static PciDevice, opts: ProbeOptions) -> Result<BlockDevice, super::BlockError> {

@@ -277,23 +277,18 @@ impl WaitQueue for QueueWait<'_> {
     fn missed_wakeup(&mut self) {
         let mut inner = self.dev.inner.lock();
         inner.missed_wakeups += 1;
-        let state = inner.driver.ring_state(self.queue);
-        let event = inner.irq.queue_event(self.queue);
-        let report = format_args!(
-            "virtio-blk: queue {}: a completion was in the used ring at a timer tick without its \
-             interrupt (missed wake-up #{}; vector {:?} fired {} times since the wait began); \
-             ring: {}",
+        let ring = match inner.driver.ring_state(self.queue) {
+            Ok(state) => alloc::format!("{state}"),
+            Err(e) => alloc::format!("{e}"),
+        };
+        virtio::report_missed_wakeup(
+            "virtio-blk",
             self.queue,
             inner.missed_wakeups,
-            event.map(|e| e.vector()),
-            event.map_or(0, |e| e.count().wrapping_sub(self.seen)),
-            state.map_or_else(|e| alloc::format!("{e}"), |s| alloc::format!("{s}")),
+            inner.irq.queue_event(self.queue),
+            self.seen,
+            &ring,
         );
-        if inner.missed_wakeups == 1 {
-            log::warn!("{report}");
-        } else {
-            log::debug!("{report}");
-        }
     }
 
     fn woke_by_interrupt(&mut self) {

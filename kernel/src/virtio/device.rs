@@ -195,3 +195,48 @@ pub fn with_budget<R>(f: impl FnOnce(&mut WaitBudget<'_>) -> R) -> R {
     let mut budget = WaitBudget::new(&clock, RESET_BUDGET.as_nanos() as u64);
     f(&mut budget)
 }
+
+/// Brings up every function of `device_type` with `probe`, logging each device (as `what`) or
+/// why it is not usable.
+pub fn probe_each<D: fmt::Display, E: fmt::Display>(
+    device_type: u16,
+    what: &str,
+    probe: impl Fn(&'static PciDevice) -> Result<D, E>,
+) -> Vec<D> {
+    functions(device_type)
+        .filter_map(|d| match probe(d) {
+            Ok(dev) => {
+                log::info!("{dev}");
+                Some(dev)
+            }
+            Err(e) => {
+                log::warn!("{what} {d}: not usable: {e}");
+                None
+            }
+        })
+        .collect()
+}
+
+/// Logs a missed wake-up ([`vireo_virtio::wait`]): a used buffer found at a timer tick without
+/// its interrupt. The device's first (`count == 1`) goes to `warn`, later ones to `debug`.
+pub fn report_missed_wakeup(
+    what: &str,
+    queue: u16,
+    count: u64,
+    event: Option<IrqEvent>,
+    seen: u64,
+    ring: &dyn fmt::Display,
+) {
+    let report = format_args!(
+        "{what}: queue {queue}: a used buffer was in the ring at a timer tick without its \
+         interrupt (missed wake-up #{count}; vector {:?} fired {} times since the wait began); \
+         ring: {ring}",
+        event.map(|e| e.vector()),
+        event.map_or(0, |e| e.count().wrapping_sub(seen)),
+    );
+    if count == 1 {
+        log::warn!("{report}");
+    } else {
+        log::debug!("{report}");
+    }
+}

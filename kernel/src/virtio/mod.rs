@@ -10,7 +10,8 @@ mod platform;
 mod wait;
 
 pub use device::{
-    Interrupts, RESET_BUDGET, flag, functions, option, option_in, recover, wait_queue, with_budget,
+    Interrupts, RESET_BUDGET, flag, functions, option, option_in, probe_each, recover,
+    report_missed_wakeup, wait_queue, with_budget,
 };
 pub use msix::{IrqEvent, MsixError, MsixVectors, ticks_for};
 pub use pci::KernelPci;

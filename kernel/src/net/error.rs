@@ -1,0 +1,47 @@
+//! [`NetError`]: what a network call can fail with.
+
+use core::fmt;
+
+/// Why a network call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetError {
+    /// No network device was found.
+    NoDevice,
+    /// The device has no IPv4 address yet (DHCP still running) or no route to the peer.
+    Unaddressable,
+    /// The call's deadline passed.
+    TimedOut,
+    /// A non-blocking call could not make progress now.
+    WouldBlock,
+    /// The peer refused the connection (or it could not be opened).
+    ConnectionRefused,
+    /// The connection was reset, or ended before the call could finish.
+    ConnectionReset,
+    /// The stream is not connected (or was shut down in that direction).
+    NotConnected,
+    /// The local port is in use, or no ephemeral port is free.
+    AddrInUse,
+    /// A datagram is larger than the socket's buffer.
+    MessageTooLarge,
+    /// The device failed and could not be brought back.
+    DeviceFailed,
+}
+
+impl fmt::Display for NetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NoDevice => "no network device",
+            Self::Unaddressable => "no address or no route",
+            Self::TimedOut => "timed out",
+            Self::WouldBlock => "operation would block",
+            Self::ConnectionRefused => "connection refused",
+            Self::ConnectionReset => "connection reset",
+            Self::NotConnected => "not connected",
+            Self::AddrInUse => "address in use",
+            Self::MessageTooLarge => "message too large",
+            Self::DeviceFailed => "network device failed",
+        })
+    }
+}
+
+impl core::error::Error for NetError {}

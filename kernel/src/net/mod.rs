@@ -1,0 +1,59 @@
+//! Networking: every virtio-net function on the PCI bus, driven by [`vireo_drivers::net`] under
+//! one smoltcp interface per device, with sockets shaped like `std::net`.
+//!
+//! - [`TcpStream`] (`connect`, `read`, `write`, `shutdown`), [`TcpListener`] (`bind`, `accept`)
+//!   and [`UdpSocket`] (`bind`, `send_to`, `recv_from`). Every blocking call has a form with a
+//!   timeout and a non-blocking form (`try_*`, [`NetError::WouldBlock`]); a peer's behaviour is
+//!   a typed [`NetError`], never a panic.
+//! - The stack is driven from the device's receive interrupt and smoltcp's own timers
+//!   (`poll_delay`): a waiting call sleeps until a frame arrives, a timer is due or its deadline
+//!   passes, looking at the receive ring at every timer tick ([`vireo_virtio::wait`]).
+//!   `vireo.net.polled=1` polls instead.
+//! - Addresses: IPv4 by DHCP unless the command line gives `vireo.net.ip=A.B.C.D/N` (and
+//!   `vireo.net.gw=A.B.C.D`); an IPv6 link-local address from the MAC address always.
+//!
+//! Command-line options, read at probe time: `vireo.net.packed=0`, `vireo.net.indirect=0`,
+//! `vireo.net.event_idx=0`, `vireo.net.mrg_rxbuf=0`, `vireo.net.csum=0`, `vireo.net.mtu=0`,
+//! `vireo.net.ctrl_vq=0` refuse those features even when offered; `vireo.net.queue_size=N`
+//! (default 256), `vireo.net.polled=1`, `vireo.net.ip=`, `vireo.net.gw=`.
+//!
+//! Vireo has one CPU and no threads: a server with many connections keeps them all and uses the
+//! non-blocking calls, or [`NetDevice::wait_any`] to sleep until one of its sockets can make
+//! progress.
+
+mod error;
+mod probe;
+mod stack;
+mod tcp;
+mod udp;
+
+use alloc::vec::Vec;
+
+use spin::Once;
+
+pub use self::{
+    error::NetError,
+    stack::{NetDevice, NetInfo, NetStats},
+    tcp::{TcpListener, TcpStream},
+    udp::UdpSocket,
+};
+
+static DEVICES: Once<Vec<NetDevice>> = Once::new();
+
+/// Every network device found at boot, in PCI order.
+pub fn devices() -> &'static [NetDevice] {
+    DEVICES.get().map_or(&[], Vec::as_slice)
+}
+
+/// The device sockets use: the first one.
+///
+/// # Errors
+/// [`NetError::NoDevice`].
+pub fn default_device() -> Result<&'static NetDevice, NetError> {
+    devices().first().ok_or(NetError::NoDevice)
+}
+
+/// Finds and brings up every virtio-net function (called once by the runtime after the PCI scan).
+pub(crate) fn init() {
+    DEVICES.call_once(probe::probe_all);
+}

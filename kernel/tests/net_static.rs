@@ -1,0 +1,50 @@
+//! A static IPv4 address from the command line instead of DHCP (`vireo.net.ip=`/`vireo.net.gw=`),
+//! with a refused feature set (split ring, no merged buffers, no checksum offload, no control
+//! queue): the address is there at once, and TCP through the gateway works.
+//!
+//! vireo-test: qemu -netdev user,id=n0,net=10.0.3.0/24,guestfwd=tcp:10.0.3.100:7-cmd:cat
+//! vireo-test: qemu -device virtio-net-pci,netdev=n0,disable-legacy=on,packed=on
+//! vireo-test: append vireo.net.ip=10.0.3.42/24 vireo.net.gw=10.0.3.2
+//! vireo-test: append vireo.net.packed=0 vireo.net.mrg_rxbuf=0 vireo.net.csum=0 vireo.net.ctrl_vq=0
+
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use core::{net::SocketAddr, time::Duration};
+
+use vireo::net::{self, TcpStream};
+
+vireo::test_main!(the_static_address_is_used, tcp_through_the_static_address);
+
+fn the_static_address_is_used() {
+    let dev = net::default_device().expect("the test attaches a virtio-net device");
+    let info = dev.info();
+    assert_eq!(
+        info.ipv4.map(|c| alloc::format!("{c}")).as_deref(),
+        Some("10.0.3.42/24")
+    );
+    assert_eq!(info.gateway.map(|g| g.octets()), Some([10, 0, 3, 2]));
+    assert!(
+        !info.packed,
+        "vireo.net.packed=0 refuses the packed ring QEMU offers"
+    );
+}
+
+fn tcp_through_the_static_address() {
+    let mut s = TcpStream::connect(
+        SocketAddr::from(([10, 0, 3, 100], 7)),
+        Some(Duration::from_secs(30)),
+    )
+    .expect("connect to QEMU's echo");
+    s.set_read_timeout(Some(Duration::from_secs(30)));
+    let msg = b"static address, split ring, no offloads";
+    s.write_all(msg).unwrap();
+    let mut got = alloc::vec![0u8; msg.len()];
+    let mut n = 0;
+    while n < msg.len() {
+        n += s.read(&mut got[n..]).expect("echo");
+    }
+    assert_eq!(&got, msg);
+}

@@ -11,6 +11,7 @@ use std::{
 
 use crate::{
     directives::Directives,
+    peer::Peers,
     qemu::{self, Accel, Outcome},
     test::{Job, Tally},
 };
@@ -28,7 +29,17 @@ pub struct Boot {
 }
 
 pub fn boot(job: &Job<'_>, accel: Accel, extra: &[String]) -> Result<Boot, String> {
-    let dirs = &job.dirs;
+    // Peers serve until this boot is over (they stop when dropped at the end of the function).
+    let peers = Peers::start(&job.dirs.peers)?;
+    let mut with_peers = job.dirs.clone();
+    for arg in with_peers
+        .qemu
+        .iter_mut()
+        .chain(with_peers.append.iter_mut())
+    {
+        *arg = peers.substitute(arg);
+    }
+    let dirs = &with_peers;
     let mut cmd = qemu::command(&job.image.path, accel, dirs, "", &job.scope)?;
     let qmp = qemu::disk_path(&job.scope, "qmp").with_extension("sock");
     if !dirs.qmp_on.is_empty() {

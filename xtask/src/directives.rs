@@ -23,6 +23,8 @@ pub struct Directives {
     pub qmp_on: Vec<(String, String)>,
     /// The image measures time: it boots after the others, with no other boot running.
     pub alone: bool,
+    /// Host-side peers to run during the boot (`tcp-echo`, `udp-echo`; see `peer.rs`).
+    pub peers: Vec<String>,
     /// An application image that `cargo xtask test` boots too (with its `vireo-run:` devices):
     /// it passes by exiting with success.
     pub app: bool,
@@ -98,6 +100,7 @@ pub fn parse(text: &str, prefix: &str) -> Result<Directives, String> {
             "expect-timeout" => d.expect_timeout = true,
             "app" => d.app = true,
             "alone" => d.alone = true,
+            "peer" => d.peers.extend(value.split_whitespace().map(String::from)),
             "qmp-on" => {
                 let (text, command) = value
                     .split_once(" => ")

@@ -12,6 +12,7 @@ mod bench;
 mod boot;
 mod directives;
 mod diskcheck;
+mod peer;
 mod qemu;
 mod setup;
 mod test;

@@ -6,8 +6,15 @@
 //! unmeasured I/O it measures for `secs` seconds and prints one machine-readable line:
 //!
 //! ```text
-//! vireo-bench: job=randread bs=4096 qd=1 layout=split irq=msix ios=.. ns=.. bytes=.. kicks=.. irqs=.. waits=.. lat_mean_ns=.. lat_p99_ns=..
+//! vireo-bench: job=randread bs=4096 qd=1 layout=split irq=msix ios=.. ns=.. planned_ns=.. bytes=.. kicks=.. irqs=.. waits=.. missed=.. renotified=.. lat_mean_ns=.. lat_p99_ns=.. lat_max_ns=..
 //! ```
+//!
+//! `ns` is the measured phase's actual length (from its start to the clock read that found the
+//! deadline passed), `planned_ns` its planned length (`secs`): a phase ends only at a clock read
+//! after a completion, so one stalled request shows as `ns` well above `planned_ns`. The three
+//! latencies are 0 unless per-request latency is recorded (`lat=1`, the default, at `qd=1`);
+//! `lat_max_ns` is the longest single request, timed like the others but never capped (the
+//! samples behind mean and p99 are each capped at `u32::MAX` ns, about 4.3 s).
 //!
 //! Command line (after `--` with `cargo xtask run --example blkbench`): `job=randread|randwrite|
 //! seqread bs=BYTES qd=N secs=S warmup=S [batch=N] [span_mib=N] [seed=N] [lat=0|1]`, plus the kernel's
@@ -171,7 +178,11 @@ struct Tally {
     ios: u64,
     bytes: u64,
     elapsed: Duration,
+    /// Per-request latencies in ns, each capped at `u32::MAX` (at most `MAX_SAMPLES` of them).
     samples: Vec<u32>,
+    /// The longest per-request latency in ns, uncapped, over every request timed (also those
+    /// beyond `MAX_SAMPLES`); 0 when latency is not recorded.
+    max_ns: u64,
 }
 
 struct Bench<'a> {
@@ -224,7 +235,7 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// Runs the job for `d`, counting (and timing, if `tally.samples` has room) completions.
+    /// Runs the job for `d`, counting completions and, if `record_latency`, timing each one.
     fn phase(&mut self, d: Duration, record_latency: bool) -> Result<Tally, &'static str> {
         let mut tally = Tally::default();
         if record_latency {
@@ -252,11 +263,14 @@ impl Bench<'_> {
             if record_latency || since_clock >= COMPLETIONS_PER_CLOCK_READ {
                 since_clock = 0;
                 let now = Instant::now();
-                if record_latency && tally.samples.len() < MAX_SAMPLES {
+                if record_latency {
                     // At queue depth 1 every batch is one request: the time since the previous
                     // completion is its latency.
-                    let ns = (now - last).as_nanos().min(u128::from(u32::MAX)) as u32;
-                    tally.samples.push(ns);
+                    let ns = u64::try_from((now - last).as_nanos()).unwrap_or(u64::MAX);
+                    tally.max_ns = tally.max_ns.max(ns);
+                    if tally.samples.len() < MAX_SAMPLES {
+                        tally.samples.push(ns.min(u64::from(u32::MAX)) as u32);
+                    }
                 }
                 last = now;
                 if now >= deadline {
@@ -322,14 +336,22 @@ fn main() -> Result<(), &'static str> {
         bench.phase(Duration::from_secs(args.warmup), false)?;
     }
     let before = dev.stats();
-    let mut tally = bench.phase(Duration::from_secs(args.secs), args.lat && args.qd == 1)?;
+    let planned = Duration::from_secs(args.secs);
+    let mut tally = bench.phase(planned, args.lat && args.qd == 1)?;
     let after = dev.stats();
     bench.drain()?;
-    report(&args, dev, &mut tally, before, after);
+    report(&args, dev, &mut tally, planned, before, after);
     Ok(())
 }
 
-fn report(args: &Args, dev: &BlockDevice, t: &mut Tally, before: BlockStats, after: BlockStats) {
+fn report(
+    args: &Args,
+    dev: &BlockDevice,
+    t: &mut Tally,
+    planned: Duration,
+    before: BlockStats,
+    after: BlockStats,
+) {
     let info = dev.info();
     let (mean, p99) = if t.samples.is_empty() {
         (0, 0)
@@ -342,7 +364,7 @@ fn report(args: &Args, dev: &BlockDevice, t: &mut Tally, before: BlockStats, aft
         (mean, u64::from(t.samples[rank]))
     };
     println!(
-        "vireo-bench: job={} bs={} qd={} layout={} irq={} ios={} ns={} bytes={} kicks={} irqs={} waits={} lat_mean_ns={} lat_p99_ns={}",
+        "vireo-bench: job={} bs={} qd={} layout={} irq={} ios={} ns={} planned_ns={} bytes={} kicks={} irqs={} waits={} missed={} renotified={} lat_mean_ns={} lat_p99_ns={} lat_max_ns={}",
         args.kind.name(),
         args.bs,
         args.qd,
@@ -350,11 +372,15 @@ fn report(args: &Args, dev: &BlockDevice, t: &mut Tally, before: BlockStats, aft
         if info.interrupts { "msix" } else { "polled" },
         t.ios,
         t.elapsed.as_nanos(),
+        planned.as_nanos(),
         t.bytes,
         after.kicks - before.kicks,
         after.interrupts - before.interrupts,
         after.interrupts_waited - before.interrupts_waited,
+        after.missed_wakeups - before.missed_wakeups,
+        after.renotified - before.renotified,
         mean,
         p99,
+        t.max_ns,
     );
 }

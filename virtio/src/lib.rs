@@ -23,6 +23,7 @@ mod split;
 mod token;
 pub mod transport;
 mod virtq;
+pub mod wait;
 
 pub use allocator_api2;
 pub use virtio_spec;
@@ -34,5 +35,5 @@ pub use crate::{
     packed::PackedVq,
     split::SplitVq,
     token::{AvailBufferToken, BufferType, UsedBufferToken},
-    virtq::{RingAddresses, Virtq},
+    virtq::{RingAddresses, RingState, Virtq},
 };

@@ -13,7 +13,7 @@ use crate::{
     features::RingFeatures,
     inflight::{Completed, InFlight, Slots},
     token::{AvailBufferToken, BufferType, UsedBufferToken, element_addr},
-    virtq::{RingAddresses, Virtq, need_event},
+    virtq::{RingAddresses, RingState, Virtq, need_event},
 };
 
 /// Size of one `struct pvirtq_desc` (§2.8.13): addr @0, len @8, id @12, flags @14.
@@ -251,14 +251,19 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
             _ => true,
         };
         if kick {
-            // §2.9: vqn, next_off (15 bits) and next_wrap (bit 31).
-            let data = u32::from(self.index)
-                | u32::from(self.next_avail & 0x7fff) << 16
-                | u32::from(self.avail_wrap_counter) << 31;
-            let data = self.features.notification_data.then_some(data);
-            self.notifier.notify(self.index, data);
+            self.send_notification();
         }
         kick
+    }
+
+    /// Notifies the device of this queue, with notification data when negotiated.
+    fn send_notification(&self) {
+        // §2.9: vqn, next_off (15 bits) and next_wrap (bit 31).
+        let data = u32::from(self.index)
+            | u32::from(self.next_avail & 0x7fff) << 16
+            | u32::from(self.avail_wrap_counter) << 31;
+        let data = self.features.notification_data.then_some(data);
+        self.notifier.notify(self.index, data);
     }
 
     /// Whether the descriptor at `next_used` has been used by the device (§2.8.1: AVAIL and USED
@@ -427,6 +432,26 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for PackedVq<A, N> {
             descriptor_area: self.desc.phys(),
             driver_area: self.driver_event.phys(),
             device_area: self.device_event.phys(),
+        }
+    }
+
+    fn notify(&mut self) {
+        self.send_notification();
+    }
+
+    fn ring_state(&self) -> RingState {
+        let event = |r: &DmaRegion<A>| (r.read_u16(EVENT_FLAGS), r.read_u16(EVENT_OFF_WRAP));
+        RingState::Packed {
+            next_avail: self.next_avail,
+            avail_wrap: self.avail_wrap_counter,
+            next_used: self.next_used,
+            used_wrap: self.used_wrap_counter,
+            next_used_flags: self
+                .desc
+                .read_u16(DESC_SIZE * usize::from(self.next_used) + 14),
+            driver_event: event(&self.driver_event),
+            device_event: event(&self.device_event),
+            in_flight: self.slots.count(),
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::{
     features::RingFeatures,
     inflight::{Completed, InFlight, Slots},
     token::{AvailBufferToken, BufferType, UsedBufferToken},
-    virtq::{RingAddresses, Virtq, need_event},
+    virtq::{RingAddresses, RingState, Virtq, need_event},
 };
 
 /// Size of one `struct virtq_desc` (virtio 1.2 §2.7.5).
@@ -225,12 +225,17 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
             self.used.read_u16(RING_FLAGS) & USED_F_NO_NOTIFY == 0
         };
         if kick {
-            // §2.9: vqn in bits 0..16, the new avail idx (next_off, next_wrap) in bits 16..32.
-            let data = u32::from(self.index) | u32::from(new) << 16;
-            let data = self.features.notification_data.then_some(data);
-            self.notifier.notify(self.index, data);
+            self.send_notification();
         }
         kick
+    }
+
+    /// Notifies the device of this queue, with notification data when negotiated.
+    fn send_notification(&self) {
+        // §2.9: vqn in bits 0..16, the avail idx (next_off, next_wrap) in bits 16..32.
+        let data = u32::from(self.index) | u32::from(self.avail_idx) << 16;
+        let data = self.features.notification_data.then_some(data);
+        self.notifier.notify(self.index, data);
     }
 
     /// Returns a consumed buffer's descriptors to the free list (its token is taken afterwards,
@@ -385,6 +390,23 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for SplitVq<A, N> {
             descriptor_area: self.desc.phys(),
             driver_area: self.avail.phys(),
             device_area: self.used.phys(),
+        }
+    }
+
+    fn notify(&mut self) {
+        self.send_notification();
+    }
+
+    fn ring_state(&self) -> RingState {
+        RingState::Split {
+            avail_idx: self.avail_idx,
+            avail_flags: self.avail.read_u16(RING_FLAGS),
+            used_event: self.avail.read_u16(self.used_event_offset()),
+            used_idx: self.used.read_u16(RING_IDX),
+            used_flags: self.used.read_u16(RING_FLAGS),
+            avail_event: self.used.read_u16(self.avail_event_offset()),
+            last_used_idx: self.last_used_idx,
+            in_flight: self.slots.count(),
         }
     }
 }

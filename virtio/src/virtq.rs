@@ -1,6 +1,7 @@
 //! The interface shared by both ring layouts.
 
 use alloc::{collections::VecDeque, vec::Vec};
+use core::fmt;
 
 use crate::{
     dma::DmaAllocator,
@@ -101,6 +102,102 @@ pub trait Virtq<A: DmaAllocator> {
     /// The device-visible addresses of the queue's areas.
     #[must_use]
     fn ring_addresses(&self) -> RingAddresses;
+
+    /// Notifies the device of this queue whatever its suppression state says: a notification
+    /// that may have been lost is sent again (a spurious one is harmless, virtio 1.2 §2.7.13.4).
+    fn notify(&mut self);
+
+    /// A snapshot of the ring's indices and notification-suppression fields as both sides see
+    /// them, for diagnostics: a driver that finds a used buffer without its interrupt logs it.
+    #[must_use]
+    fn ring_state(&self) -> RingState;
+}
+
+/// The notification state of a ring at one moment (see [`Virtq::ring_state`]). Fields the
+/// device writes are shown as read, unchecked: this is for a log line, not for decisions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RingState {
+    /// A split ring (virtio 1.2 §2.7).
+    Split {
+        /// The driver's `avail.idx`.
+        avail_idx: u16,
+        /// `avail.flags` (bit 0: `NO_INTERRUPT`).
+        avail_flags: u16,
+        /// `used_event` (meaningful with `EVENT_IDX`).
+        used_event: u16,
+        /// The device's `used.idx`.
+        used_idx: u16,
+        /// `used.flags` (bit 0: `NO_NOTIFY`).
+        used_flags: u16,
+        /// `avail_event` (meaningful with `EVENT_IDX`).
+        avail_event: u16,
+        /// How far the driver has consumed the used ring.
+        last_used_idx: u16,
+        /// Tokens the device holds.
+        in_flight: usize,
+    },
+    /// A packed ring (virtio 1.2 §2.8).
+    Packed {
+        /// Next descriptor the driver makes available, and its wrap counter.
+        next_avail: u16,
+        /// The driver's avail wrap counter.
+        avail_wrap: bool,
+        /// Next descriptor the device will mark used, and the used wrap counter.
+        next_used: u16,
+        /// The driver's used wrap counter.
+        used_wrap: bool,
+        /// The flags of the descriptor at `next_used`, as the device left them.
+        next_used_flags: u16,
+        /// Driver event suppression: flags and `off_wrap`.
+        driver_event: (u16, u16),
+        /// Device event suppression: flags and `off_wrap`.
+        device_event: (u16, u16),
+        /// Tokens the device holds.
+        in_flight: usize,
+    },
+}
+
+impl fmt::Display for RingState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Split {
+                avail_idx,
+                avail_flags,
+                used_event,
+                used_idx,
+                used_flags,
+                avail_event,
+                last_used_idx,
+                in_flight,
+            } => write!(
+                f,
+                "split avail.idx={avail_idx} avail.flags={avail_flags:#x} used_event={used_event} \
+                 used.idx={used_idx} used.flags={used_flags:#x} avail_event={avail_event} \
+                 last_used_idx={last_used_idx} in_flight={in_flight}"
+            ),
+            Self::Packed {
+                next_avail,
+                avail_wrap,
+                next_used,
+                used_wrap,
+                next_used_flags,
+                driver_event,
+                device_event,
+                in_flight,
+            } => write!(
+                f,
+                "packed next_avail={next_avail}/{} next_used={next_used}/{} \
+                 desc[next_used].flags={next_used_flags:#x} driver_event={:#x}/{:#x} \
+                 device_event={:#x}/{:#x} in_flight={in_flight}",
+                u8::from(avail_wrap),
+                u8::from(used_wrap),
+                driver_event.0,
+                driver_event.1,
+                device_event.0,
+                device_event.1,
+            ),
+        }
+    }
 }
 
 /// `vring_need_event` of virtio 1.2 §2.7.10 (and Linux `virtio_ring.h`): whether the index

@@ -3,6 +3,13 @@
 //! Boots `kernel/examples/blkbench.rs` (release) once per (accelerator, backend, ring layout, job,
 //! run) — each boot runs one job after a warm-up — reads its `vireo-bench:` line, and prints the
 //! median of the runs as a table, with the exact QEMU command lines and the host's load.
+//!
+//! A run is *suspect* when its boot failed (timed out, QEMU or the guest failed, no result line),
+//! when its measured phase overran its planned length by more than 10 % (`ns` against
+//! `planned_ns`: a phase ends only at a clock read after a completion, so one stalled request
+//! stretches it), or when its mean latency exceeds its p99 (a few huge requests dominate the mean).
+//! Suspect runs are left out of the medians and listed under the table with their numbers; the
+//! output ends with a line counting them.
 
 use std::{
     collections::BTreeMap,
@@ -74,21 +81,69 @@ const FILE_SIZE: u64 = 1 << 30;
 #[derive(Debug, Clone, Default)]
 struct Sample {
     ios: f64,
-    secs: f64,
+    /// The measured phase's actual length.
+    ns: u64,
+    /// Its planned length (the job's `secs`).
+    planned_ns: u64,
     bytes: f64,
     kicks: f64,
     irqs: f64,
-    lat_mean_us: f64,
-    lat_p99_us: f64,
+    /// Per-request latencies (0 when not recorded: only QD1 with `lat=1` records them).
+    lat_mean_ns: u64,
+    lat_p99_ns: u64,
+    lat_max_ns: u64,
+    /// Completions the guest found at a timer tick without their interrupt.
+    missed: u64,
 }
 
 impl Sample {
+    fn secs(&self) -> f64 {
+        self.ns as f64 / 1e9
+    }
     fn iops(&self) -> f64 {
-        self.ios / self.secs
+        self.ios / self.secs()
     }
     fn mbps(&self) -> f64 {
-        self.bytes / self.secs / 1e6
+        self.bytes / self.secs() / 1e6
     }
+    fn lat_mean_us(&self) -> f64 {
+        self.lat_mean_ns as f64 / 1e3
+    }
+    fn lat_p99_us(&self) -> f64 {
+        self.lat_p99_ns as f64 / 1e3
+    }
+    fn lat_max_us(&self) -> f64 {
+        self.lat_max_ns as f64 / 1e3
+    }
+}
+
+/// Why a run that printed `s` is suspect (empty: it is not). `job_planned_ns` is the length the
+/// host asked for, which the guest's `planned_ns` must match.
+fn suspect_reasons(s: &Sample, job_planned_ns: u64) -> Vec<String> {
+    let mut why = Vec::new();
+    if s.planned_ns != job_planned_ns {
+        why.push(format!(
+            "planned_ns={} but the job asked for {job_planned_ns}",
+            s.planned_ns
+        ));
+    }
+    // More than 10 % over, in integers: exactly 10 % over is not suspect.
+    if u128::from(s.ns) * 10 > u128::from(s.planned_ns) * 11 {
+        why.push(format!(
+            "measured phase overran: {:.3} s of a planned {:.3} s (+{:.1} %)",
+            s.ns as f64 / 1e9,
+            s.planned_ns as f64 / 1e9,
+            (s.ns as f64 / s.planned_ns as f64 - 1.0) * 100.0
+        ));
+    }
+    if s.lat_mean_ns > s.lat_p99_ns {
+        why.push(format!(
+            "mean latency {:.1} us above p99 {:.1} us",
+            s.lat_mean_us(),
+            s.lat_p99_us()
+        ));
+    }
+    why
 }
 
 /// Reads `vireo-bench: k=v ...` from the serial output.
@@ -101,16 +156,20 @@ fn parse_sample(serial: &str) -> Option<Sample> {
         .filter_map(|w| w.split_once('='))
         .collect();
     let num = |k: &str| kv.get(k)?.parse::<f64>().ok();
+    let int = |k: &str| kv.get(k)?.parse::<u64>().ok();
     let sample = Sample {
         ios: num("ios")?,
-        secs: num("ns")? / 1e9,
+        ns: int("ns")?,
+        planned_ns: int("planned_ns")?,
         bytes: num("bytes")?,
         kicks: num("kicks")?,
         irqs: num("irqs")?,
-        lat_mean_us: num("lat_mean_ns")? / 1e3,
-        lat_p99_us: num("lat_p99_ns")? / 1e3,
+        lat_mean_ns: int("lat_mean_ns")?,
+        lat_p99_ns: int("lat_p99_ns")?,
+        lat_max_ns: int("lat_max_ns")?,
+        missed: int("missed")?,
     };
-    (sample.secs > 0.0 && sample.ios > 0.0).then_some(sample)
+    (sample.ns > 0 && sample.ios > 0.0).then_some(sample)
 }
 
 /// The median of `values` (the mean of the middle two for an even count).
@@ -197,30 +256,45 @@ fn shell_words(cmd: &Command) -> String {
     out
 }
 
-/// Boots one run; returns its serial output, or why it did not end with success.
-fn boot(cmd: Command, limit: Duration) -> Result<String, String> {
-    let b = crate::boot::run_qemu(cmd, limit, Vec::new(), PathBuf::new())?;
-    if b.outcome == qemu::Outcome::Success {
-        return Ok(b.serial);
-    }
-    let why = if b.timed_out {
-        "timed out".to_string()
-    } else {
-        b.outcome.to_string()
-    };
-    let tail: Vec<&str> = b.serial.lines().rev().take(15).collect();
-    let tail: Vec<&str> = tail.into_iter().rev().collect();
-    Err(format!(
-        "{why}\n  serial: {}\n  stderr: {}",
-        tail.join("\n  | "),
-        b.stderr.trim()
-    ))
+/// What one boot gave: its result line if it printed one, and why it failed if it did (the
+/// first line says why; the rest is the serial tail and QEMU's stderr).
+struct Attempt {
+    sample: Option<Sample>,
+    failure: Option<String>,
 }
 
-/// Boots one run and reads its result line.
-fn run_once(cmd: Command, limit: Duration) -> Result<Sample, String> {
-    let serial = boot(cmd, limit)?;
-    parse_sample(&serial).ok_or_else(|| "the guest printed no `vireo-bench:` result line".into())
+/// Boots one run and reads its result line. A boot that printed its line and then failed (e.g.
+/// timed out draining) keeps its numbers, so the suspect list can show them.
+fn run_once(cmd: Command, limit: Duration) -> Attempt {
+    let b = match crate::boot::run_qemu(cmd, limit, Vec::new(), PathBuf::new()) {
+        Ok(b) => b,
+        Err(e) => {
+            return Attempt {
+                sample: None,
+                failure: Some(e),
+            };
+        }
+    };
+    let sample = parse_sample(&b.serial);
+    let why = if b.timed_out {
+        Some(format!("timed out after {} s", limit.as_secs()))
+    } else if b.outcome != qemu::Outcome::Success {
+        Some(b.outcome.to_string())
+    } else if sample.is_none() {
+        Some("the guest printed no `vireo-bench:` result line".to_string())
+    } else {
+        None
+    };
+    let failure = why.map(|why| {
+        let tail: Vec<&str> = b.serial.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "{why}\n  serial: {}\n  stderr: {}",
+            tail.join("\n  | "),
+            b.stderr.trim()
+        )
+    });
+    Attempt { sample, failure }
 }
 
 fn first_line(s: &str) -> &str {
@@ -233,13 +307,74 @@ fn loadavg() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// One row of the table: a configuration and its runs.
+/// One boot of a run and how it was judged.
+struct RunRecord {
+    /// 1-based run number.
+    run: usize,
+    /// 1 for the first boot of the run, 2 for its retry after a failed boot.
+    attempt: usize,
+    sample: Option<Sample>,
+    /// Why the boot is suspect; empty when its numbers go into the medians.
+    suspect: Vec<String>,
+}
+
+impl RunRecord {
+    fn new(run: usize, attempt: usize, a: Attempt, job_planned_ns: u64) -> Self {
+        let mut suspect: Vec<String> = a.failure.iter().map(|f| first_line(f).into()).collect();
+        if let Some(s) = &a.sample {
+            suspect.extend(suspect_reasons(s, job_planned_ns));
+        }
+        Self {
+            run,
+            attempt,
+            sample: a.sample,
+            suspect,
+        }
+    }
+
+    /// The numbers that go into the medians: a result and nothing suspect.
+    fn clean(&self) -> Option<&Sample> {
+        self.sample.as_ref().filter(|_| self.suspect.is_empty())
+    }
+}
+
+/// One row of the table: a configuration and its runs (every boot, suspect ones included).
 struct Row {
     accel: Accel,
     backend: &'static str,
     layout: &'static str,
     job: &'static Job,
-    samples: Vec<Sample>,
+    runs: Vec<RunRecord>,
+}
+
+impl Row {
+    fn clean(&self) -> Vec<&Sample> {
+        self.runs.iter().filter_map(RunRecord::clean).collect()
+    }
+}
+
+/// Prints one boot's result on the progress line.
+fn progress(r: &RunRecord) {
+    match &r.sample {
+        Some(s) => {
+            eprint!("{:.0} IOPS, {:.1} MB/s", s.iops(), s.mbps());
+            if s.lat_max_ns > 0 {
+                eprint!(
+                    ", mean {:.1} us, p99 {:.1} us, max {:.1} us",
+                    s.lat_mean_us(),
+                    s.lat_p99_us(),
+                    s.lat_max_us()
+                );
+            }
+            eprint!(", measured {:.3} s", s.secs());
+        }
+        None => eprint!("no result"),
+    }
+    if r.suspect.is_empty() {
+        eprintln!();
+    } else {
+        eprintln!(" -- SUSPECT: {}", r.suspect.join("; "));
+    }
 }
 
 pub fn run(opts: &Options) -> Result<ExitCode, String> {
@@ -287,6 +422,8 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
     let started = Instant::now();
     let mut rows = Vec::new();
     let mut commands: Vec<String> = Vec::new();
+    // Runs whose boot failed twice: they have no numbers, and the command fails at the end.
+    let mut unmeasured: Vec<String> = Vec::new();
     for &accel in &accels {
         for &backend in &backends {
             for &layout in &layouts {
@@ -304,7 +441,8 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
                         append: vec![append],
                         ..Directives::default()
                     };
-                    let mut samples = Vec::new();
+                    let job_planned_ns = secs * 1_000_000_000;
+                    let mut records = Vec::new();
                     for run in 0..runs {
                         let mut cmd = qemu::command(&image.path, accel, &dirs, "", "bench")?;
                         cmd.args(&opts.qemu_args);
@@ -317,32 +455,40 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
                             run + 1
                         );
                         let limit = Duration::from_secs(secs + warmup + 60);
-                        // A boot that fails without a result (e.g. QEMU killed from outside on
-                        // a shared machine) is retried; a second failure is an error.
-                        let sample = match run_once(cmd, limit) {
-                            Ok(s) => s,
-                            Err(e) => {
-                                eprint!("failed ({}), retrying ... ", first_line(&e));
-                                let mut cmd =
-                                    qemu::command(&image.path, accel, &dirs, "", "bench")?;
-                                cmd.args(&opts.qemu_args);
-                                run_once(cmd, limit).map_err(|e| format!("failed twice: {e}"))?
+                        // A failed boot (a timeout, a failing guest, or QEMU killed from outside
+                        // on a shared machine) is a suspect run, listed under the table, and is
+                        // retried once; the retry is judged on its own.
+                        let first = run_once(cmd, limit);
+                        let failed = first.failure.clone();
+                        let record = RunRecord::new(run + 1, 1, first, job_planned_ns);
+                        progress(&record);
+                        records.push(record);
+                        if let Some(e) = failed {
+                            eprintln!("xtask: run failed: {e}");
+                            eprint!("xtask: retrying run {} ... ", run + 1);
+                            let mut cmd = qemu::command(&image.path, accel, &dirs, "", "bench")?;
+                            cmd.args(&opts.qemu_args);
+                            let retry = run_once(cmd, limit);
+                            let failed = retry.failure.clone();
+                            let record = RunRecord::new(run + 1, 2, retry, job_planned_ns);
+                            progress(&record);
+                            records.push(record);
+                            if let Some(e) = failed {
+                                eprintln!("xtask: retry failed too: {e}");
+                                unmeasured.push(format!(
+                                    "{accel} {backend} {layout} {} run {}",
+                                    job.name,
+                                    run + 1
+                                ));
                             }
-                        };
-                        eprintln!(
-                            "{:.0} IOPS, {:.1} MB/s, mean {:.1} us",
-                            sample.iops(),
-                            sample.mbps(),
-                            sample.lat_mean_us
-                        );
-                        samples.push(sample);
+                        }
                     }
                     rows.push(Row {
                         accel,
                         backend,
                         layout,
                         job,
-                        samples,
+                        runs: records,
                     });
                 }
             }
@@ -364,7 +510,31 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
     for c in &commands {
         println!("  {c}");
     }
-    Ok(ExitCode::SUCCESS)
+    for u in &unmeasured {
+        println!("xtask: {u}: failed twice, nothing measured");
+    }
+    println!("{}", suspect_count_line(&rows));
+    Ok(if unmeasured.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The output's last line: how many boots were suspect, and how many completions the guests
+/// found without their interrupt (a lost or late interrupt costs a timer tick at most).
+fn suspect_count_line(rows: &[Row]) -> String {
+    let boots: usize = rows.iter().map(|r| r.runs.len()).sum();
+    let runs = || rows.iter().flat_map(|r| &r.runs);
+    let suspect = runs().filter(|r| !r.suspect.is_empty()).count();
+    let missed: u64 = runs()
+        .filter_map(|r| r.sample.as_ref())
+        .map(|s| s.missed)
+        .sum();
+    format!(
+        "xtask: bench blk: {missed} missed wake-up(s); {suspect} suspect run(s) of {boots}, \
+         excluded from the medians"
+    )
 }
 
 fn table(
@@ -378,48 +548,135 @@ fn table(
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "\nvirtio-blk benchmark: median of {runs} run(s) of {secs} s after a 1 s warm-up; \
-         completions {}; load average before {load_before}, after {}; took {:.0} s\n",
+        "\nvirtio-blk benchmark: median of {runs} run(s) of {secs} s after a 1 s warm-up, suspect \
+         runs excluded; completions {}; load average before {load_before}, after {}; took {:.0} s\n",
         if polled { "polled" } else { "by MSI-X" },
         loadavg(),
         took.as_secs_f64()
     );
+    s.push_str(&table_body(rows));
+    s
+}
+
+/// A latency cell: `-` when not recorded (0: only QD1 with `lat=1` records latency).
+fn lat_cell(us: f64) -> String {
+    if us > 0.0 {
+        format!("{us:.0}")
+    } else {
+        "-".into()
+    }
+}
+
+/// The table, its footer and the suspect runs (everything but the header line).
+fn table_body(rows: &[Row]) -> String {
+    let mut s = String::new();
     let _ = writeln!(
         s,
-        "| accel | backend | ring | job | IOPS | MB/s | mean lat (us) | p99 lat (us) | kicks/req | irqs/req | IOPS range |"
+        "| accel | backend | ring | job | IOPS | MB/s | mean lat (us) | p99 lat (us) | max lat (us) | kicks/req | irqs/req | IOPS range |"
     );
     let _ = writeln!(
         s,
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     );
     for r in rows {
-        let m = |f: &dyn Fn(&Sample) -> f64| median(r.samples.iter().map(f).collect());
-        let iops: Vec<f64> = r.samples.iter().map(Sample::iops).collect();
-        let (lo, hi) = iops
+        let clean = r.clean();
+        let cfg = format!(
+            "| {} | {} | {} | {} |",
+            r.accel, r.backend, r.layout, r.job.name
+        );
+        if clean.is_empty() {
+            let _ = writeln!(s, "{cfg} - | - | - | - | - | - | - | no run left |");
+            continue;
+        }
+        let m = |f: &dyn Fn(&Sample) -> f64| median(clean.iter().map(|x| f(x)).collect());
+        let (lo, hi) = clean
             .iter()
-            .fold((f64::MAX, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-        let lat = |v: f64| {
-            if v > 0.0 {
-                format!("{v:.0}")
-            } else {
-                "-".into()
-            }
-        };
+            .map(|x| x.iops())
+            .fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.0} | {:.1} | {} | {} | {:.3} | {:.3} | {:.0}–{:.0} |",
-            r.accel,
-            r.backend,
-            r.layout,
-            r.job.name,
+            "{cfg} {:.0} | {:.1} | {} | {} | {} | {:.3} | {:.3} | {:.0}–{:.0} |",
             m(&Sample::iops),
             m(&Sample::mbps),
-            lat(m(&|x| x.lat_mean_us)),
-            lat(m(&|x| x.lat_p99_us)),
+            lat_cell(m(&Sample::lat_mean_us)),
+            lat_cell(m(&Sample::lat_p99_us)),
+            lat_cell(m(&Sample::lat_max_us)),
             m(&|x| x.kicks / x.ios),
             m(&|x| x.irqs / x.ios),
             lo,
             hi
+        );
+    }
+    let suspect: Vec<(&Row, &RunRecord)> = rows
+        .iter()
+        .flat_map(|r| r.runs.iter().map(move |x| (r, x)))
+        .filter(|(_, x)| !x.suspect.is_empty())
+        .collect();
+    if suspect.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nNo suspect runs: every run is in the medians (max lat: the median of each run's \
+             maximum; suspect: a failed boot, a measured phase more than 10 % over its planned \
+             length, or mean latency above p99)."
+        );
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "\nMedians (max lat too: the median of each run's maximum) and IOPS ranges exclude {} \
+         suspect run(s) (a failed boot, a measured phase more than 10 % over its planned length, \
+         or mean latency above p99); runs used per row:",
+        suspect.len()
+    );
+    for r in rows
+        .iter()
+        .filter(|r| r.runs.iter().any(|x| !x.suspect.is_empty()))
+    {
+        let _ = writeln!(
+            s,
+            "  {} {} {} {}: {} of {} boot(s)",
+            r.accel,
+            r.backend,
+            r.layout,
+            r.job.name,
+            r.clean().len(),
+            r.runs.len()
+        );
+    }
+    let _ = writeln!(s, "\nSuspect runs (not in the medians):\n");
+    let _ = writeln!(
+        s,
+        "| accel | backend | ring | job | run | ns (planned) | mean lat (us) | p99 lat (us) | max lat (us) | why |"
+    );
+    let _ = writeln!(
+        s,
+        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- |"
+    );
+    for (r, x) in suspect {
+        let run = if x.attempt > 1 {
+            format!("{} (retry)", x.run)
+        } else {
+            x.run.to_string()
+        };
+        let numbers = match &x.sample {
+            Some(p) => format!(
+                "{} ({}) | {:.1} | {:.1} | {:.1}",
+                p.ns,
+                p.planned_ns,
+                p.lat_mean_us(),
+                p.lat_p99_us(),
+                p.lat_max_us()
+            ),
+            None => "no result | - | - | -".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {run} | {numbers} | {} |",
+            r.accel,
+            r.backend,
+            r.layout,
+            r.job.name,
+            x.suspect.join("; ")
         );
     }
     s
@@ -429,18 +686,145 @@ fn table(
 mod tests {
     use super::*;
 
+    const LINE: &str = "vireo-bench: job=randread bs=4096 qd=1 layout=split irq=msix ios=2000 \
+                        ns=2000000000 planned_ns=2000000000 bytes=8192000 kicks=1000 irqs=500 \
+                        waits=500 missed=2 renotified=0 lat_mean_ns=70000 lat_p99_ns=480000 lat_max_ns=5000000000";
+
     #[test]
     fn parses_the_result_line() {
-        let serial = "noise\nvireo-bench: job=randread bs=4096 qd=1 layout=split irq=msix ios=2000 \
-                      ns=2000000000 bytes=8192000 kicks=1000 irqs=500 waits=500 lat_mean_ns=70000 \
-                      lat_p99_ns=480000\n";
-        let s = parse_sample(serial).unwrap();
+        let s = parse_sample(&format!("noise\n{LINE}\n")).unwrap();
         assert_eq!(s.iops(), 1000.0);
         assert!((s.mbps() - 4.096).abs() < 1e-9);
         assert_eq!(s.kicks / s.ios, 0.5);
-        assert_eq!(s.lat_p99_us, 480.0);
+        assert_eq!(s.ns, 2_000_000_000);
+        assert_eq!(s.planned_ns, 2_000_000_000);
+        assert_eq!(s.lat_mean_us(), 70.0);
+        assert_eq!(s.lat_p99_us(), 480.0);
+        // Above u32::MAX ns: the max is a u64 end to end.
+        assert_eq!(s.lat_max_ns, 5_000_000_000);
+        assert_eq!(s.missed, 2);
         assert!(parse_sample("vireo-bench: ios=0 ns=1").is_none());
         assert!(parse_sample("nothing").is_none());
+        // A line without the new fields (an old image) is not taken.
+        assert!(parse_sample(&LINE.replace(" lat_max_ns=5000000000", "")).is_none());
+        assert!(parse_sample(&LINE.replace(" planned_ns=2000000000", "")).is_none());
+    }
+
+    /// A clean QD1 sample of 2 s planned.
+    fn sample(ns: u64, mean_ns: u64, p99_ns: u64) -> Sample {
+        Sample {
+            ios: 2000.0,
+            ns,
+            planned_ns: 2_000_000_000,
+            bytes: 8_192_000.0,
+            kicks: 1000.0,
+            irqs: 500.0,
+            lat_mean_ns: mean_ns,
+            lat_p99_ns: p99_ns,
+            lat_max_ns: p99_ns * 2,
+            missed: 0,
+        }
+    }
+
+    const PLANNED: u64 = 2_000_000_000;
+
+    #[test]
+    fn suspect_rule_overrun() {
+        assert!(suspect_reasons(&sample(PLANNED, 70_000, 480_000), PLANNED).is_empty());
+        // Exactly 10 % over is not suspect; one nanosecond more is.
+        assert!(suspect_reasons(&sample(2_200_000_000, 70_000, 480_000), PLANNED).is_empty());
+        let why = suspect_reasons(&sample(2_200_000_001, 70_000, 480_000), PLANNED);
+        assert_eq!(why.len(), 1, "{why:?}");
+        assert!(why[0].contains("overran"), "{why:?}");
+        let why = suspect_reasons(&sample(4_000_000_000, 70_000, 480_000), PLANNED);
+        assert!(why[0].contains("+100.0 %"), "{why:?}");
+        // Shorter than planned cannot happen (the phase runs to its deadline) and is not flagged.
+        assert!(suspect_reasons(&sample(1_000_000_000, 70_000, 480_000), PLANNED).is_empty());
+    }
+
+    #[test]
+    fn suspect_rule_mean_above_p99() {
+        let why = suspect_reasons(&sample(PLANNED, 480_001, 480_000), PLANNED);
+        assert_eq!(why.len(), 1, "{why:?}");
+        assert!(why[0].contains("mean latency"), "{why:?}");
+        assert!(suspect_reasons(&sample(PLANNED, 480_000, 480_000), PLANNED).is_empty());
+        // No latency recorded (deep queues, lat=0): both 0, not suspect.
+        assert!(suspect_reasons(&sample(PLANNED, 0, 0), PLANNED).is_empty());
+        // Both triggers at once.
+        assert_eq!(
+            suspect_reasons(&sample(3_000_000_000, 900_000, 480_000), PLANNED).len(),
+            2
+        );
+        // The guest planned something else than the host asked for.
+        assert_eq!(
+            suspect_reasons(&sample(PLANNED, 70_000, 480_000), 5_000_000_000).len(),
+            1
+        );
+    }
+
+    fn attempt(s: Option<Sample>, failure: Option<&str>) -> Attempt {
+        Attempt {
+            sample: s,
+            failure: failure.map(String::from),
+        }
+    }
+
+    #[test]
+    fn suspect_runs_are_listed_and_left_out_of_the_median() {
+        let mut stalled = sample(3_000_000_000, 900_000, 480_000);
+        stalled.lat_max_ns = 1_000_000_000;
+        stalled.ios = 1_000_000.0; // would move the median if it were used
+        let runs = vec![
+            RunRecord::new(
+                1,
+                1,
+                attempt(Some(sample(PLANNED, 70_000, 480_000)), None),
+                PLANNED,
+            ),
+            RunRecord::new(2, 1, attempt(Some(stalled), None), PLANNED),
+            RunRecord::new(
+                3,
+                1,
+                attempt(None, Some("timed out after 63 s\n  serial: x")),
+                PLANNED,
+            ),
+            RunRecord::new(
+                3,
+                2,
+                attempt(Some(sample(PLANNED, 80_000, 500_000)), None),
+                PLANNED,
+            ),
+        ];
+        assert!(runs[0].clean().is_some() && runs[3].clean().is_some());
+        assert!(runs[1].clean().is_none() && runs[2].clean().is_none());
+        assert_eq!(runs[2].suspect, vec!["timed out after 63 s".to_string()]);
+        let rows = [Row {
+            accel: Accel::Tcg,
+            backend: "null",
+            layout: "split",
+            job: &JOBS[0],
+            runs,
+        }];
+        let t = table_body(&rows);
+        // The median of the two clean runs: 1000 IOPS, mean 75 us, p99 490, max 980.
+        assert!(
+            t.contains("| tcg | null | split | randread-4k-qd1 | 1000 | 4.1 | 75 | 490 | 980 |"),
+            "{t}"
+        );
+        assert!(t.contains("exclude 2 suspect run(s)"), "{t}");
+        assert!(t.contains("randread-4k-qd1: 2 of 4 boot(s)"), "{t}");
+        assert!(
+            t.contains("| 2 | 3000000000 (2000000000) | 900.0 | 480.0 | 1000000.0 |"),
+            "{t}"
+        );
+        assert!(
+            t.contains("| 3 | no result | - | - | - | timed out after 63 s |"),
+            "{t}"
+        );
+        assert_eq!(
+            suspect_count_line(&rows),
+            "xtask: bench blk: 0 missed wake-up(s); 2 suspect run(s) of 4, excluded from the medians"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@ use alloc::{boxed::Box, collections::VecDeque, vec::Vec};
 use core::fmt;
 
 use vireo_virtio::{
-    BufferType, DmaAllocator, QueueError, Virtq,
+    BufferType, DmaAllocator, QueueError, RingState, Virtq,
     transport::{Device, InterruptCause, Transport, WaitBudget},
     virtio_spec::F,
 };
@@ -352,6 +352,28 @@ where
     pub fn disable_notifications(&mut self, queue: u16) -> Result<(), BlkError> {
         self.queue(queue)?.disable_notifications();
         Ok(())
+    }
+
+    /// Notifies the device of `queue` again, whatever its suppression state says (a kick that
+    /// may have been lost; not counted in [`kicks`](Self::kicks)).
+    ///
+    /// # Errors
+    /// [`BlkError::NoSuchQueue`], [`BlkError::NotReady`].
+    pub fn renotify(&mut self, queue: u16) -> Result<(), BlkError> {
+        self.queue(queue)?.notify();
+        Ok(())
+    }
+
+    /// The notification state of `queue`'s ring, for diagnostics.
+    ///
+    /// # Errors
+    /// [`BlkError::NoSuchQueue`], [`BlkError::NotReady`].
+    pub fn ring_state(&self, queue: u16) -> Result<RingState, BlkError> {
+        if self.queues.is_empty() {
+            return Err(BlkError::NotReady);
+        }
+        let q = self.queues.get(usize::from(queue));
+        q.map(|q| q.ring_state()).ok_or(BlkError::NoSuchQueue)
     }
 
     /// How many driver-to-device notifications (queue kicks) submissions have sent so far, on all

@@ -55,6 +55,8 @@ pub(super) struct Inner {
     pub(super) config_seen: u64,
     pub(super) interrupts_waited: u64,
     pub(super) submitted: u64,
+    pub(super) missed_wakeups: u64,
+    pub(super) renotified: u64,
 }
 
 /// Counters of one block device since boot, for measurements (`cargo xtask bench blk`).
@@ -68,6 +70,12 @@ pub struct BlockStats {
     pub interrupts: u64,
     /// Waits that halted until an interrupt woke them.
     pub interrupts_waited: u64,
+    /// Completions a sleeping waiter found in the used ring at a timer tick, without their
+    /// interrupt (a lost wake-up, logged at `warn` the first time): each cost at most a tick.
+    pub missed_wakeups: u64,
+    /// Notifications sent again because a waiter saw nothing used for a while (a lost kick
+    /// would otherwise stall until the timeout; a slow device just gets a spurious one).
+    pub renotified: u64,
 }
 
 /// What an application needs to know about a block device.
@@ -162,6 +170,8 @@ impl BlockDevice {
                 config_seen: 0,
                 interrupts_waited: 0,
                 submitted: 0,
+                missed_wakeups: 0,
+                renotified: 0,
             }),
         }
     }
@@ -222,6 +232,16 @@ impl BlockDevice {
         self.inner.lock().waiting.polled = polled;
     }
 
+    /// Masks (`true`) or unmasks `queue`'s MSI-X vector, for tests of lost interrupts: while it
+    /// is masked the device's completions raise no interrupt, and waits find them at the next
+    /// timer tick (counted in [`BlockStats::missed_wakeups`]). No effect when polled.
+    #[doc(hidden)]
+    pub fn mask_queue_interrupt(&self, queue: u16, masked: bool) {
+        if let Some(m) = self.inner.lock().waiting.msix.as_ref() {
+            m.set_masked(usize::from(queue) + 1, masked);
+        }
+    }
+
     /// How many times a wait has slept until an interrupt (for measurements).
     pub fn interrupts_waited(&self) -> u64 {
         self.inner.lock().interrupts_waited
@@ -241,6 +261,8 @@ impl BlockDevice {
             kicks: inner.driver.kicks(),
             interrupts,
             interrupts_waited: inner.interrupts_waited,
+            missed_wakeups: inner.missed_wakeups,
+            renotified: inner.renotified,
         }
     }
 }

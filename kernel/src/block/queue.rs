@@ -4,7 +4,10 @@
 use alloc::{collections::VecDeque, vec::Vec};
 
 use vireo_drivers::blk::{BlkError, Request, RequestId, SubmitError};
-use vireo_virtio::transport::WaitBudget;
+use vireo_virtio::{
+    transport::WaitBudget,
+    wait::{self, WaitQueue, Waited},
+};
 
 use super::{
     BlockError, Completion,
@@ -13,7 +16,7 @@ use super::{
 };
 use crate::{
     mm::DeviceAlloc,
-    virtio::{IrqEvent, KernelClock, ticks_for},
+    virtio::{IrqEvent, IrqWait, KernelClock, ticks_for},
 };
 
 impl Inner {
@@ -191,57 +194,59 @@ impl BlockDevice {
     }
 
     /// Waits for `want` (or any completion) on `queue`: sleeps on the queue's MSI-X vector with
-    /// notifications enabled only while asleep, or polls.
+    /// notifications enabled only while asleep (looking at the ring at every timer tick, see
+    /// [`vireo_virtio::wait`]), or polls.
     pub(super) fn wait_until(
         &self,
         queue: u16,
         want: Option<RequestId>,
     ) -> Result<Completion, BlockError> {
-        let (timeout, entry) = (self.inner.lock().timeout, usize::from(queue) + 1);
+        let (timeout, event) = {
+            let inner = self.inner.lock();
+            (inner.timeout, inner.event(usize::from(queue) + 1))
+        };
         let deadline = crate::time::ticks() + ticks_for(timeout);
+        let waited = match event {
+            Some(event) => {
+                let mut q = QueueWait {
+                    dev: self,
+                    queue,
+                    want,
+                    seen: event.count(),
+                };
+                wait::wait(&IrqWait(event), &mut q, deadline)?
+            }
+            None => self.poll_until(queue, want, deadline),
+        };
+        match waited {
+            Waited::Ready(c) => Ok(c),
+            Waited::TimedOut => {
+                let mut inner = self.inner.lock();
+                if let Some(f) = want.and_then(|id| inner.in_flight.iter_mut().find(|f| f.id == id))
+                {
+                    f.abandoned = true;
+                }
+                Err(BlockError::Timeout)
+            }
+        }
+    }
+
+    /// Polls `queue` for `want` until the deadline tick.
+    fn poll_until(&self, queue: u16, want: Option<RequestId>, deadline: u64) -> Waited<Completion> {
         let mut polls = 0u32;
         loop {
-            let sleep = {
+            {
                 let mut inner = self.inner.lock();
                 inner.service_config();
                 if let Some(c) = inner.take(queue, want) {
-                    return Ok(c);
+                    return Waited::Ready(c);
                 }
-                polls = polls.wrapping_add(1);
-                let event = inner.event(entry);
-                if (event.is_some() || polls.is_multiple_of(POLLS_PER_CLOCK_CHECK))
-                    && crate::time::ticks() >= deadline
-                {
-                    if let Some(f) =
-                        want.and_then(|id| inner.in_flight.iter_mut().find(|f| f.id == id))
-                    {
-                        f.abandoned = true;
-                    }
-                    return Err(BlockError::Timeout);
-                }
-                match event {
-                    Some(event) => {
-                        let seen = event.count();
-                        // Pending already: poll again instead of sleeping past them.
-                        match inner.driver.enable_notifications(queue) {
-                            Ok(false) => Some((event, seen)),
-                            Ok(true) => None,
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                    None => None,
-                }
-            };
-            match sleep {
-                Some((event, seen)) => {
-                    let fired = event.wait_past(seen, deadline);
-                    let mut inner = self.inner.lock();
-                    inner.interrupts_waited += u64::from(fired);
-                    // Suppress interrupts again while the queue is being drained.
-                    let _ = inner.driver.disable_notifications(queue);
-                }
-                None => core::hint::spin_loop(),
             }
+            polls = polls.wrapping_add(1);
+            if polls.is_multiple_of(POLLS_PER_CLOCK_CHECK) && crate::time::ticks() >= deadline {
+                return Waited::TimedOut;
+            }
+            core::hint::spin_loop();
         }
     }
 
@@ -267,5 +272,73 @@ impl BlockDevice {
                 Err(e) => return Err(e.error.into()),
             }
         }
+    }
+}
+
+/// One waiter on one queue of a [`BlockDevice`], for [`wait::wait`]: each step takes the device
+/// lock for itself, so nothing holds it while the CPU sleeps.
+struct QueueWait<'a> {
+    dev: &'a BlockDevice,
+    queue: u16,
+    want: Option<RequestId>,
+    /// The vector's count when the wait began (for the missed wake-up report).
+    seen: u64,
+}
+
+impl WaitQueue for QueueWait<'_> {
+    type Output = Completion;
+    type Error = BlockError;
+
+    fn take(&mut self) -> Result<Option<Completion>, BlockError> {
+        let mut inner = self.dev.inner.lock();
+        inner.service_config();
+        Ok(inner.take(self.queue, self.want))
+    }
+
+    fn enable_notifications(&mut self) -> Result<bool, BlockError> {
+        let mut inner = self.dev.inner.lock();
+        Ok(inner.driver.enable_notifications(self.queue)?)
+    }
+
+    fn disable_notifications(&mut self) {
+        let _ = self
+            .dev
+            .inner
+            .lock()
+            .driver
+            .disable_notifications(self.queue);
+    }
+
+    fn renotify(&mut self) {
+        let mut inner = self.dev.inner.lock();
+        if inner.driver.renotify(self.queue).is_ok() {
+            inner.renotified += 1;
+        }
+    }
+
+    fn missed_wakeup(&mut self) {
+        let mut inner = self.dev.inner.lock();
+        inner.missed_wakeups += 1;
+        let state = inner.driver.ring_state(self.queue);
+        let event = inner.event(usize::from(self.queue) + 1);
+        let report = format_args!(
+            "virtio-blk: queue {}: a completion was in the used ring at a timer tick without its \
+             interrupt (missed wake-up #{}; vector {:?} fired {} times since the wait began); \
+             ring: {}",
+            self.queue,
+            inner.missed_wakeups,
+            event.map(|e| e.vector()),
+            event.map_or(0, |e| e.count().wrapping_sub(self.seen)),
+            state.map_or_else(|e| alloc::format!("{e}"), |s| alloc::format!("{s}")),
+        );
+        if inner.missed_wakeups == 1 {
+            log::warn!("{report}");
+        } else {
+            log::debug!("{report}");
+        }
+    }
+
+    fn woke_by_interrupt(&mut self) {
+        self.dev.inner.lock().interrupts_waited += 1;
     }
 }

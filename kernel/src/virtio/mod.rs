@@ -5,7 +5,9 @@
 mod msix;
 mod pci;
 mod platform;
+mod wait;
 
 pub use msix::{IrqEvent, MsixError, MsixVectors, ticks_for};
 pub use pci::KernelPci;
 pub use platform::{KernelClock, MmioRegs};
+pub use wait::IrqWait;

@@ -45,6 +45,7 @@ pub(super) fn options(cmdline: &str) -> ProbeOptions {
             queues,
             queue_size: flag(cmdline, "vireo.blk.queue_size")
                 .map_or(1024, |v| v.clamp(1, 32768) as u16),
+            ..BlkOptions::default()
         },
         polled: on("vireo.blk.polled", false),
     }

@@ -1,8 +1,17 @@
-//! Device lifecycle steps every driver shares: renegotiation after a reset, and the reset that
-//! must be confirmed before a device's rings and buffers may be freed.
+//! Device lifecycle steps every driver shares: renegotiation after a reset, and the device
+//! lifetime rule (DESIGN.md): the memory a device may reach — its rings and the buffers posted
+//! on them — goes back to the allocator only after a reset the device confirmed, and is leaked
+//! otherwise.
+
+use alloc::{boxed::Box, vec::Vec};
+use core::{
+    mem,
+    ops::{Deref, DerefMut},
+};
 
 use vireo_virtio::{
-    transport::{Device, Transport, TransportError},
+    DmaAllocator, Virtq,
+    transport::{Device, Transport, TransportError, WaitBudget},
     virtio_spec::DeviceStatus,
 };
 
@@ -27,11 +36,109 @@ pub(crate) fn renegotiate<T: Transport>(device: &mut Device<T>) -> Result<(), Tr
     Ok(())
 }
 
-/// Resets the device without a clock (for `Drop`): writes 0 and reads the status at most
-/// `polls` times. Returns whether the device confirmed the reset (status 0); only then may the
-/// memory it could reach be freed.
-pub(crate) fn reset_polled<T: Transport>(device: &mut Device<T>, polls: u32) -> bool {
-    let t = device.transport_mut();
-    t.set_status(DeviceStatus::empty());
-    (0..polls.max(1)).any(|_| t.status().is_empty())
+/// Proof that the device confirmed a reset (its status read 0, virtio 1.2 §4.1.4.3.2): it no
+/// longer reads or writes the memory it was given, which may now be freed or reused.
+#[derive(Debug)]
+pub(crate) struct ResetConfirmed(());
+
+/// Resets the device, waiting within `budget` for it to confirm.
+///
+/// # Errors
+/// [`TransportError::Timeout`] if the device does not confirm: it may still use its memory.
+pub(crate) fn reset<T: Transport>(
+    device: &mut Device<T>,
+    budget: &mut WaitBudget<'_>,
+) -> Result<ResetConfirmed, TransportError> {
+    device.reset(budget).map(|()| ResetConfirmed(()))
+}
+
+/// Resets the device so that its memory can be freed: within `budget` if there is one, then —
+/// the budget spent (say, on a command that timed out), or no clock at all (in `Drop`) — with up
+/// to `polls` further status reads. `None` if the device never confirmed.
+pub(crate) fn reset_for_teardown<T: Transport>(
+    device: &mut Device<T>,
+    budget: Option<&mut WaitBudget<'_>>,
+    polls: u32,
+) -> Option<ResetConfirmed> {
+    let confirmed = budget.is_some_and(|b| device.reset(b).is_ok()) || {
+        let t = device.transport_mut();
+        t.set_status(DeviceStatus::empty());
+        (0..polls.max(1)).any(|_| t.status().is_empty())
+    };
+    confirmed.then_some(ResetConfirmed(()))
+}
+
+/// Memory a device may reach (`M`: its queues and, inside them, the buffers in flight), held
+/// under the lifetime rule.
+///
+/// The driver reads and changes it in place (`Deref`); it leaves only with a proof of reset
+/// ([`reclaim`](Self::reclaim)) or through [`release`](Self::release), which leaks it without
+/// one. A holder dropped while it still holds memory — a path that skipped the reset — leaks
+/// it too: a missed reset costs memory, never a device writing into freed memory.
+pub(crate) struct DeviceMemory<M: Default>(M);
+
+impl<M: Default> DeviceMemory<M> {
+    /// An empty holder.
+    pub(crate) fn new() -> Self {
+        Self(M::default())
+    }
+
+    /// Takes the memory back, leaving the holder empty: the device has confirmed a reset.
+    pub(crate) fn reclaim(&mut self, _reset: &ResetConfirmed) -> M {
+        mem::take(&mut self.0)
+    }
+
+    /// Empties the holder: the memory is freed if the device confirmed a reset (`Some`), leaked
+    /// (never freed, never reused) otherwise.
+    pub(crate) fn release(&mut self, reset: Option<&ResetConfirmed>) {
+        let memory = mem::take(&mut self.0);
+        if reset.is_none() {
+            mem::forget(memory);
+        }
+    }
+}
+
+impl<A: DmaAllocator + Send + 'static> DeviceMemory<Vec<Box<dyn Virtq<A> + Send>>> {
+    /// Creates queue `index` as [`Device::create_queue`] does and holds it at once: from the
+    /// moment the device knows its rings, only a confirmed reset frees them.
+    ///
+    /// # Errors
+    /// What [`Device::create_queue`] reports (nothing is held then).
+    pub(crate) fn create_queue<T>(
+        &mut self,
+        device: &mut Device<T>,
+        index: u16,
+        size: u16,
+        alloc: A,
+        vector: Option<u16>,
+    ) -> Result<(), TransportError>
+    where
+        T: Transport,
+        T::Notifier: Send + 'static,
+    {
+        let vq = device.create_queue(index, size, alloc, vector)?;
+        self.0.push(vq);
+        Ok(())
+    }
+}
+
+impl<M: Default> Deref for DeviceMemory<M> {
+    type Target = M;
+
+    fn deref(&self) -> &M {
+        &self.0
+    }
+}
+
+impl<M: Default> DerefMut for DeviceMemory<M> {
+    fn deref_mut(&mut self) -> &mut M {
+        &mut self.0
+    }
+}
+
+impl<M: Default> Drop for DeviceMemory<M> {
+    /// Leaks what is still held: nothing proved the device stopped using it.
+    fn drop(&mut self) {
+        mem::forget(mem::take(&mut self.0));
+    }
 }

@@ -64,6 +64,9 @@ pub struct BlkOptions {
     /// Largest queue size wanted (the device's maximum if smaller; split rings round down to a
     /// power of two).
     pub queue_size: u16,
+    /// Status reads a dropped driver waits for the device to confirm its reset; past that its
+    /// rings and the buffers of requests in flight are leaked rather than freed.
+    pub drop_reset_polls: u32,
 }
 
 impl Default for BlkOptions {
@@ -75,6 +78,7 @@ impl Default for BlkOptions {
             multi_queue: false,
             queues: 1,
             queue_size: 256,
+            drop_reset_polls: 1 << 20,
         }
     }
 }

@@ -10,13 +10,13 @@ use vireo_virtio::{
 };
 
 use super::{
-    super::lifecycle::renegotiate,
     completion::Completion,
     config::{BlkInfo, BlkOptions, DISCARD, MQ, WRITE_ZEROES},
     error::{BlkError, SubmitError},
     pool::RequestPool,
     request::{Request, RequestId, RequestKind},
 };
+use crate::lifecycle::{DeviceMemory, renegotiate, reset, reset_for_teardown};
 
 /// The virtio device type of a block device (virtio 1.2 §5).
 const DEVICE_TYPE_BLOCK: u16 = 2;
@@ -52,13 +52,18 @@ fn chain_layout(
 /// It has no waiting policy: [`submit`](Self::submit) and [`poll`](Self::poll) never block, and
 /// the kernel chooses between interrupts ([`enable_notifications`](Self::enable_notifications),
 /// MSI-X vectors given at initialisation) and polling.
+///
+/// The device owns its rings and the requests in flight until it has been reset: a driver that
+/// is dropped, or whose bring-up fails once queues were handed to the device, resets the device
+/// first and frees that memory only if the reset is confirmed; otherwise it leaks it.
 pub struct BlkDriver<T: Transport, A: DmaAllocator + 'static> {
     device: Device<T>,
     alloc: A,
     options: BlkOptions,
     info: BlkInfo,
-    /// Empty while the driver is not operational (after a failed re-initialisation).
-    queues: Vec<Box<dyn Virtq<A> + Send>>,
+    /// Empty while the driver is not operational (after a failed re-initialisation). The
+    /// requests in flight are inside.
+    queues: DeviceMemory<Vec<Box<dyn Virtq<A> + Send>>>,
     buffer_type: BufferType,
     /// Most data segments the smallest queue can carry (its size minus header and status).
     queue_segment_limit: u32,
@@ -92,8 +97,11 @@ where
     /// `vectors[i]` (`None` or missing: no vector) — and `DRIVER_OK`.
     ///
     /// # Errors
-    /// [`BlkError::Transport`] (wrong device type, timeout, features rejected, queue setup),
-    /// [`BlkError::BadCapacity`]. The device is left `FAILED`.
+    /// [`BlkError::Transport`] (wrong device type, timeout, features rejected, queue setup,
+    /// `DEVICE_NEEDS_RESET` at `DRIVER_OK`), [`BlkError::BadCapacity`]. Queues already handed
+    /// to the device are freed only after a confirmed reset (within `budget`, or else
+    /// [`BlkOptions::drop_reset_polls`] status reads), leaked otherwise; the device is left
+    /// `FAILED`.
     pub fn new(
         transport: T,
         alloc: A,
@@ -112,41 +120,51 @@ where
             alloc,
             options,
             info: BlkInfo::empty(),
-            queues: Vec::new(),
+            queues: DeviceMemory::new(),
             buffer_type,
             queue_segment_limit: 0,
             next_id: 0,
             kicks: 0,
             pool: RequestPool::new(),
         };
-        if let Err(e) = driver.configure(vectors) {
-            driver.queues.clear();
-            driver.device.fail();
-            return Err(e);
-        }
+        driver.configure(vectors, budget)?;
         Ok(driver)
     }
 
-    /// Reads the configuration, creates the queues and sets `DRIVER_OK`.
-    fn configure(&mut self, vectors: &[Option<u16>]) -> Result<(), BlkError> {
+    /// Reads the configuration, creates the queues and sets `DRIVER_OK`; on failure resets the
+    /// device before the queues are freed (see [`teardown`](Self::teardown)) and sets `FAILED`.
+    fn configure(
+        &mut self,
+        vectors: &[Option<u16>],
+        budget: &mut WaitBudget<'_>,
+    ) -> Result<(), BlkError> {
+        let result = self.try_configure(vectors);
+        if result.is_err() {
+            self.teardown(Some(budget));
+            self.device.fail();
+        }
+        result
+    }
+
+    fn try_configure(&mut self, vectors: &[Option<u16>]) -> Result<(), BlkError> {
         let mut info = BlkInfo::read(&self.device)?;
         let count = if self.device.features().contains(MQ) {
             info.num_queues.min(self.options.queues.max(1))
         } else {
             1
         };
-        let mut queues = Vec::with_capacity(usize::from(count));
+        // Each queue is held by the driver from the moment the device knows it.
         for index in 0..count {
             let vector = vectors.get(usize::from(index)).copied().flatten();
-            let vq = self.device.create_queue(
+            self.queues.create_queue(
+                &mut self.device,
                 index,
                 self.options.queue_size,
                 self.alloc.clone(),
                 vector,
             )?;
-            queues.push(vq);
         }
-        let smallest = queues.iter().map(|q| q.size()).min().unwrap_or(0);
+        let smallest = self.queues.iter().map(|q| q.size()).min().unwrap_or(0);
         // Header and status take two descriptors of the chain; a chain, indirect or not, may not
         // be longer than the queue size (§2.7.5.3.1, §2.8.18).
         self.queue_segment_limit = u32::from(smallest).saturating_sub(2);
@@ -154,7 +172,6 @@ where
         info.queues = count;
         self.device.driver_ok()?;
         self.info = info;
-        self.queues = queues;
         Ok(())
     }
 
@@ -432,33 +449,53 @@ where
     ///   [`TransportError::Timeout`](vireo_virtio::transport::TransportError::Timeout) if the
     ///   device does not finish its reset: it may still access the buffers, so they stay with
     ///   the queues and nothing is completed; call again (or give up on the device).
-    /// - Any re-initialisation failure: the device is left `FAILED` and the driver not
-    ///   operational ([`BlkError::NotReady`]) until a later call succeeds.
+    /// - Any re-initialisation failure: the device is reset again (queues it was given are
+    ///   freed only if that reset is confirmed, as in [`new`](Self::new)), left `FAILED`, and
+    ///   the driver is not operational ([`BlkError::NotReady`]) until a later call succeeds.
     pub fn reset_and_reinit(
         &mut self,
         budget: &mut WaitBudget<'_>,
         vectors: &[Option<u16>],
         completed: &mut Vec<Completion<A>>,
     ) -> Result<(), BlkError> {
-        self.device.reset(budget)?;
+        let confirmed = reset(&mut self.device, budget)?;
         // The device has stopped using the rings: the buffers are ours again. Requests it had
         // already finished keep their real (checked) result; the rest end with `DeviceReset`.
         // A protocol error stops the harvest of that queue, and its remaining requests end
         // with `DeviceReset` too.
-        for mut vq in self.queues.drain(..) {
+        for mut vq in self.queues.reclaim(&confirmed) {
             while let Ok(Some(used)) = vq.poll() {
                 completed.push(Completion::from_used(used, &mut self.pool));
             }
             completed.extend(vq.reset().into_iter().map(Completion::from_reset));
         }
-        let result = renegotiate(&mut self.device)
-            .map_err(BlkError::from)
-            .and_then(|()| self.configure(vectors));
-        if result.is_err() {
-            self.queues.clear();
+        if let Err(e) = renegotiate(&mut self.device) {
             self.device.fail();
+            return Err(e.into());
         }
-        result
+        self.configure(vectors, budget)
+    }
+}
+
+impl<T: Transport, A: DmaAllocator + 'static> BlkDriver<T, A> {
+    /// Resets the device and frees the queues, with the requests in flight, if the reset is
+    /// confirmed (within `budget`, or else [`BlkOptions::drop_reset_polls`] status reads);
+    /// leaks them otherwise, since the device may still write into them.
+    fn teardown(&mut self, budget: Option<&mut WaitBudget<'_>>) {
+        if self.queues.is_empty() {
+            return;
+        }
+        let confirmed = reset_for_teardown(&mut self.device, budget, self.options.drop_reset_polls);
+        self.queues.release(confirmed.as_ref());
+    }
+}
+
+impl<T: Transport, A: DmaAllocator + 'static> Drop for BlkDriver<T, A> {
+    /// Resets the device before its rings and the buffers of requests in flight go back to the
+    /// allocator; if the reset is not confirmed within [`BlkOptions::drop_reset_polls`] status
+    /// reads, they are leaked.
+    fn drop(&mut self) {
+        self.teardown(None);
     }
 }
 

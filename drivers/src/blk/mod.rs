@@ -12,8 +12,9 @@
 //! The caller's data buffers ([`DmaBuffer`](vireo_virtio::DmaBuffer)s from the kernel's DMA
 //! allocator) move into the request and come back: in the [`Completion`] when the device is done,
 //! inside a [`SubmitError`] when the request is refused, or in a [`Completion`] carrying
-//! [`BlkError::DeviceReset`] when the device is reset with the request in flight. They are never
-//! dropped by the driver. The request header and status byte are small DMA blocks the driver
+//! [`BlkError::DeviceReset`] when the device is reset with the request in flight. The driver drops
+//! them only when it is itself dropped with the request in flight: then they go with the queues,
+//! freed after the device confirmed a reset and leaked otherwise (see [`BlkDriver`]). The request header and status byte are small DMA blocks the driver
 //! owns: allocated for the first requests, then reused from a bounded pool.
 //!
 //! # Request size limits: no splitting

@@ -16,7 +16,7 @@ use super::{
     rx::RxQueue,
     tx::TxQueue,
 };
-use crate::lifecycle::{renegotiate, reset_polled};
+use crate::lifecycle::{DeviceMemory, renegotiate, reset, reset_for_teardown};
 
 /// The virtio device type of a network device (virtio 1.2 §5).
 const DEVICE_TYPE_NET: u16 = 1;
@@ -27,7 +27,7 @@ const CTRL_QUEUE: u16 = 2;
 /// The control queue carries one two-descriptor command at a time: a few descriptors suffice.
 const CTRL_QUEUE_SIZE: u16 = 8;
 
-/// The queues and every DMA buffer the device may reach; dropped only after a confirmed reset.
+/// The queues and every DMA buffer the device may reach (held in a [`DeviceMemory`]).
 pub(crate) struct Queues<A: DmaAllocator> {
     pub(crate) rx: RxQueue<A>,
     pub(crate) tx: TxQueue<A>,
@@ -56,9 +56,9 @@ pub struct NetDriver<T: Transport, A: DmaAllocator + 'static> {
     options: NetOptions,
     info: NetInfo,
     /// `None` while not operational.
-    pub(crate) queues: Option<Queues<A>>,
+    pub(crate) queues: DeviceMemory<Option<Queues<A>>>,
     /// Queues created during a bring-up and not yet in `queues`.
-    staged: Vec<Box<dyn Virtq<A> + Send>>,
+    staged: DeviceMemory<Vec<Box<dyn Virtq<A> + Send>>>,
     /// Counters of queues that were torn down (a reset keeps the totals).
     past_stats: NetStats,
     /// The last error the phy layer could not report.
@@ -106,8 +106,8 @@ where
             alloc,
             options,
             info,
-            queues: None,
-            staged: Vec::new(),
+            queues: DeviceMemory::new(),
+            staged: DeviceMemory::new(),
             past_stats: NetStats::default(),
             last_error: None,
         };
@@ -147,10 +147,8 @@ where
                 CTRL_QUEUE => CTRL_QUEUE_SIZE,
                 _ => self.options.queue_size,
             };
-            let vq = self
-                .device
-                .create_queue(index, size, self.alloc.clone(), vector)?;
-            self.staged.push(vq);
+            self.staged
+                .create_queue(&mut self.device, index, size, self.alloc.clone(), vector)?;
         }
         // Buffers first, while the queues are staged (torn down with a reset on failure).
         let rx_count = self.options.rx_buffers.min(self.staged[0].size()).max(1);
@@ -176,7 +174,7 @@ where
         let guest_csum = has(features, net::F::GUEST_CSUM);
         let mrg = has(features, net::F::MRG_RXBUF);
         let batch = self.options.refill_batch;
-        self.queues = Some(Queues {
+        *self.queues = Some(Queues {
             rx: RxQueue::new(rx_vq, rx_tokens, mrg, guest_csum, frame, batch),
             tx: TxQueue::new(tx_vq, tx_tokens, csum, frame),
             ctrl: ctrl_vq.zip(ctrl_token).map(|(vq, t)| CtrlQueue::new(vq, t)),
@@ -211,13 +209,13 @@ where
         budget: &mut WaitBudget<'_>,
         vectors: &[Option<u16>],
     ) -> Result<(), NetError> {
-        self.device.reset(budget)?;
-        // Confirmed: the device no longer touches the rings or buffers.
-        if let Some(q) = self.queues.take() {
+        let confirmed = reset(&mut self.device, budget)?;
+        // The device no longer touches the rings or buffers: they may go back.
+        if let Some(q) = self.queues.reclaim(&confirmed) {
             self.past_stats.add(&q.rx.stats);
             self.past_stats.add(&q.tx.stats);
         }
-        self.staged.clear();
+        drop(self.staged.reclaim(&confirmed));
         if let Err(e) = renegotiate(&mut self.device) {
             self.device.fail();
             return Err(e.into());
@@ -314,7 +312,7 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     #[must_use]
     pub fn stats(&self) -> NetStats {
         let mut total = self.past_stats;
-        if let Some(q) = &self.queues {
+        if let Some(q) = self.queues.as_ref() {
             total.add(&q.rx.stats);
             total.add(&q.tx.stats);
         }
@@ -352,21 +350,16 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     /// `budget`, or else `drop_reset_polls` status reads); leaks them otherwise, since the
     /// device may still write into them.
     fn teardown(&mut self, budget: Option<&mut WaitBudget<'_>>) {
-        let queues = self.queues.take();
-        let staged = core::mem::take(&mut self.staged);
-        if queues.is_none() && staged.is_empty() {
+        if self.queues.is_none() && self.staged.is_empty() {
             return;
         }
-        if let Some(q) = &queues {
+        if let Some(q) = self.queues.as_ref() {
             self.past_stats.add(&q.rx.stats);
             self.past_stats.add(&q.tx.stats);
         }
-        let confirmed = budget.is_some_and(|b| self.device.reset(b).is_ok())
-            || reset_polled(&mut self.device, self.options.drop_reset_polls);
-        if !confirmed {
-            core::mem::forget(queues);
-            core::mem::forget(staged);
-        }
+        let confirmed = reset_for_teardown(&mut self.device, budget, self.options.drop_reset_polls);
+        self.queues.release(confirmed.as_ref());
+        self.staged.release(confirmed.as_ref());
     }
 
     pub(crate) fn queues_mut(&mut self) -> Result<&mut Queues<A>, NetError> {

@@ -118,6 +118,22 @@ pub struct Seen {
     pub indirect: bool,
 }
 
+/// DMA blocks freed so far (of all ever allocated).
+pub fn freed(dma: &GuestDma) -> usize {
+    dma.allocations() - dma.live()
+}
+
+/// A reset the driver asked for (0 written to the status register).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResetWrite {
+    /// The device carried it out (its status reads 0 afterwards).
+    pub done: bool,
+    /// DMA blocks freed by then (of all ever allocated from [`Sim::dma`]).
+    pub freed_before: usize,
+    /// DMA blocks live at that moment.
+    pub live: usize,
+}
+
 /// Everything behind the fake registers, and the device's behaviour knobs.
 #[derive(Debug)]
 pub struct SimState {
@@ -147,6 +163,18 @@ pub struct SimState {
     /// DEVICE_NEEDS_RESET is shown in the status.
     pub needs_reset: bool,
     pub resets: usize,
+    /// Every status-0 write, in order, with the allocator's free count at that moment.
+    pub reset_writes: Vec<ResetWrite>,
+    /// The device sets DEVICE_NEEDS_RESET as soon as the driver sets DRIVER_OK.
+    pub needs_reset_on_driver_ok: bool,
+    /// The device refuses to set up this queue.
+    pub refuse_queue: Option<u16>,
+    /// Once a queue is set up, the device stops finishing resets.
+    pub stick_reset_on_setup: bool,
+    /// The device refuses a configuration-change MSI-X vector.
+    pub refuse_config_vector: bool,
+    /// The allocator whose frees [`reset_writes`](Self::reset_writes) records ([`Sim`] sets it).
+    pub dma: Option<GuestDma>,
 }
 
 impl SimState {
@@ -181,6 +209,12 @@ impl SimState {
             reset_stuck: false,
             needs_reset: false,
             resets: 0,
+            reset_writes: Vec::new(),
+            needs_reset_on_driver_ok: false,
+            refuse_queue: None,
+            stick_reset_on_setup: false,
+            refuse_config_vector: false,
+            dma: None,
         }
     }
 }
@@ -218,7 +252,14 @@ impl Transport for FakeTransport {
     fn set_status(&mut self, status: DeviceStatus) {
         let mut s = self.0.lock().unwrap();
         if status.is_empty() {
-            if s.reset_stuck {
+            let (freed_before, live) = s.dma.as_ref().map_or((0, 0), |d| (freed(d), d.live()));
+            let done = !s.reset_stuck;
+            s.reset_writes.push(ResetWrite {
+                done,
+                freed_before,
+                live,
+            });
+            if !done {
                 return;
             }
             s.status = 0;
@@ -231,6 +272,9 @@ impl Transport for FakeTransport {
         let mut bits = status.bits();
         if status.contains(DeviceStatus::FEATURES_OK) && !s.offered.contains(s.driver_features) {
             bits &= !DeviceStatus::FEATURES_OK.bits();
+        }
+        if status.contains(DeviceStatus::DRIVER_OK) && s.needs_reset_on_driver_ok {
+            s.needs_reset = true;
         }
         s.status = bits;
     }
@@ -264,6 +308,9 @@ impl Transport for FakeTransport {
         vector: Option<u16>,
     ) -> Result<(), TransportError> {
         let mut s = self.0.lock().unwrap();
+        if s.refuse_queue == Some(index) {
+            return Err(TransportError::QueueUnavailable);
+        }
         s.epoch += 1;
         let epoch = s.epoch;
         let slot = s
@@ -279,6 +326,7 @@ impl Transport for FakeTransport {
             vector,
             epoch,
         });
+        s.reset_stuck |= s.stick_reset_on_setup;
         Ok(())
     }
 
@@ -286,7 +334,10 @@ impl Transport for FakeTransport {
         Ok(FakeNotifier(self.0.clone()))
     }
 
-    fn set_config_vector(&mut self, _vector: Option<u16>) -> Result<(), TransportError> {
+    fn set_config_vector(&mut self, vector: Option<u16>) -> Result<(), TransportError> {
+        if vector.is_some() && self.0.lock().unwrap().refuse_config_vector {
+            return Err(TransportError::VectorRejected);
+        }
         Ok(())
     }
 
@@ -357,10 +408,12 @@ impl Sim {
 
     /// A simulated device over `state` (any device type; the caller runs its logic with
     /// [`pop`](Self::pop) and [`push_used`](Self::push_used)).
-    pub fn with_state(state: SimState) -> Self {
+    pub fn with_state(mut state: SimState) -> Self {
+        let dma = GuestDma::new(16 << 20);
+        state.dma = Some(dma.clone());
         Self {
             state: Arc::new(Mutex::new(state)),
-            dma: GuestDma::new(16 << 20),
+            dma,
             clock: TestClock::default(),
             rings: (0..4).map(|_| None).collect(),
         }
@@ -385,6 +438,11 @@ impl Sim {
             &mut self.budget(),
         )
         .expect("driver init")
+    }
+
+    /// Every reset the driver asked for so far.
+    pub fn reset_writes(&self) -> Vec<ResetWrite> {
+        self.state.lock().unwrap().reset_writes.clone()
     }
 
     pub fn seen(&self) -> Vec<Seen> {

@@ -33,6 +33,7 @@ pub(super) fn options() -> ProbeOptions {
             queues,
             queue_size: virtio::option("vireo.blk.queue_size")
                 .map_or(1024, |v| v.clamp(1, 32768) as u16),
+            ..BlkOptions::default()
         },
         polled: virtio::flag("vireo.blk.polled", false),
     }

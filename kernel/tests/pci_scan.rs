@@ -175,10 +175,7 @@ fn msix_capability_is_located() {
         assert!(msix.table_size > 0);
         let table_bar = dev.bar(msix.table_bar).expect("table BAR");
         assert!(u64::from(msix.table_offset) + msix.table_len() <= table_bar.size());
-        // The block layer drives virtio-blk with MSI-X; nothing drives virtio-net yet.
-        let driven = vireo::block::devices()
-            .iter()
-            .any(|b| core::ptr::eq(b.pci(), dev));
+        let driven = driven(dev);
         assert_eq!(
             msix.is_enabled(dev),
             driven,
@@ -194,6 +191,16 @@ fn msix_capability_is_located() {
             assert!(!msix.is_enabled(dev));
         }
     }
+}
+
+/// Whether the block or network layer drives `dev` (with MSI-X).
+fn driven(dev: &vireo::pci::PciDevice) -> bool {
+    vireo::block::devices()
+        .iter()
+        .any(|b| core::ptr::eq(b.pci(), dev))
+        || vireo::net::devices()
+            .iter()
+            .any(|n| core::ptr::eq(n.pci(), dev))
 }
 
 fn msix_table_decodes_at_the_assigned_address() {
@@ -212,12 +219,9 @@ fn msix_table_decodes_at_the_assigned_address() {
         // side effects.
         let mmio = unsafe { vireo::mm::map_mmio(at, bar.size() as usize) }.expect("map BAR");
         let base = msix.table_offset as usize;
-        if vireo::block::devices()
-            .iter()
-            .any(|b| core::ptr::eq(b.pci(), dev))
-        {
-            // Driven by the block layer: every entry unmasked, aimed at the local APIC, with a
-            // vector from the dynamic range.
+        if driven(dev) {
+            // Driven by the block or network layer: every entry unmasked, aimed at the local
+            // APIC, with a vector from the dynamic range.
             for entry in 0..usize::from(msix.table_size) {
                 let e = base + entry * 16;
                 assert_eq!(mmio.read_u32(e + 12) & 1, 0, "entry {entry} unmasked");

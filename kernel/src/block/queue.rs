@@ -81,7 +81,9 @@ impl Inner {
     /// unless the device had finished it).
     fn recover(&mut self) {
         let mut done = Vec::new();
-        let queues = self.driver.queue_count();
+        // The count the device was brought up with: after a failed re-initialisation the driver
+        // reports none, and the next attempt still needs every queue's vector.
+        let queues = self.ready.len() as u16;
         let driver = &mut self.driver;
         virtio::recover(
             &self.irq,

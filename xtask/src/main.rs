@@ -12,8 +12,10 @@ mod bench;
 mod boot;
 mod directives;
 mod diskcheck;
+mod httpcheck;
 mod qemu;
 mod setup;
+mod sitetar;
 mod test;
 
 use std::{env, process::ExitCode};

@@ -56,6 +56,8 @@ const MAX_CONNECTIONS: usize = 64;
 const BACKLOG: usize = 32;
 /// A connection that makes no progress for this long is closed.
 const IDLE: Duration = Duration::from_secs(30);
+/// Steps (a write, a request answered, a read) one connection takes per look.
+const ROUNDS: usize = 16;
 /// How long the server sleeps at most when nothing happens (idle connections are checked then).
 const TICK: Duration = Duration::from_secs(1);
 
@@ -164,7 +166,8 @@ impl Connection {
     /// next complete request, then reads.
     fn step(&mut self, site: &Site) -> Step {
         let mut progress = false;
-        loop {
+        // Bounded, so that a client with many pipelined requests does not starve the others.
+        for _ in 0..ROUNDS {
             if let Some((response, sent)) = &mut self.output {
                 let (head, body) = (response.head.as_bytes(), response.body);
                 let rest = if *sent < head.len() {
@@ -174,12 +177,12 @@ impl Connection {
                 };
                 if !rest.is_empty() {
                     match self.stream.try_write(rest) {
+                        Ok(0) | Err(NetError::WouldBlock) => break,
                         Ok(n) => {
                             *sent += n;
-                            progress |= n > 0;
+                            progress = true;
                             continue;
                         }
-                        Err(NetError::WouldBlock) => break,
                         Err(_) => return Step::Done,
                     }
                 }

@@ -104,8 +104,14 @@ pub fn handle(buf: &[u8], site: &Site) -> Parsed {
 }
 
 /// The archive path a request target names: query and fragment dropped, `/` and any directory
-/// ending in `/` mapped to its `index.html`. `None` for a target that is not an absolute path.
+/// ending in `/` mapped to its `index.html`. `None` for a target that is neither an absolute path
+/// nor an absolute `http://` URL.
 fn site_path(target: &str) -> Option<String> {
+    // The absolute form (`http://host/path`) names the same path.
+    let target = match target.strip_prefix("http://") {
+        Some(rest) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => target,
+    };
     let path = target.split(['?', '#']).next().unwrap_or_default();
     let path = path.strip_prefix('/')?;
     Some(if path.is_empty() || path.ends_with('/') {

@@ -4,7 +4,8 @@
 //! Every file under DIR is fetched on one keep-alive connection and compared byte for byte (and
 //! `/` against `index.html`); on the same connection a missing file must give 404 and a `HEAD`
 //! the file's length without a body; a fresh connection asks for a file with
-//! `Connection: close` and must see the server close after it, and gets 405 for `POST`.
+//! `Connection: close` and must see the server close after it, and gets 405 for `POST`; a
+//! malformed request must give 400 and a request head over 8 KiB 431, each followed by a close.
 
 use std::{
     io::{Read, Write},
@@ -84,8 +85,13 @@ impl Client {
     /// Sends `method path` with `extra` header lines and reads the response.
     fn request(&mut self, method: &str, path: &str, extra: &str) -> Result<Reply, String> {
         let req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n");
+        self.send(req.as_bytes(), method == "HEAD")
+    }
+
+    /// Sends `bytes` as they are and reads the response (without a body when `head_only`).
+    fn send(&mut self, bytes: &[u8], head_only: bool) -> Result<Reply, String> {
         self.stream
-            .write_all(req.as_bytes())
+            .write_all(bytes)
             .map_err(|e| format!("write: {e}"))?;
         let head_len = loop {
             if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
@@ -108,7 +114,7 @@ impl Client {
             .ok_or("no Content-Length")?
             .parse()
             .map_err(|_| "bad Content-Length")?;
-        if method != "HEAD" {
+        if !head_only {
             while self.buf.len() < len {
                 self.fill()?;
             }
@@ -252,6 +258,28 @@ pub fn run(port: u16, site: &Path) -> Report {
         Ok(())
     });
     report.check(&format!("fresh connection: POST, GET {url}, close"), fresh);
+    // Requests the server cannot read: answered, then the connection closed.
+    let long_header = format!("GET / HTTP/1.1\r\nX-Long: {}\r\n\r\n", "a".repeat(9000));
+    for (what, bytes, status) in [
+        (
+            "malformed request",
+            b"GET\x01 / HTTP/1.1\r\n\r\n".to_vec(),
+            400,
+        ),
+        ("request head over 8 KiB", long_header.into_bytes(), 431),
+    ] {
+        let r = Client::connect(port).and_then(|mut c| {
+            let r = c.send(&bytes, false)?;
+            if r.status != status {
+                return Err(format!("status {}, not {status}", r.status));
+            }
+            if !c.closed_by_server() {
+                return Err("the server kept the connection".into());
+            }
+            Ok(())
+        });
+        report.check(&format!("{what} gives {status} and a close"), r);
+    }
     report
 }
 
@@ -281,7 +309,7 @@ mod tests {
         let site = crate::artifacts::workspace_root().join("kernel/examples/site");
         let report = run(free_port().unwrap(), &site);
         assert_eq!(report.tally.passed, 0);
-        assert_eq!(report.tally.failed, 2, "{:?}", report.failures);
+        assert_eq!(report.tally.failed, 4, "{:?}", report.failures);
     }
 
     /// The client against a scripted server on loopback: framing by Content-Length across

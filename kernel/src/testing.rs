@@ -16,6 +16,9 @@
 //! - `//! vireo-test: append TEXT` — added to the kernel command line.
 //! - `//! vireo-test: qemu ARG...` — extra QEMU arguments, split at spaces (repeatable). `{disk:NAME:SIZE}` becomes the
 //!   path of a fresh zero-filled image under `target/` of SIZE (e.g. `64M`).
+//!   `{tar:DIR}` becomes the path of an ordinary ustar archive of the files under DIR (relative to
+//!   the repository root), built afresh under `target/vireo-disks/`; `{hostport:DEFAULT}` a host
+//!   port (DEFAULT for `cargo xtask run`, a free loopback port under `http-check`).
 //! - `//! vireo-test: expect-failure TEXT` — the image must exit with the failure code and its serial
 //!   output must contain TEXT (for tests of the fault path itself).
 //! - `//! vireo-test: timeout SECS` — the hard limit for this image (default 60 s).
@@ -25,6 +28,10 @@
 //!   against the writes the guest reported with [`report_disk_write`] and [`report_disk_zero`].
 //! - `//! vireo-test: expect-timeout` — the image must still be running at its limit (tests of the
 //!   harness's own time limit).
+//! - `//! vireo-test: http-check DIR` — a server (an example, booted with its `vireo-run:` devices):
+//!   once it prints `serving http://`, `xtask` fetches every file under DIR from it through the
+//!   forwarded `{hostport:..}` on 127.0.0.1 and compares the bytes, checks a 404, a `HEAD`,
+//!   keep-alive and `Connection: close`, then kills QEMU; each check counts as one test.
 
 use crate::println;
 

@@ -266,7 +266,7 @@ struct Attempt {
 /// Boots one run and reads its result line. A boot that printed its line and then failed (e.g.
 /// timed out draining) keeps its numbers, so the suspect list can show them.
 fn run_once(cmd: Command, limit: Duration) -> Attempt {
-    let b = match crate::boot::run_qemu(cmd, limit, Vec::new(), PathBuf::new()) {
+    let b = match crate::boot::run_qemu(cmd, limit, Vec::new(), PathBuf::new(), None) {
         Ok(b) => b,
         Err(e) => {
             return Attempt {

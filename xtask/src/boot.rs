@@ -5,12 +5,17 @@ use std::{
     io::Read,
     path::PathBuf,
     process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     thread,
     time::{Duration, Instant},
 };
 
 use crate::{
     directives::Directives,
+    httpcheck,
     peer::Peers,
     qemu::{self, Accel, Outcome},
     test::{Job, Tally},
@@ -26,20 +31,34 @@ pub struct Boot {
     pub stderr: String,
     pub elapsed: Duration,
     pub timed_out: bool,
+    /// The result of the `http-check`, when it ran.
+    pub http: Option<httpcheck::Report>,
 }
+
+/// Serial text after which an `http-check` image serves.
+const SERVING: &str = "serving http://";
 
 pub fn boot(job: &Job<'_>, accel: Accel, extra: &[String]) -> Result<Boot, String> {
     // Peers serve until this boot is over (they stop when dropped at the end of the function).
     let peers = Peers::start(&job.dirs.peers)?;
-    let mut with_peers = job.dirs.clone();
-    for arg in with_peers
-        .qemu
-        .iter_mut()
-        .chain(with_peers.append.iter_mut())
-    {
+    let mut dirs = job.dirs.clone();
+    for arg in dirs.qemu.iter_mut().chain(dirs.append.iter_mut()) {
         *arg = peers.substitute(arg);
     }
-    let dirs = &with_peers;
+    // A server gets a free host port for its forward, and the checks run against it.
+    let probe = match &dirs.http_check {
+        Some(site) => {
+            let port = httpcheck::free_port()?;
+            dirs.host_port = Some(port);
+            let site = crate::artifacts::workspace_root().join(site);
+            Some(Probe {
+                text: SERVING.into(),
+                check: Box::new(move || httpcheck::run(port, &site)),
+            })
+        }
+        None => None,
+    };
+    let dirs = &dirs;
     let mut cmd = qemu::command(&job.image.path, accel, dirs, "", &job.scope)?;
     let qmp = qemu::disk_path(&job.scope, "qmp").with_extension("sock");
     if !dirs.qmp_on.is_empty() {
@@ -49,17 +68,25 @@ pub fn boot(job: &Job<'_>, accel: Accel, extra: &[String]) -> Result<Boot, Strin
     }
     cmd.args(extra);
     let limit = dirs.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    run_qemu(cmd, limit, dirs.qmp_on.clone(), qmp)
+    run_qemu(cmd, limit, dirs.qmp_on.clone(), qmp, probe)
+}
+
+/// Checks run from the host while the image runs: once the serial output contains `text`,
+/// `check` runs, then QEMU is killed.
+pub struct Probe {
+    pub text: String,
+    pub check: Box<dyn FnOnce() -> httpcheck::Report + Send>,
 }
 
 /// Runs `cmd` (a QEMU command line) with its serial output captured, killing it after `limit`;
 /// each `(text, command)` of `triggers` sends `command` to the QMP socket `qmp` when the serial
-/// output first contains `text`.
+/// output first contains `text`; a `probe` runs when its text appears, and QEMU is killed after it.
 pub fn run_qemu(
     mut cmd: Command,
     limit: Duration,
     triggers: Vec<(String, String)>,
     qmp: PathBuf,
+    mut probe: Option<Probe>,
 ) -> Result<Boot, String> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -68,6 +95,9 @@ pub fn run_qemu(
     let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
     let mut out = child.stdout.take().expect("piped");
     let mut err = child.stderr.take().expect("piped");
+    let probe_text = probe.as_ref().map(|p| p.text.clone());
+    let probe_ready = Arc::new(AtomicBool::new(false));
+    let ready = Arc::clone(&probe_ready);
     let serial = thread::spawn(move || {
         // Read as it comes, sending each QMP command when its text first appears.
         let (mut buf, mut chunk, mut fired, mut notes) =
@@ -77,6 +107,12 @@ pub fn run_qemu(
                 break;
             }
             buf.extend_from_slice(&chunk[..n]);
+            if let Some(text) = &probe_text
+                && !ready.load(Ordering::Relaxed)
+                && String::from_utf8_lossy(&buf).contains(text.as_str())
+            {
+                ready.store(true, Ordering::Relaxed);
+            }
             while let Some((text, command)) = triggers.get(fired) {
                 if !String::from_utf8_lossy(&buf).contains(text.as_str()) {
                     break;
@@ -95,8 +131,15 @@ pub fn run_qemu(
         let _ = err.read_to_end(&mut buf);
         String::from_utf8_lossy(&buf).into_owned()
     });
-    let mut timed_out = false;
+    let (mut timed_out, mut http) = (false, None);
     let status = loop {
+        if probe_ready.load(Ordering::Relaxed)
+            && let Some(p) = probe.take()
+        {
+            // The checks bound their own time (each read, write and connect has a limit).
+            http = Some((p.check)());
+            let _ = child.kill();
+        }
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if start.elapsed() > limit => {
@@ -119,12 +162,25 @@ pub fn run_qemu(
         stderr: stderr.join().unwrap_or_default(),
         elapsed,
         timed_out,
+        http,
     })
 }
 
 /// Counts cases: each `vireo-test: ok NAME` line is one passed test; an image that does not end with
 /// its `all N passed` line and the success code adds one failure (the case that was running).
 pub fn judge(dirs: &Directives, b: &Boot) -> (Tally, String) {
+    if dirs.http_check.is_some() {
+        return match &b.http {
+            Some(r) => (r.tally, r.failures.join("; ")),
+            None => (
+                Tally {
+                    passed: 0,
+                    failed: 1,
+                },
+                format!("never printed `{SERVING}`: {}", b.outcome),
+            ),
+        };
+    }
     if dirs.expect_timeout {
         return if b.timed_out {
             (
@@ -252,6 +308,7 @@ mod tests {
             stderr: String::new(),
             elapsed: Duration::ZERO,
             timed_out: false,
+            http: None,
         }
     }
 

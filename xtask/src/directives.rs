@@ -31,6 +31,13 @@ pub struct Directives {
     /// Axes `KEY=v1,v2,...`: the image boots once per combination, with `{KEY}` in its `qemu` and
     /// `append` directives replaced by the combination's value.
     pub matrix: Vec<(String, Vec<String>)>,
+    /// `http-check DIR`: a server image; once it prints `serving http://` the harness fetches
+    /// every file under DIR (relative to the repository root) from it over the forwarded host
+    /// port, compares the bytes, checks a 404 and a `HEAD`, and kills QEMU.
+    pub http_check: Option<String>,
+    /// What `{hostport:DEFAULT}` in QEMU arguments becomes (DEFAULT when `None`); set by the
+    /// harness, not by a directive.
+    pub host_port: Option<u16>,
 }
 
 impl Directives {
@@ -119,6 +126,7 @@ pub fn parse(text: &str, prefix: &str) -> Result<Directives, String> {
                     ));
                 }
             }
+            "http-check" if !value.is_empty() => d.http_check = Some(value.to_string()),
             "verify-disk" if !value.is_empty() => d.verify_disks.push(value.to_string()),
             "timeout" => {
                 let secs: u64 = value
@@ -140,13 +148,14 @@ mod tests {
     fn reads_only_its_prefix() {
         let text = "//! A test.\n//!\n//! vireo-test: qemu -m 5G -device x\n//! vireo-run: qemu -no\n\
                     //! vireo-test: append log=debug a=b\n//! vireo-test: timeout 9\n\
-                    //! vireo-test: alone\n\
+                    //! vireo-test: alone\n//! vireo-test: http-check kernel/examples/site\n\
                     //! vireo-test: expect-failure page fault at\nfn main() {}\n";
         let d = parse(text, "vireo-test:").unwrap();
         assert_eq!(d.qemu, ["-m", "5G", "-device", "x"]);
         assert_eq!(d.append, ["log=debug", "a=b"]);
         assert_eq!(d.timeout, Some(Duration::from_secs(9)));
         assert!(d.alone);
+        assert_eq!(d.http_check.as_deref(), Some("kernel/examples/site"));
         assert_eq!(d.expect_failure.as_deref(), Some("page fault at"));
         let q = parse(
             "//! vireo-test: qmp-on go now => {\"execute\":\"x\"}\n",

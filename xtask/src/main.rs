@@ -12,9 +12,11 @@ mod bench;
 mod boot;
 mod directives;
 mod diskcheck;
+mod httpcheck;
 mod peer;
 mod qemu;
 mod setup;
+mod sitetar;
 mod test;
 
 use std::{env, process::ExitCode};

@@ -8,7 +8,7 @@ use std::{
     str::FromStr,
 };
 
-use crate::{artifacts, directives::Directives, setup::QEMU};
+use crate::{artifacts, directives::Directives, setup::QEMU, sitetar};
 
 /// QEMU's status when the guest wrote `ExitCode::Success` (0x10) to `isa-debug-exit`.
 pub const GUEST_SUCCESS: i32 = 33;
@@ -114,26 +114,59 @@ pub fn command(
         cmd.arg("-append").arg(cmdline.join(" "));
     }
     for arg in &dirs.qemu {
-        cmd.arg(expand_disks(arg, scope)?);
+        cmd.arg(expand(arg, scope, dirs.host_port)?);
     }
     Ok(cmd)
 }
 
-/// Replaces each `{disk:NAME:SIZE}` in `arg` with a fresh zero-filled image under `target/`.
-fn expand_disks(arg: &str, scope: &str) -> Result<String, String> {
+/// Replaces the placeholders in `arg`:
+///
+/// - `{disk:NAME:SIZE}`: a fresh zero-filled image under `target/vireo-disks/`;
+/// - `{tar:DIR}`: an ordinary ustar archive of the files under DIR (relative to the repository
+///   root), built afresh under `target/vireo-disks/`;
+/// - `{hostport:DEFAULT}`: `host_port`, or DEFAULT when there is none (a host port QEMU forwards).
+fn expand(arg: &str, scope: &str, host_port: Option<u16>) -> Result<String, String> {
     let mut out = String::new();
     let mut rest = arg;
-    while let Some(start) = rest.find("{disk:") {
+    while let Some((start, kind)) = ["{disk:", "{tar:", "{hostport:"]
+        .iter()
+        .filter_map(|k| Some((rest.find(k)?, *k)))
+        .min()
+    {
         out.push_str(&rest[..start]);
         let end = rest[start..]
             .find('}')
-            .ok_or_else(|| format!("unclosed `{{disk:` in `{arg}`"))?;
-        let spec = &rest[start + "{disk:".len()..start + end];
-        let (name, size) = spec
-            .split_once(':')
-            .ok_or_else(|| format!("`{{disk:{spec}}}` needs NAME:SIZE"))?;
-        let path = create_disk(&disk_path(scope, name), parse_size(size)?)?;
-        out.push_str(&path.display().to_string());
+            .ok_or_else(|| format!("unclosed `{kind}` in `{arg}`"))?;
+        let spec = &rest[start + kind.len()..start + end];
+        match kind {
+            "{disk:" => {
+                let (name, size) = spec
+                    .split_once(':')
+                    .ok_or_else(|| format!("`{{disk:{spec}}}` needs NAME:SIZE"))?;
+                let path = create_disk(&disk_path(scope, name), parse_size(size)?)?;
+                out.push_str(&path.display().to_string());
+            }
+            "{tar:" => {
+                let dir = artifacts::workspace_root().join(spec);
+                let name = dir
+                    .file_name()
+                    .ok_or_else(|| format!("`{{tar:{spec}}}` names no directory"))?
+                    .to_string_lossy()
+                    .into_owned();
+                let path = disk_path(scope, &name).with_extension("tar");
+                sitetar::write(&dir, &path)?;
+                out.push_str(&path.display().to_string());
+            }
+            _ => match host_port {
+                Some(port) => out.push_str(&port.to_string()),
+                None => {
+                    let port: u16 = spec
+                        .parse()
+                        .map_err(|_| format!("`{{hostport:{spec}}}` needs a port number"))?;
+                    out.push_str(&port.to_string());
+                }
+            },
+        }
         rest = &rest[start + end + 1..];
     }
     out.push_str(rest);
@@ -274,6 +307,21 @@ mod tests {
         assert_eq!(parse_size("1G"), Ok(1 << 30));
         assert!(parse_size("12Q").is_err());
         assert!(parse_size("M").is_err());
+    }
+
+    #[test]
+    fn placeholders() {
+        assert_eq!(
+            expand("hostfwd=tcp:127.0.0.1:{hostport:8080}-:80", "t", None),
+            Ok("hostfwd=tcp:127.0.0.1:8080-:80".into())
+        );
+        assert_eq!(
+            expand("a{hostport:8080}b{hostport:1}", "t", Some(40123)),
+            Ok("a40123b40123".into())
+        );
+        assert!(expand("{hostport:http}", "t", None).is_err());
+        assert!(expand("{tar:kernel/examples/site", "t", None).is_err());
+        assert_eq!(expand("plain", "t", None), Ok("plain".into()));
     }
 
     #[test]

@@ -165,7 +165,7 @@ fn jobs(images: &[Image]) -> (Vec<Job<'_>>, Tally) {
             Ok(d)
         });
         match parsed {
-            Ok(dirs) if image.app && !dirs.app => {}
+            Ok(dirs) if image.app && !dirs.app && dirs.http_check.is_none() => {}
             Ok(dirs) => {
                 let combos = dirs.expand();
                 let single = combos.len() == 1;

@@ -1,11 +1,11 @@
 //! virtio-net against QEMU's user networking: a DHCP lease, then TCP to an echo service QEMU
 //! runs itself (`guestfwd` to `cat`, reached at 10.0.2.100:7 inside the virtual network): bulk
-//! data both ways with every byte checked, many connections at once on one CPU, and a
+//! data both ways with every byte checked, 64 connections at once on one CPU, and a
 //! connection to a port nobody serves.
 //!
-//! vireo-test: matrix packed=off,on mrg=on,off csum=on,off
+//! vireo-test: matrix packed=off,on mrg=on,off csum=on,off indirect=on,off event_idx=on,off
 //! vireo-test: qemu -netdev user,id=n0,guestfwd=tcp:10.0.2.100:7-cmd:cat
-//! vireo-test: qemu -device virtio-net-pci,netdev=n0,disable-legacy=on,packed={packed},mrg_rxbuf={mrg},csum={csum},guest_csum={csum}
+//! vireo-test: qemu -device virtio-net-pci,netdev=n0,disable-legacy=on,packed={packed},mrg_rxbuf={mrg},csum={csum},guest_csum={csum},indirect_desc={indirect},event_idx={event_idx}
 //! vireo-test: append expect.packed={packed}
 //! vireo-test: timeout 240
 
@@ -100,8 +100,8 @@ fn tcp_echo_bulk() {
 fn tcp_echo_many_connections() {
     let dev = net::default_device().unwrap();
     dev.wait_for_address(TIMEOUT).unwrap();
-    let n = 16;
-    let per = 64 * 1024;
+    let n = 64;
+    let per = 16 * 1024 * work_percent() as usize / 100;
     let mut streams: Vec<(TcpStream, usize, usize)> = (0..n)
         .map(|_| {
             (

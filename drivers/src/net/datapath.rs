@@ -108,13 +108,16 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
         Ok(())
     }
 
-    /// Notifies the device of the rx queue again, whatever its suppression state says: a lost
-    /// notification after a refill would leave it without buffers to receive into.
+    /// Notifies the device again of the rx queue, and of the tx queue if it holds frames,
+    /// whatever their suppression state says: a lost notification would leave the device
+    /// without receive buffers, or with frames it never sends (the tx ring then stays full).
     ///
     /// # Errors
     /// [`NetError::NotReady`].
-    pub fn renotify_rx(&mut self) -> Result<(), NetError> {
-        self.queues_mut()?.rx.renotify();
+    pub fn renotify(&mut self) -> Result<(), NetError> {
+        let q = self.queues_mut()?;
+        q.rx.renotify();
+        q.tx.renotify();
         Ok(())
     }
 

@@ -78,6 +78,14 @@ impl<A: DmaAllocator> TxQueue<A> {
         Ok(!self.free.is_empty())
     }
 
+    /// Notifies the device of the tx queue again if it holds frames (a lost notification would
+    /// leave them unsent, and the ring full, for good; see [`Virtq::notify`]).
+    pub(crate) fn renotify(&mut self) {
+        if self.vq.in_flight() > 0 {
+            self.vq.notify();
+        }
+    }
+
     /// Frames handed to the device and not yet given back, plus frames batched.
     pub(crate) fn outstanding(&self) -> usize {
         self.vq.in_flight() + self.pending.len()

@@ -62,6 +62,7 @@ pub(super) struct Stack {
     /// The last poll changed a socket's state (data, connection, timer).
     pub(super) changed: bool,
     missed_wakeups: u64,
+    renotified: u64,
     interrupts_waited: u64,
 }
 
@@ -84,6 +85,7 @@ impl Stack {
             failed: false,
             changed: false,
             missed_wakeups: 0,
+            renotified: 0,
             interrupts_waited: 0,
         };
         match static_ipv4 {
@@ -291,6 +293,9 @@ pub struct NetStats {
     pub interrupts_waited: u64,
     /// Frames found in the receive ring at a timer tick without their interrupt.
     pub missed_wakeups: u64,
+    /// Notifications sent again because a waiter saw nothing received for a while (a lost
+    /// receive or transmit kick would otherwise stall the device's queue for good).
+    pub renotified: u64,
 }
 
 /// A virtio-net device. All methods take `&self`; calls serialise on an internal lock that is
@@ -362,6 +367,7 @@ impl NetDevice {
             interrupts: s.irq.queue_interrupts(),
             interrupts_waited: s.interrupts_waited,
             missed_wakeups: s.missed_wakeups,
+            renotified: s.renotified,
         }
     }
 
@@ -460,8 +466,12 @@ impl<R, F: FnMut(&mut Stack) -> Option<Result<R, NetError>>> WaitQueue for Stack
     }
 
     fn renotify(&mut self) {
-        // A lost receive kick leaves the device without buffers: post them again.
-        let _ = self.dev.stack.lock().driver.renotify_rx();
+        // A lost kick leaves the device without receive buffers, or holding frames it never
+        // sends while the transmit ring stays full: notify both queues again.
+        let mut s = self.dev.stack.lock();
+        if s.driver.renotify().is_ok() {
+            s.renotified += 1;
+        }
     }
 
     fn missed_wakeup(&mut self) {

@@ -23,8 +23,9 @@
 //! planned end, so a stall shows as `ns` above `planned_ns`). The counters are the device's
 //! (`NetDevice::stats`) over the same window.
 //!
-//! Command line: `job=NAME secs=S warmup=S peer=A.B.C.D:PORT [tail=S]`, plus the kernel's
-//! `vireo.net.*` options (xtask gives `vireo.net.ip=10.0.2.15/24`).
+//! Command line: `job=NAME secs=S warmup=S peer=A.B.C.D:PORT [tail=S] [sockbuf=BYTES]`, plus the
+//! kernel's `vireo.net.*` options (xtask gives `vireo.net.ip=10.0.2.15/24`). `sockbuf` sizes the
+//! TCP socket's buffers each way (default 64 KiB, the kernel's default: the receive window).
 //!
 //! vireo-run: qemu -netdev user,id=n0 -device virtio-net-pci,netdev=n0,disable-legacy=on
 //! vireo-run: append vireo.net.ip=10.0.2.15/24 job=tcp_rr secs=2 warmup=1 peer=10.0.2.2:7
@@ -38,7 +39,7 @@ use alloc::vec;
 use core::{net::SocketAddr, time::Duration};
 
 use vireo::{
-    net::{self, NetDevice, NetError, NetStats, TcpStream, UdpSocket},
+    net::{self, Buffers, NetDevice, NetError, NetStats, TcpStream, UdpSocket},
     println,
     time::Instant,
 };
@@ -90,11 +91,14 @@ struct Args {
     warmup: u64,
     tail: u64,
     peer: SocketAddr,
+    /// TCP socket buffers each way (0: the kernel's default).
+    sockbuf: usize,
 }
 
 impl Args {
     fn parse(cmdline: &str) -> Result<Self, &'static str> {
         let (mut job, mut secs, mut warmup, mut tail, mut peer) = (None, 5, 1, 1, None);
+        let mut sockbuf = 0;
         for (key, value) in cmdline
             .split_ascii_whitespace()
             .filter_map(|w| w.split_once('='))
@@ -105,6 +109,7 @@ impl Args {
                 "secs" => secs = num()?,
                 "warmup" => warmup = num()?,
                 "tail" => tail = num()?,
+                "sockbuf" => sockbuf = num()? as usize,
                 "peer" => peer = Some(value.parse().map_err(|_| "peer= is not A.B.C.D:PORT")?),
                 _ => {}
             }
@@ -115,6 +120,7 @@ impl Args {
             warmup,
             tail,
             peer: peer.ok_or("peer= missing")?,
+            sockbuf,
         })
     }
 }
@@ -200,7 +206,13 @@ impl Meter {
 }
 
 fn connect(a: &Args) -> Result<TcpStream, &'static str> {
-    let mut s = TcpStream::connect(a.peer, Some(TIMEOUT)).map_err(|_| "cannot connect")?;
+    let dev = net::default_device().map_err(|_| "no virtio-net device")?;
+    let buffers = match a.sockbuf {
+        0 => Buffers::default(),
+        n => Buffers { rx: n, tx: n },
+    };
+    let mut s =
+        TcpStream::connect_on(dev, a.peer, Some(TIMEOUT), buffers).map_err(|_| "cannot connect")?;
     s.set_read_timeout(Some(TIMEOUT));
     s.set_write_timeout(Some(TIMEOUT));
     Ok(s)

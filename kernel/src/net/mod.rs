@@ -34,7 +34,7 @@ use spin::Once;
 pub use self::{
     error::NetError,
     stack::{NetDevice, NetInfo, NetStats},
-    tcp::{TcpListener, TcpStream},
+    tcp::{Buffers, TcpListener, TcpStream},
     udp::UdpSocket,
 };
 

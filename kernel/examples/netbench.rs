@@ -25,7 +25,8 @@
 //!
 //! Command line: `job=NAME secs=S warmup=S peer=A.B.C.D:PORT [tail=S] [sockbuf=BYTES]`, plus the
 //! kernel's `vireo.net.*` options (xtask gives `vireo.net.ip=10.0.2.15/24`). `sockbuf` sizes the
-//! TCP socket's buffers each way (default 64 KiB, the kernel's default: the receive window).
+//! socket's buffers each way: TCP's (default 64 KiB, the kernel's default: the receive window),
+//! or UDP's (`sockbuf / 64` datagrams; default 64 datagrams in 64 KiB).
 //!
 //! vireo-run: qemu -netdev user,id=n0 -device virtio-net-pci,netdev=n0,disable-legacy=on
 //! vireo-run: append vireo.net.ip=10.0.2.15/24 job=tcp_rr secs=2 warmup=1 peer=10.0.2.2:7
@@ -91,7 +92,7 @@ struct Args {
     warmup: u64,
     tail: u64,
     peer: SocketAddr,
-    /// TCP socket buffers each way (0: the kernel's default).
+    /// Socket buffers each way in bytes (0: the kernel's default).
     sockbuf: usize,
 }
 
@@ -256,8 +257,16 @@ fn tcp_rx(dev: &'static NetDevice, a: &Args) -> Result<Meter, &'static str> {
     Ok(m)
 }
 
+fn udp_socket(dev: &'static NetDevice, a: &Args) -> Result<UdpSocket, &'static str> {
+    match a.sockbuf {
+        0 => UdpSocket::bind(0),
+        n => UdpSocket::bind_on(dev, 0, n / UDP_PAYLOAD, n),
+    }
+    .map_err(|_| "bind")
+}
+
 fn udp64_tx(dev: &'static NetDevice, a: &Args) -> Result<Meter, &'static str> {
-    let mut sock = UdpSocket::bind(0).map_err(|_| "bind")?;
+    let mut sock = udp_socket(dev, a)?;
     sock.set_write_timeout(Some(TIMEOUT));
     let payload = [0x5au8; UDP_PAYLOAD];
     let mut m = Meter::start(dev, a);
@@ -269,7 +278,7 @@ fn udp64_tx(dev: &'static NetDevice, a: &Args) -> Result<Meter, &'static str> {
 }
 
 fn udp64_rx(dev: &'static NetDevice, a: &Args) -> Result<Meter, &'static str> {
-    let mut sock = UdpSocket::bind(0).map_err(|_| "bind")?;
+    let mut sock = udp_socket(dev, a)?;
     let mut buf = [0u8; 2048];
     // Say hello until the host's datagrams come (a hello may be lost).
     sock.set_read_timeout(Some(Duration::from_millis(200)));

@@ -469,7 +469,35 @@ impl Setup<'_> {
         };
         let host = peer.finish(Duration::from_secs(3));
         let guest = Guest::parse(&b.serial);
-        let failure = boot_failure(&b, limit, guest.is_some());
+        let failure = boot_failure(&b, limit, guest.is_some()).map(|f| {
+            // Keep the whole console of every failed boot (appended): the tail is not always enough.
+            let log = artifacts::target_dir().join(format!(
+                "vireo-bench/net-{}-{}-{}-{}.log",
+                self.backend,
+                self.layout,
+                job.name,
+                std::process::id()
+            ));
+            let saved = log
+                .parent()
+                .and_then(|d| std::fs::create_dir_all(d).ok())
+                .and_then(|()| {
+                    let mut file = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&log)
+                        .ok()?;
+                    std::io::Write::write_all(
+                        &mut file,
+                        format!("{line}\n{}\n{}\n\n", b.serial, b.stderr).as_bytes(),
+                    )
+                    .ok()
+                });
+            match saved {
+                Some(()) => format!("{f}\n  full console: {}", log.display()),
+                None => f,
+            }
+        });
         (
             Attempt {
                 guest,

@@ -20,11 +20,8 @@
 
 use std::{
     fmt::Write as _,
-    io::{BufRead, BufReader},
     path::PathBuf,
-    process::{Child, Command, ExitCode, Stdio},
-    sync::mpsc,
-    thread,
+    process::{Command, ExitCode},
     time::{Duration, Instant},
 };
 
@@ -36,7 +33,8 @@ use crate::{
     },
     boot,
     directives::Directives,
-    netpeer::Tally,
+    netns::{NetNs, is_root},
+    netpeer::{Peer, Tally},
     qemu::{self, Accel},
     setup,
 };
@@ -225,138 +223,6 @@ struct Row {
     layout: &'static str,
     job: &'static Job,
     runs: Vec<RunRecord>,
-}
-
-/// A network namespace with the tap, deleted (with everything in it) when dropped.
-struct NetNs(String);
-
-impl NetNs {
-    fn create() -> Result<Self, String> {
-        let name = format!("vireo-bench-{}", std::process::id());
-        ip(&["netns", "add", &name])?;
-        let ns = Self(name);
-        let n = ns.0.as_str();
-        ip(&["-n", n, "link", "set", "lo", "up"])?;
-        ip(&["-n", n, "tuntap", "add", "dev", TAP, "mode", "tap"])?;
-        ip(&[
-            "-n",
-            n,
-            "addr",
-            "add",
-            &format!("{TAP_HOST}/24"),
-            "dev",
-            TAP,
-        ])?;
-        ip(&["-n", n, "link", "set", TAP, "up"])?;
-        Ok(ns)
-    }
-
-    /// `cmd` run inside the namespace.
-    fn wrap(&self, cmd: &Command) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.0])
-            .arg(cmd.get_program())
-            .args(cmd.get_args());
-        c
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        if let Err(e) = ip(&["netns", "del", &self.0]) {
-            eprintln!("xtask: could not delete the network namespace: {e}");
-        }
-    }
-}
-
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            == Some("0")
-    })
-}
-
-/// A running `peer-serve` child and the lines it prints.
-struct Peer {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    port: u16,
-}
-
-impl Peer {
-    fn start(cmd: Command) -> Result<Self, String> {
-        let mut cmd = cmd;
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start the peer: {e}"))?;
-        let out = child.stdout.take().expect("piped");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut peer = Self {
-            child,
-            lines,
-            port: 0,
-        };
-        let line = peer
-            .lines
-            .recv_timeout(Duration::from_secs(10))
-            .map_err(|_| "the peer did not say its port".to_string())?;
-        peer.port = line
-            .strip_prefix("peer-port: ")
-            .and_then(|p| p.parse().ok())
-            .ok_or_else(|| format!("the peer said `{line}`, not its port"))?;
-        Ok(peer)
-    }
-
-    /// Its result, waiting at most `wait`; then it is stopped.
-    fn finish(self, wait: Duration) -> Option<Tally> {
-        let until = Instant::now() + wait;
-        let mut tally = None;
-        while let Some(left) = until.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(t) = Tally::parse(&line) {
-                        tally = Some(t);
-                        break;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        tally
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// What one boot gave.
@@ -569,7 +435,7 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
     for &backend in &backends {
         // Created per backend and deleted at the end of its loop, or on an early return.
         let ns = if backend == "tap" {
-            Some(NetNs::create()?)
+            Some(NetNs::create(TAP, TAP_HOST)?)
         } else {
             None
         };

@@ -14,6 +14,7 @@ mod benchnet;
 mod boot;
 mod directives;
 mod diskcheck;
+mod netns;
 mod netpeer;
 mod peer;
 mod qemu;

@@ -12,12 +12,14 @@
 //! the first byte or datagram, for `SECS` seconds, and stop when it closes (`full=0` when the
 //! stream stopped before that; `ns` is then the part seen). The sources (`tcp_rx`: a stream; `udp64_rx`:
 //! 64-byte datagrams to whoever sent a datagram first) and the `tcp_rr` server report what they
-//! sent. Every job ends after `LIFETIME` seconds whatever the guest does.
+//! sent. Every job ends after `LIFETIME` seconds whatever the guest does. [`Peer`] is the
+//! handle `bench net` keeps on the child.
 
 use std::{
-    io::{ErrorKind, Read, Write},
+    io::{BufRead, BufReader, ErrorKind, Read, Write},
     net::{IpAddr, TcpListener, TcpStream, UdpSocket},
-    process::ExitCode,
+    process::{Child, Command, ExitCode, Stdio},
+    sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
@@ -296,6 +298,74 @@ fn udp_source(s: &UdpSocket, deadline: Instant) -> Tally {
     }
     t.ns = start.elapsed().as_nanos() as u64;
     t
+}
+
+/// A running `peer-serve` child and the lines it prints.
+#[derive(Debug)]
+pub struct Peer {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+impl Peer {
+    /// Starts `cmd` (a `peer-serve` command line) and reads the port it announces.
+    pub fn start(cmd: Command) -> Result<Self, String> {
+        let mut cmd = cmd;
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start the peer: {e}"))?;
+        let out = child.stdout.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut peer = Self {
+            child,
+            lines,
+            port: 0,
+        };
+        let line = peer
+            .lines
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| "the peer did not say its port".to_string())?;
+        peer.port = line
+            .strip_prefix("peer-port: ")
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| format!("the peer said `{line}`, not its port"))?;
+        Ok(peer)
+    }
+
+    /// Its result, waiting at most `wait`; then it is stopped.
+    pub fn finish(self, wait: Duration) -> Option<Tally> {
+        let until = Instant::now() + wait;
+        let mut tally = None;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(t) = Tally::parse(&line) {
+                        tally = Some(t);
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        tally
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[cfg(test)]

@@ -586,6 +586,26 @@ pub(crate) fn min_max(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
         .fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)))
 }
 
+/// Writes a Markdown table's header; a column whose name ends in `:` is right-aligned.
+pub(crate) fn table_head(s: &mut String, columns: &[&str]) {
+    let names: Vec<&str> = columns.iter().map(|c| c.trim_end_matches(':')).collect();
+    let rules: Vec<&str> = columns
+        .iter()
+        .map(|c| if c.ends_with(':') { "---:" } else { "---" })
+        .collect();
+    let _ = writeln!(s, "| {} |", names.join(" | "));
+    let _ = writeln!(s, "| {} |", rules.join(" | "));
+}
+
+/// A run's label in a suspect list: its number, and whether it was the retry.
+pub(crate) fn run_label(run: usize, attempt: usize) -> String {
+    if attempt > 1 {
+        format!("{run} (retry)")
+    } else {
+        run.to_string()
+    }
+}
+
 /// A latency cell: `-` when not recorded (0: only QD1 with `lat=1` records latency).
 fn lat_cell(us: f64) -> String {
     if us > 0.0 {
@@ -598,13 +618,22 @@ fn lat_cell(us: f64) -> String {
 /// The table, its footer and the suspect runs (everything but the header line).
 fn table_body(rows: &[Row]) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "| accel | backend | ring | job | IOPS | MB/s | mean lat (us) | p99 lat (us) | max lat (us) | kicks/req | irqs/req | IOPS range |"
-    );
-    let _ = writeln!(
-        s,
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    table_head(
+        &mut s,
+        &[
+            "accel",
+            "backend",
+            "ring",
+            "job",
+            "IOPS:",
+            "MB/s:",
+            "mean lat (us):",
+            "p99 lat (us):",
+            "max lat (us):",
+            "kicks/req:",
+            "irqs/req:",
+            "IOPS range",
+        ],
     );
     for r in rows {
         let clean = r.clean();
@@ -669,20 +698,23 @@ fn table_body(rows: &[Row]) -> String {
         );
     }
     let _ = writeln!(s, "\nSuspect runs (not in the medians):\n");
-    let _ = writeln!(
-        s,
-        "| accel | backend | ring | job | run | ns (planned) | mean lat (us) | p99 lat (us) | max lat (us) | why |"
-    );
-    let _ = writeln!(
-        s,
-        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- |"
+    table_head(
+        &mut s,
+        &[
+            "accel",
+            "backend",
+            "ring",
+            "job",
+            "run",
+            "ns (planned):",
+            "mean lat (us):",
+            "p99 lat (us):",
+            "max lat (us):",
+            "why",
+        ],
     );
     for (r, x) in suspect {
-        let run = if x.attempt > 1 {
-            format!("{} (retry)", x.run)
-        } else {
-            x.run.to_string()
-        };
+        let run = run_label(x.run, x.attempt);
         let numbers = match &x.sample {
             Some(p) => format!(
                 "{} ({}) | {:.1} | {:.1} | {:.1}",

@@ -29,7 +29,7 @@ use crate::{
     artifacts,
     bench::{
         Options, boot_failure, first_line, loadavg, median, min_max, pick, result_fields,
-        shell_words,
+        run_label, shell_words, table_head,
     },
     boot,
     directives::Directives,
@@ -524,13 +524,19 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
 /// The table and the suspect runs.
 fn table_body(rows: &[Row]) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "| backend | ring | job | result | range | counted by | guest frames/s | kicks/frame | irqs/frame |"
-    );
-    let _ = writeln!(
-        s,
-        "| --- | --- | --- | ---: | --- | --- | ---: | ---: | ---: |"
+    table_head(
+        &mut s,
+        &[
+            "backend",
+            "ring",
+            "job",
+            "result:",
+            "range",
+            "counted by",
+            "guest frames/s:",
+            "kicks/frame:",
+            "irqs/frame:",
+        ],
     );
     for r in rows {
         let cfg = format!("| {} | {} | {} |", r.backend, r.layout, r.job.name);
@@ -571,14 +577,9 @@ fn table_body(rows: &[Row]) -> String {
         return s;
     }
     let _ = writeln!(s, "\nSuspect runs (not in the medians):\n");
-    let _ = writeln!(s, "| backend | ring | job | run | result | why |");
-    let _ = writeln!(s, "| --- | --- | --- | --- | ---: | --- |");
+    table_head(&mut s, &["backend", "ring", "job", "run", "result:", "why"]);
     for (r, x) in suspect {
-        let run = if x.attempt > 1 {
-            format!("{} (retry)", x.run)
-        } else {
-            x.run.to_string()
-        };
+        let run = run_label(x.run, x.attempt);
         let v = x
             .value(r.job)
             .map_or("-".into(), |v| fmt_value(r.job.unit, v));

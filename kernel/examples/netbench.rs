@@ -206,14 +206,27 @@ impl Meter {
     }
 }
 
+/// Maps a network error to `what`, printing the error first, with the time and the device's
+/// counters (a stuck queue shows there).
+fn net_err(what: &'static str) -> impl Fn(NetError) -> &'static str {
+    move |e| {
+        let stats = net::default_device().map(NetDevice::stats);
+        println!(
+            "netbench: {what}: {e} at {:?} since boot; {stats:?}",
+            Instant::now().since_start()
+        );
+        what
+    }
+}
+
 fn connect(a: &Args) -> Result<TcpStream, &'static str> {
     let dev = net::default_device().map_err(|_| "no virtio-net device")?;
     let buffers = match a.sockbuf {
         0 => Buffers::default(),
         n => Buffers { rx: n, tx: n },
     };
-    let mut s =
-        TcpStream::connect_on(dev, a.peer, Some(TIMEOUT), buffers).map_err(|_| "cannot connect")?;
+    let mut s = TcpStream::connect_on(dev, a.peer, Some(TIMEOUT), buffers)
+        .map_err(net_err("cannot connect"))?;
     s.set_read_timeout(Some(TIMEOUT));
     s.set_write_timeout(Some(TIMEOUT));
     Ok(s)
@@ -230,7 +243,7 @@ fn tcp_tx(dev: &'static NetDevice, a: &Args) -> Result<Meter, &'static str> {
             }
             // The host's sink closes when its own window (which opened a little later) has.
             Err(_) if m.count(0, 0) => break,
-            Err(_) => return Err("write failed"),
+            Err(e) => return Err(net_err("write failed")(e)),
         }
     }
     s.abort();
@@ -241,11 +254,11 @@ fn tcp_rx(dev: &'static NetDevice, a: &Args) -> Result<Meter, &'static str> {
     let mut s = connect(a)?;
     let mut buf = vec![0u8; 64 * 1024];
     // The window starts at the first byte: the host starts sending when it accepts.
-    let n = s.read(&mut buf).map_err(|_| "no data from the host")?;
+    let n = s.read(&mut buf).map_err(net_err("no data from the host"))?;
     let mut m = Meter::start(dev, a);
     m.count(n, n as u64);
     loop {
-        let n = s.read(&mut buf).map_err(|_| "read failed")?;
+        let n = s.read(&mut buf).map_err(net_err("read failed"))?;
         if n == 0 {
             return Err("the host closed the stream early");
         }
@@ -262,7 +275,7 @@ fn udp_socket(dev: &'static NetDevice, a: &Args) -> Result<UdpSocket, &'static s
         0 => UdpSocket::bind(0),
         n => UdpSocket::bind_on(dev, 0, n / UDP_PAYLOAD, n),
     }
-    .map_err(|_| "bind")
+    .map_err(net_err("bind"))
 }
 
 fn udp64_tx(dev: &'static NetDevice, a: &Args) -> Result<Meter, &'static str> {
@@ -271,7 +284,8 @@ fn udp64_tx(dev: &'static NetDevice, a: &Args) -> Result<Meter, &'static str> {
     let payload = [0x5au8; UDP_PAYLOAD];
     let mut m = Meter::start(dev, a);
     while !m.stopped() {
-        sock.send_to(&payload, a.peer).map_err(|_| "send failed")?;
+        sock.send_to(&payload, a.peer)
+            .map_err(net_err("send failed"))?;
         m.count(UDP_PAYLOAD, 1);
     }
     Ok(m)
@@ -284,14 +298,15 @@ fn udp64_rx(dev: &'static NetDevice, a: &Args) -> Result<Meter, &'static str> {
     sock.set_read_timeout(Some(Duration::from_millis(200)));
     let mut first = None;
     for _ in 0..100 {
-        sock.send_to(b"hello", a.peer).map_err(|_| "send failed")?;
+        sock.send_to(b"hello", a.peer)
+            .map_err(net_err("send failed"))?;
         match sock.recv_from(&mut buf) {
             Ok((n, _)) => {
                 first = Some(n);
                 break;
             }
             Err(NetError::TimedOut) => {}
-            Err(_) => return Err("receive failed"),
+            Err(e) => return Err(net_err("receive failed")(e)),
         }
     }
     let n = first.ok_or("the host sent nothing")?;
@@ -299,7 +314,9 @@ fn udp64_rx(dev: &'static NetDevice, a: &Args) -> Result<Meter, &'static str> {
     let mut m = Meter::start(dev, a);
     m.count(n, 1);
     loop {
-        let (n, _) = sock.recv_from(&mut buf).map_err(|_| "receive failed")?;
+        let (n, _) = sock
+            .recv_from(&mut buf)
+            .map_err(net_err("receive failed"))?;
         if m.count(n, 1) {
             break;
         }
@@ -313,8 +330,8 @@ fn tcp_rr(dev: &'static NetDevice, a: &Args) -> Result<Meter, &'static str> {
     let mut byte = [0u8; 1];
     let mut m = Meter::start(dev, a);
     loop {
-        s.write_all(&byte).map_err(|_| "write failed")?;
-        if s.read(&mut byte).map_err(|_| "read failed")? != 1 {
+        s.write_all(&byte).map_err(net_err("write failed"))?;
+        if s.read(&mut byte).map_err(net_err("read failed"))? != 1 {
             return Err("the host closed the connection");
         }
         if m.count(2, 1) {
@@ -330,7 +347,7 @@ fn main() -> Result<(), &'static str> {
     let dev = net::default_device().map_err(|_| "no virtio-net device")?;
     println!("netbench: {dev}");
     dev.wait_for_address(TIMEOUT)
-        .map_err(|_| "no IPv4 address")?;
+        .map_err(net_err("no IPv4 address"))?;
     let meter = match args.job {
         Job::TcpTx => tcp_tx(dev, &args)?,
         Job::TcpRx => tcp_rx(dev, &args)?,

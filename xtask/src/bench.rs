@@ -26,24 +26,25 @@ use crate::{
     setup,
 };
 
-/// Options of `cargo xtask bench blk`.
+/// Options of `cargo xtask bench blk` and `bench net`.
 #[derive(Debug, Default)]
 pub struct Options {
-    /// One run of 2 s per job instead of three of 5 s.
+    /// One run of 2 s per job instead of three of 5 s (blk) or 10 s (net).
     pub quick: bool,
-    /// Only these accelerators (default: TCG, and KVM when `/dev/kvm` opens).
+    /// Only these accelerators (default: TCG, and KVM when `/dev/kvm` opens; net: TCG only).
     pub accel: Option<Accel>,
-    /// Only this backend (`null` or `file`).
+    /// Only this backend (`null` or `file`; `user` or `tap` for `bench net`).
     pub backend: Option<String>,
     /// Only this ring layout (`split` or `packed`).
     pub layout: Option<String>,
     /// Only jobs whose name contains this.
     pub job: Option<String>,
-    /// Poll for completions instead of sleeping on MSI-X (`vireo.blk.polled=1`).
+    /// Poll for completions instead of sleeping on MSI-X (`vireo.blk.polled=1`,
+    /// `vireo.net.polled=1`).
     pub polled: bool,
     /// Extra QEMU arguments.
     pub qemu_args: Vec<String>,
-    /// Extra kernel command-line words (e.g. `vireo.blk.indirect=0`).
+    /// Extra kernel command-line words (e.g. `vireo.blk.indirect=0`, `vireo.net.event_idx=0`).
     pub append: Vec<String>,
 }
 
@@ -146,15 +147,21 @@ fn suspect_reasons(s: &Sample, job_planned_ns: u64) -> Vec<String> {
     why
 }
 
-/// Reads `vireo-bench: k=v ...` from the serial output.
-fn parse_sample(serial: &str) -> Option<Sample> {
+/// The `key=value` words of the `vireo-bench:` line in the serial output.
+pub(crate) fn result_fields(serial: &str) -> Option<BTreeMap<&str, &str>> {
     let line = serial
         .lines()
         .find_map(|l| l.trim().strip_prefix("vireo-bench: "))?;
-    let kv: BTreeMap<&str, &str> = line
-        .split_ascii_whitespace()
-        .filter_map(|w| w.split_once('='))
-        .collect();
+    Some(
+        line.split_ascii_whitespace()
+            .filter_map(|w| w.split_once('='))
+            .collect(),
+    )
+}
+
+/// Reads `vireo-bench: k=v ...` from the serial output.
+fn parse_sample(serial: &str) -> Option<Sample> {
+    let kv = result_fields(serial)?;
     let num = |k: &str| kv.get(k)?.parse::<f64>().ok();
     let int = |k: &str| kv.get(k)?.parse::<u64>().ok();
     let sample = Sample {
@@ -173,7 +180,7 @@ fn parse_sample(serial: &str) -> Option<Sample> {
 }
 
 /// The median of `values` (the mean of the middle two for an even count).
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     if values.is_empty() {
         return f64::NAN;
     }
@@ -237,7 +244,7 @@ fn device_args(backend: &str, layout: &str, file: Option<&Path>) -> Result<Vec<S
 }
 
 /// A command line as a shell would take it.
-fn shell_words(cmd: &Command) -> String {
+pub(crate) fn shell_words(cmd: &Command) -> String {
     let quote = |s: &str| {
         if s.is_empty()
             || s.chars()
@@ -263,6 +270,24 @@ struct Attempt {
     failure: Option<String>,
 }
 
+/// The entries of `all` that `want` names (all of them when it is `None`).
+pub(crate) fn pick(
+    all: &[&'static str],
+    want: &Option<String>,
+    what: &str,
+) -> Result<Vec<&'static str>, String> {
+    let v: Vec<&'static str> = all
+        .iter()
+        .copied()
+        .filter(|x| want.as_deref().is_none_or(|w| w == *x))
+        .collect();
+    if v.is_empty() {
+        Err(format!("no {what} matches (one of {})", all.join(", ")))
+    } else {
+        Ok(v)
+    }
+}
+
 /// Boots one run and reads its result line. A boot that printed its line and then failed (e.g.
 /// timed out draining) keeps its numbers, so the suspect list can show them.
 fn run_once(cmd: Command, limit: Duration) -> Attempt {
@@ -276,32 +301,40 @@ fn run_once(cmd: Command, limit: Duration) -> Attempt {
         }
     };
     let sample = parse_sample(&b.serial);
-    let why = if b.timed_out {
-        Some(format!("timed out after {} s", limit.as_secs()))
-    } else if b.outcome != qemu::Outcome::Success {
-        Some(b.outcome.to_string())
-    } else if sample.is_none() {
-        Some("the guest printed no `vireo-bench:` result line".to_string())
-    } else {
-        None
-    };
-    let failure = why.map(|why| {
-        let tail: Vec<&str> = b.serial.lines().rev().take(15).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        format!(
-            "{why}\n  serial: {}\n  stderr: {}",
-            tail.join("\n  | "),
-            b.stderr.trim()
-        )
-    });
+    let failure = boot_failure(&b, limit, sample.is_some());
     Attempt { sample, failure }
 }
 
-fn first_line(s: &str) -> &str {
+/// Why a benchmark boot failed (`None`: it did not), with the serial tail and QEMU's stderr
+/// after the first line; `has_result`: its result line was read.
+pub(crate) fn boot_failure(
+    b: &crate::boot::Boot,
+    limit: Duration,
+    has_result: bool,
+) -> Option<String> {
+    let why = if b.timed_out {
+        format!("timed out after {} s", limit.as_secs())
+    } else if b.outcome != qemu::Outcome::Success {
+        b.outcome.to_string()
+    } else if !has_result {
+        "the guest printed no `vireo-bench:` result line".to_string()
+    } else {
+        return None;
+    };
+    let tail: Vec<&str> = b.serial.lines().rev().take(15).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
+    Some(format!(
+        "{why}\n  serial: {}\n  stderr: {}",
+        tail.join("\n  | "),
+        b.stderr.trim()
+    ))
+}
+
+pub(crate) fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("")
 }
 
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
@@ -387,18 +420,6 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
                 v.push(Accel::Kvm);
             }
             v
-        }
-    };
-    let pick = |all: &[&'static str], want: &Option<String>, what: &str| {
-        let v: Vec<&'static str> = all
-            .iter()
-            .copied()
-            .filter(|x| want.as_deref().is_none_or(|w| w == *x))
-            .collect();
-        if v.is_empty() {
-            Err(format!("no {what} matches (one of {})", all.join(", ")))
-        } else {
-            Ok(v)
         }
     };
     let backends = pick(&BACKENDS, &opts.backend, "backend")?;
@@ -558,6 +579,33 @@ fn table(
     s
 }
 
+/// The smallest and largest of `values`.
+pub(crate) fn min_max(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
+    values
+        .into_iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)))
+}
+
+/// Writes a Markdown table's header; a column whose name ends in `:` is right-aligned.
+pub(crate) fn table_head(s: &mut String, columns: &[&str]) {
+    let names: Vec<&str> = columns.iter().map(|c| c.trim_end_matches(':')).collect();
+    let rules: Vec<&str> = columns
+        .iter()
+        .map(|c| if c.ends_with(':') { "---:" } else { "---" })
+        .collect();
+    let _ = writeln!(s, "| {} |", names.join(" | "));
+    let _ = writeln!(s, "| {} |", rules.join(" | "));
+}
+
+/// A run's label in a suspect list: its number, and whether it was the retry.
+pub(crate) fn run_label(run: usize, attempt: usize) -> String {
+    if attempt > 1 {
+        format!("{run} (retry)")
+    } else {
+        run.to_string()
+    }
+}
+
 /// A latency cell: `-` when not recorded (0: only QD1 with `lat=1` records latency).
 fn lat_cell(us: f64) -> String {
     if us > 0.0 {
@@ -570,13 +618,22 @@ fn lat_cell(us: f64) -> String {
 /// The table, its footer and the suspect runs (everything but the header line).
 fn table_body(rows: &[Row]) -> String {
     let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "| accel | backend | ring | job | IOPS | MB/s | mean lat (us) | p99 lat (us) | max lat (us) | kicks/req | irqs/req | IOPS range |"
-    );
-    let _ = writeln!(
-        s,
-        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    table_head(
+        &mut s,
+        &[
+            "accel",
+            "backend",
+            "ring",
+            "job",
+            "IOPS:",
+            "MB/s:",
+            "mean lat (us):",
+            "p99 lat (us):",
+            "max lat (us):",
+            "kicks/req:",
+            "irqs/req:",
+            "IOPS range",
+        ],
     );
     for r in rows {
         let clean = r.clean();
@@ -589,10 +646,7 @@ fn table_body(rows: &[Row]) -> String {
             continue;
         }
         let m = |f: &dyn Fn(&Sample) -> f64| median(clean.iter().map(|x| f(x)).collect());
-        let (lo, hi) = clean
-            .iter()
-            .map(|x| x.iops())
-            .fold((f64::MAX, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let (lo, hi) = min_max(clean.iter().map(|x| x.iops()));
         let _ = writeln!(
             s,
             "{cfg} {:.0} | {:.1} | {} | {} | {} | {:.3} | {:.3} | {:.0}–{:.0} |",
@@ -644,20 +698,23 @@ fn table_body(rows: &[Row]) -> String {
         );
     }
     let _ = writeln!(s, "\nSuspect runs (not in the medians):\n");
-    let _ = writeln!(
-        s,
-        "| accel | backend | ring | job | run | ns (planned) | mean lat (us) | p99 lat (us) | max lat (us) | why |"
-    );
-    let _ = writeln!(
-        s,
-        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | --- |"
+    table_head(
+        &mut s,
+        &[
+            "accel",
+            "backend",
+            "ring",
+            "job",
+            "run",
+            "ns (planned):",
+            "mean lat (us):",
+            "p99 lat (us):",
+            "max lat (us):",
+            "why",
+        ],
     );
     for (r, x) in suspect {
-        let run = if x.attempt > 1 {
-            format!("{} (retry)", x.run)
-        } else {
-            x.run.to_string()
-        };
+        let run = run_label(x.run, x.attempt);
         let numbers = match &x.sample {
             Some(p) => format!(
                 "{} ({}) | {:.1} | {:.1} | {:.1}",

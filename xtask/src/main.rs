@@ -5,14 +5,18 @@
 //! cargo xtask test [--accel kvm|tcg] [--release] [--no-host] [FILTER]
 //! cargo xtask bench virtq
 //! cargo xtask bench blk [--quick] [--accel kvm|tcg] [--backend null|file] [--layout split|packed] [--job NAME] [--polled] [--append WORD]
+//! cargo xtask bench net [--quick] [--accel kvm|tcg] [--backend user|tap] [--layout split|packed] [--job NAME] [--polled] [--append WORD]
 //! ```
 
 mod artifacts;
 mod bench;
+mod benchnet;
 mod boot;
 mod directives;
 mod diskcheck;
 mod httpcheck;
+mod netns;
+mod netpeer;
 mod peer;
 mod qemu;
 mod setup;
@@ -37,6 +41,8 @@ fn usage() -> &'static str {
   cargo xtask test [--accel kvm|tcg] [--release] [--no-host] [FILTER]
   cargo xtask bench virtq
   cargo xtask bench blk [--quick] [--accel kvm|tcg] [--backend null|file] [--layout split|packed]
+                        [--job NAME] [--polled] [--append KERNEL-ARG]... [--qemu-arg ARG]...
+  cargo xtask bench net [--quick] [--accel kvm|tcg] [--backend user|tap] [--layout split|packed]
                         [--job NAME] [--polled] [--append KERNEL-ARG]... [--qemu-arg ARG]..."
 }
 
@@ -46,6 +52,8 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("test") => test_cmd(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        // Hidden: the host side of one `bench net` job (see `netpeer.rs`).
+        Some("peer-serve") => netpeer::serve(&args[1..]),
         Some("-h" | "--help" | "help") => {
             println!("{}", usage());
             Ok(ExitCode::SUCCESS)
@@ -151,11 +159,13 @@ fn bench(args: &[String]) -> Result<ExitCode, String> {
             })
         }
         Some("blk") => bench_blk(&args[1..]),
+        Some("net") => bench_net(&args[1..]),
         _ => Err(format!("which benchmark?\n{}", usage())),
     }
 }
 
-fn bench_blk(args: &[String]) -> Result<ExitCode, String> {
+/// Parses the options `bench blk` and `bench net` share.
+fn bench_options(args: &[String]) -> Result<bench::Options, String> {
     let mut common = Common::default();
     let rest = parse_common(args, &mut common)?;
     let mut opts = bench::Options {
@@ -180,5 +190,13 @@ fn bench_blk(args: &[String]) -> Result<ExitCode, String> {
             other => return Err(format!("unexpected argument `{other}`\n{}", usage())),
         }
     }
-    bench::run(&opts)
+    Ok(opts)
+}
+
+fn bench_blk(args: &[String]) -> Result<ExitCode, String> {
+    bench::run(&bench_options(args)?)
+}
+
+fn bench_net(args: &[String]) -> Result<ExitCode, String> {
+    benchnet::run(&bench_options(args)?)
 }

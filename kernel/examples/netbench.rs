@@ -15,7 +15,7 @@
 //! starts at the first byte it sees) is full too. The guest then prints one line:
 //!
 //! ```text
-//! vireo-bench: job=tcp_tx layout=split irq=msix bytes=.. units=.. ns=.. planned_ns=.. tx_frames=.. rx_frames=.. tx_kicks=.. rx_kicks=.. irqs=.. missed=..
+//! vireo-bench: job=tcp_tx layout=split irq=msix bytes=.. units=.. ns=.. planned_ns=.. tx_frames=.. rx_frames=.. tx_kicks=.. rx_kicks=.. irqs=.. missed=.. renotified=..
 //! ```
 //!
 //! `units` are datagrams (UDP), round trips (`tcp_rr`) or bytes (TCP streams) in the guest's
@@ -187,7 +187,7 @@ impl Meter {
         let info = self.dev.info();
         let (d0, d1) = (s0.driver, s1.driver);
         println!(
-            "vireo-bench: job={} layout={} irq={} bytes={} units={} ns={} planned_ns={} tx_frames={} rx_frames={} tx_kicks={} rx_kicks={} irqs={} missed={}",
+            "vireo-bench: job={} layout={} irq={} bytes={} units={} ns={} planned_ns={} tx_frames={} rx_frames={} tx_kicks={} rx_kicks={} irqs={} missed={} renotified={}",
             a.job.name(),
             if info.packed { "packed" } else { "split" },
             if info.interrupts { "msix" } else { "polled" },
@@ -201,6 +201,7 @@ impl Meter {
             d1.rx_kicks - d0.rx_kicks,
             s1.interrupts - s0.interrupts,
             s1.missed_wakeups - s0.missed_wakeups,
+            s1.renotified - s0.renotified,
         );
         Ok(())
     }

@@ -31,6 +31,8 @@ pub(super) type Driver = NetDriver<PciTransport<KernelPci>, DeviceAlloc>;
 const RX_QUEUE: u16 = 0;
 /// Queues whose MSI-X entries the driver gets: receive, transmit, control.
 pub(super) const QUEUES: u16 = 3;
+/// Ticks a device may hold transmit frames without giving one back before it is notified again.
+const TX_STALL_TICKS: u64 = 2;
 /// Ephemeral ports (RFC 6335).
 const EPHEMERAL: core::ops::RangeInclusive<u16> = 49152..=65535;
 
@@ -64,6 +66,8 @@ pub(super) struct Stack {
     missed_wakeups: u64,
     renotified: u64,
     interrupts_waited: u64,
+    /// The tick at which the device last gave transmit buffers back (or held none).
+    tx_progress_tick: u64,
 }
 
 impl Stack {
@@ -87,6 +91,7 @@ impl Stack {
             missed_wakeups: 0,
             renotified: 0,
             interrupts_waited: 0,
+            tx_progress_tick: 0,
         };
         match static_ipv4 {
             Some((cidr, gateway)) => stack.set_ipv4(Some((cidr, gateway))),
@@ -116,8 +121,25 @@ impl Stack {
             log::error!("virtio-net: {e}; resetting the device");
             self.recover();
         }
+        self.watch_tx();
         self.dhcp_events();
         self.reap();
+    }
+
+    /// Notifies the transmit queue again when the device has held frames for two ticks without
+    /// giving any back: a lost notification would otherwise leave the ring full for good (a
+    /// sender spinning on a full ring never sleeps, so the waiters' re-notification never runs).
+    fn watch_tx(&mut self) {
+        let now = crate::time::ticks();
+        let reclaimed = self.driver.reclaim_tx().unwrap_or(0);
+        if reclaimed > 0 || self.driver.tx_outstanding() == 0 {
+            self.tx_progress_tick = now;
+        } else if now >= self.tx_progress_tick + TX_STALL_TICKS {
+            if self.driver.renotify().is_ok() {
+                self.renotified += 1;
+            }
+            self.tx_progress_tick = now;
+        }
     }
 
     fn service_config(&mut self) {

@@ -121,27 +121,34 @@ impl Sample {
 /// Why a run that printed `s` is suspect (empty: it is not). `job_planned_ns` is the length the
 /// host asked for, which the guest's `planned_ns` must match.
 fn suspect_reasons(s: &Sample, job_planned_ns: u64) -> Vec<String> {
-    let mut why = Vec::new();
-    if s.planned_ns != job_planned_ns {
-        why.push(format!(
-            "planned_ns={} but the job asked for {job_planned_ns}",
-            s.planned_ns
-        ));
-    }
-    // More than 10 % over, in integers: exactly 10 % over is not suspect.
-    if u128::from(s.ns) * 10 > u128::from(s.planned_ns) * 11 {
-        why.push(format!(
-            "measured phase overran: {:.3} s of a planned {:.3} s (+{:.1} %)",
-            s.ns as f64 / 1e9,
-            s.planned_ns as f64 / 1e9,
-            (s.ns as f64 / s.planned_ns as f64 - 1.0) * 100.0
-        ));
-    }
+    let mut why = window_suspects(s.ns, s.planned_ns, job_planned_ns);
     if s.lat_mean_ns > s.lat_p99_ns {
         why.push(format!(
             "mean latency {:.1} us above p99 {:.1} us",
             s.lat_mean_us(),
             s.lat_p99_us()
+        ));
+    }
+    why
+}
+
+/// Why a guest's measured window is suspect, shared by `bench blk` and `bench net`: the guest
+/// planned another length (`planned_ns`) than the host asked for (`job_planned_ns`), or its
+/// window (`ns`) ran more than 10 % over the plan.
+pub(crate) fn window_suspects(ns: u64, planned_ns: u64, job_planned_ns: u64) -> Vec<String> {
+    let mut why = Vec::new();
+    if planned_ns != job_planned_ns {
+        why.push(format!(
+            "planned_ns={planned_ns} but the job asked for {job_planned_ns}"
+        ));
+    }
+    // More than 10 % over, in integers: exactly 10 % over is not suspect.
+    if u128::from(ns) * 10 > u128::from(planned_ns) * 11 {
+        why.push(format!(
+            "measured phase overran: {:.3} s of a planned {:.3} s (+{:.1} %)",
+            ns as f64 / 1e9,
+            planned_ns as f64 / 1e9,
+            (ns as f64 / planned_ns as f64 - 1.0) * 100.0
         ));
     }
     why
@@ -465,11 +472,6 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
                     let job_planned_ns = secs * 1_000_000_000;
                     let mut records = Vec::new();
                     for run in 0..runs {
-                        let mut cmd = qemu::command(&image.path, accel, &dirs, "", "bench")?;
-                        cmd.args(&opts.qemu_args);
-                        if run == 0 {
-                            commands.push(shell_words(&cmd));
-                        }
                         eprint!(
                             "xtask: bench {accel} {backend} {layout} {} run {}/{runs} ... ",
                             job.name,
@@ -479,22 +481,22 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
                         // A failed boot (a timeout, a failing guest, or QEMU killed from outside
                         // on a shared machine) is a suspect run, listed under the table, and is
                         // retried once; the retry is judged on its own.
-                        let first = run_once(cmd, limit);
-                        let failed = first.failure.clone();
-                        let record = RunRecord::new(run + 1, 1, first, job_planned_ns);
-                        progress(&record);
-                        records.push(record);
-                        if let Some(e) = failed {
-                            eprintln!("xtask: run failed: {e}");
-                            eprint!("xtask: retrying run {} ... ", run + 1);
+                        for attempt in 1..=2 {
                             let mut cmd = qemu::command(&image.path, accel, &dirs, "", "bench")?;
                             cmd.args(&opts.qemu_args);
-                            let retry = run_once(cmd, limit);
-                            let failed = retry.failure.clone();
-                            let record = RunRecord::new(run + 1, 2, retry, job_planned_ns);
+                            if run == 0 && attempt == 1 {
+                                commands.push(shell_words(&cmd));
+                            }
+                            let sample = run_once(cmd, limit);
+                            let failed = sample.failure.clone();
+                            let record = RunRecord::new(run + 1, attempt, sample, job_planned_ns);
                             progress(&record);
                             records.push(record);
-                            if let Some(e) = failed {
+                            let Some(e) = failed else { break };
+                            if attempt == 1 {
+                                eprintln!("xtask: run failed: {e}");
+                                eprint!("xtask: retrying run {} ... ", run + 1);
+                            } else {
                                 eprintln!("xtask: retry failed too: {e}");
                                 unmeasured.push(format!(
                                     "{accel} {backend} {layout} {} run {}",

@@ -29,7 +29,7 @@ use crate::{
     artifacts,
     bench::{
         Options, boot_failure, first_line, loadavg, median, min_max, pick, result_fields,
-        run_label, shell_words, table_head,
+        run_label, shell_words, table_head, window_suspects,
     },
     boot,
     directives::Directives,
@@ -151,19 +151,7 @@ impl RunRecord {
     fn new(run: usize, attempt: usize, job: &Job, a: Attempt, planned_ns: u64) -> Self {
         let mut suspect: Vec<String> = a.failure.iter().map(|f| first_line(f).into()).collect();
         if let Some(g) = &a.guest {
-            if g.planned_ns != planned_ns {
-                suspect.push(format!(
-                    "planned_ns={} but the job asked for {planned_ns}",
-                    g.planned_ns
-                ));
-            }
-            if u128::from(g.ns) * 10 > u128::from(g.planned_ns) * 11 {
-                suspect.push(format!(
-                    "the guest's window overran: {:.3} s of a planned {:.3} s",
-                    g.ns as f64 / 1e9,
-                    g.planned_ns as f64 / 1e9
-                ));
-            }
+            suspect.extend(window_suspects(g.ns, g.planned_ns, planned_ns));
         }
         if job.host_counts {
             match &a.host {

@@ -193,23 +193,17 @@ fn tx_buffers_are_reclaimed_lazily() {
 fn checksum_flags() {
     let net = Net::standard();
     let mut drv = net.driver(NetOptions::default());
-    // A partial checksum over bytes 14.. stored at 14 + 16: completed by the driver.
+    // A partial checksum over bytes 14.. stored at 14 + 16: delivered as the device wrote it
+    // (the device validated what precedes it; nothing is computed).
     let mut frame = eth_frame(MAC, 80, 5);
     frame[30..32].copy_from_slice(&[0, 0]);
     assert!(net.dev.borrow_mut().deliver_with(&frame, 1, (14, 16)));
-    let got = drv.receive(|f| f.to_vec()).unwrap().unwrap();
-    let sum = got[14..]
-        .chunks(2)
-        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum::<u32>();
-    let folded = (sum & 0xffff) + (sum >> 16);
-    assert_eq!((folded & 0xffff) + (folded >> 16), 0xffff);
-    assert_eq!(&got[..30], &frame[..30]);
+    assert_eq!(drv.receive(|f| f.to_vec()).unwrap().unwrap(), frame);
     // DATA_VALID is counted and the frame delivered as it is.
     assert!(net.dev.borrow_mut().deliver_with(&frame, 2, (0, 0)));
     assert_eq!(drv.receive(|f| f.to_vec()).unwrap().unwrap(), frame);
     let stats = drv.stats();
-    assert_eq!((stats.rx_csum_completed, stats.rx_data_valid), (1, 1));
+    assert_eq!((stats.rx_needs_csum, stats.rx_data_valid), (1, 1));
     // Transmit with offload: NEEDS_CSUM and the offsets in the header.
     let csum = TxChecksum {
         start: 34,

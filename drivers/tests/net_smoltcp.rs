@@ -1,5 +1,6 @@
 //! smoltcp over the driver: two simulated devices wired back to back, a TCP connection moving
-//! 1 MiB each way, driven in a loop with a fake clock and a bounded number of iterations.
+//! 1 MiB each way, driven in a loop with a fake clock and a bounded number of iterations; the
+//! wire leaves offloaded checksums partial, completes them, or corrupts some frames.
 
 mod support;
 
@@ -11,7 +12,7 @@ use smoltcp::{
     time::Instant,
     wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr},
 };
-use support::net::*;
+use support::{frames::complete_checksum, net::*};
 use vireo_drivers::net::{NetOptions, NetStats};
 
 const MAC_B: [u8; 6] = [0x52, 0x54, 0x00, 0xab, 0xcd, 0xef];
@@ -113,25 +114,78 @@ impl End {
     }
 }
 
-/// Moves frames the sender transmitted onto the wire, and from the wire into the receiver's
-/// rx buffers while it has some (the rest wait: nothing is dropped). A checksum left to the
-/// device stays partial on the wire, as between two guests on one Linux bridge: the header's
-/// `NEEDS_CSUM` and offsets go with the frame, and the receiving driver completes it.
-fn carry(from: &End, wire: &mut VecDeque<([u8; 12], Vec<u8>)>, to: &End) {
-    wire.extend(from.net.dev.borrow_mut().take_tx());
-    while let Some((h, frame)) = wire.front() {
-        let csum = (
-            u16::from_le_bytes([h[6], h[7]]),
-            u16::from_le_bytes([h[8], h[9]]),
-        );
-        if !to.net.dev.borrow_mut().deliver_with(frame, h[0], csum) {
-            break;
+/// What the wire between the two devices does with a checksum the sender left to its device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wire {
+    /// It stays partial, as between two guests on one Linux bridge: the header's `NEEDS_CSUM`
+    /// and offsets go with the frame, and the receiving driver accepts it as it is.
+    Partial,
+    /// The sending device completes it and the frame arrives with no flags: the receiving
+    /// driver verifies every TCP segment.
+    Completed,
+    /// As `Completed`, and one data-carrying frame in `n` has a payload byte flipped after
+    /// its checksum was computed: the receiving driver must drop it, and TCP resend it.
+    Corrupting(usize),
+}
+
+/// One direction of the wire: frames in flight and what it did to them.
+struct Link {
+    wire: Wire,
+    frames: VecDeque<([u8; 12], Vec<u8>)>,
+    data_frames: usize,
+    corrupted: u64,
+}
+
+impl Link {
+    fn new(wire: Wire) -> Self {
+        Self {
+            wire,
+            frames: VecDeque::new(),
+            data_frames: 0,
+            corrupted: 0,
         }
-        wire.pop_front();
+    }
+
+    /// Moves frames the sender transmitted onto the wire, and from the wire into the
+    /// receiver's rx buffers while it has some (the rest wait: nothing is dropped).
+    fn carry(&mut self, from: &End, to: &End) {
+        for (h, mut frame) in from.net.dev.borrow_mut().take_tx() {
+            let csum = (
+                u16::from_le_bytes([h[6], h[7]]),
+                u16::from_le_bytes([h[8], h[9]]),
+            );
+            if self.wire == Wire::Partial {
+                self.frames.push_back((h, frame));
+                continue;
+            }
+            if h[0] & 1 != 0 {
+                complete_checksum(&mut frame, usize::from(csum.0), usize::from(csum.1));
+            }
+            if let Wire::Corrupting(n) = self.wire
+                && frame.len() > 200
+            {
+                self.data_frames += 1;
+                if self.data_frames.is_multiple_of(n) {
+                    *frame.last_mut().unwrap() ^= 0x10;
+                    self.corrupted += 1;
+                }
+            }
+            self.frames.push_back(([0; 12], frame));
+        }
+        while let Some((h, frame)) = self.frames.front() {
+            let csum = (
+                u16::from_le_bytes([h[6], h[7]]),
+                u16::from_le_bytes([h[8], h[9]]),
+            );
+            if !to.net.dev.borrow_mut().deliver_with(frame, h[0], csum) {
+                break;
+            }
+            self.frames.pop_front();
+        }
     }
 }
 
-fn transfer(options: NetOptions) -> [NetStats; 2] {
+fn transfer(options: NetOptions, wire: Wire) -> [NetStats; 2] {
     let mut a = End::new(MAC, [10, 0, 0, 1], options, 1);
     let mut b = End::new(MAC_B, [10, 0, 0, 2], options, 2);
     a.sockets
@@ -143,13 +197,13 @@ fn transfer(options: NetOptions) -> [NetStats; 2] {
         .get_mut::<tcp::Socket>(b.socket)
         .connect(b.iface.context(), remote, 49152)
         .unwrap();
-    let (mut ab, mut ba) = (VecDeque::new(), VecDeque::new());
+    let (mut ab, mut ba) = (Link::new(wire), Link::new(wire));
     let mut now = Instant::ZERO;
     let mut iterations = 0;
     while a.received < TOTAL || b.received < TOTAL {
         iterations += 1;
         assert!(
-            iterations < 50_000,
+            iterations < 100_000,
             "stalled: a {} b {}",
             a.received,
             b.received
@@ -157,63 +211,99 @@ fn transfer(options: NetOptions) -> [NetStats; 2] {
         now += smoltcp::time::Duration::from_millis(1);
         a.poll(now);
         b.poll(now);
-        carry(&a, &mut ab, &b);
-        carry(&b, &mut ba, &a);
+        ab.carry(&a, &b);
+        ba.carry(&b, &a);
         a.exchange(b.seed);
         b.exchange(a.seed);
     }
     assert_eq!((a.sent, b.sent), (TOTAL, TOTAL));
     assert_eq!(a.received_hash, b.sent_hash);
     assert_eq!(b.received_hash, a.sent_hash);
-    for end in [&a, &b] {
+    for (end, link) in [(&a, &ba), (&b, &ab)] {
         let stats = end.drv.stats();
-        assert_eq!(stats.rx_dropped(), 0);
+        assert_eq!(stats.rx_csum_failed, link.corrupted, "{stats:?}");
+        assert_eq!(stats.rx_dropped(), link.corrupted);
         assert!(stats.tx_kicks < stats.tx_frames, "batched: {stats:?}");
         assert!(stats.rx_frames > 700);
-        if options.csum {
-            // Every TCP segment was offloaded; the ARP exchange has no such checksum.
-            assert_eq!(stats.rx_csum_completed + 1, stats.rx_frames);
-        } else {
-            assert_eq!(stats.rx_csum_completed, 0);
+        // Every frame but the ARP exchange (no such checksum) is a TCP segment.
+        let tcp_frames = stats.rx_frames - 1;
+        match (options.csum, wire) {
+            (false, _) => assert_eq!(
+                (stats.rx_needs_csum, stats.rx_csum_verified),
+                (0, 0),
+                "smoltcp verifies: {stats:?}"
+            ),
+            (true, Wire::Partial) => assert_eq!(stats.rx_needs_csum, tcp_frames),
+            (true, _) => assert_eq!(stats.rx_csum_verified, tcp_frames),
         }
+    }
+    if let Wire::Corrupting(_) = wire {
+        assert!(ab.corrupted > 5 && ba.corrupted > 5);
     }
     [a.drv.stats(), b.drv.stats()]
 }
 
 #[test]
 fn tcp_one_mebibyte_each_way_split() {
-    transfer(NetOptions {
-        queue_size: 64,
-        rx_buffers: 64,
-        tx_buffers: 32,
-        ..NetOptions::default()
-    });
+    for wire in [Wire::Partial, Wire::Completed] {
+        transfer(
+            NetOptions {
+                queue_size: 64,
+                rx_buffers: 64,
+                tx_buffers: 32,
+                ..NetOptions::default()
+            },
+            wire,
+        );
+    }
+}
+
+/// Frames corrupted on the wire (after their checksum) never reach TCP: the driver drops
+/// them, TCP resends, and both streams arrive intact.
+#[test]
+fn tcp_survives_corrupted_frames_on_every_ring() {
+    for options in net_matrix() {
+        transfer(
+            NetOptions {
+                rx_buffers: 64,
+                tx_buffers: 32,
+                ..options
+            },
+            Wire::Corrupting(61),
+        );
+    }
 }
 
 #[test]
 fn tcp_one_mebibyte_each_way_packed_without_merged_buffers() {
-    transfer(NetOptions {
-        packed: true,
-        mrg_rxbuf: false,
-        csum: false,
-        queue_size: 64,
-        rx_buffers: 64,
-        tx_buffers: 32,
-        ..NetOptions::default()
-    });
+    transfer(
+        NetOptions {
+            packed: true,
+            mrg_rxbuf: false,
+            csum: false,
+            queue_size: 64,
+            rx_buffers: 64,
+            tx_buffers: 32,
+            ..NetOptions::default()
+        },
+        Wire::Completed,
+    );
 }
 
 #[test]
 fn tcp_one_mebibyte_each_way_over_small_merged_buffers() {
     for packed in [false, true] {
-        let stats = transfer(NetOptions {
-            packed,
-            mrg_buffer_len: 512,
-            queue_size: 64,
-            rx_buffers: 64,
-            tx_buffers: 32,
-            ..NetOptions::default()
-        });
+        let stats = transfer(
+            NetOptions {
+                packed,
+                mrg_buffer_len: 512,
+                queue_size: 64,
+                rx_buffers: 64,
+                tx_buffers: 32,
+                ..NetOptions::default()
+            },
+            Wire::Partial,
+        );
         for s in stats {
             assert!(s.rx_merged > 600, "full frames span 3 buffers: {s:?}");
         }

@@ -65,7 +65,10 @@ pub struct NetOptions {
     /// Negotiate `VIRTIO_NET_F_MRG_RXBUF`: small rx buffers, frames spread over several.
     pub mrg_rxbuf: bool,
     /// Negotiate `VIRTIO_NET_F_CSUM` (tx checksum offload) and `VIRTIO_NET_F_GUEST_CSUM`
-    /// (the device may deliver frames with a partial checksum, which the driver completes).
+    /// (the device may deliver frames with a partial checksum; the driver then answers for
+    /// received TCP and UDP checksums instead of smoltcp, see [`NetDriver::capabilities`]).
+    ///
+    /// [`NetDriver::capabilities`]: super::NetDriver::capabilities
     pub csum: bool,
     /// Negotiate `VIRTIO_NET_F_MTU` (the device's MTU instead of 1500).
     pub mtu: bool,

@@ -97,10 +97,16 @@ pub struct NetStats {
     pub rx_bytes: u64,
     /// Delivered frames that spanned several merged buffers and were copied into one.
     pub rx_merged: u64,
-    /// Delivered frames the device flagged `DATA_VALID`.
+    /// Delivered frames the device flagged `DATA_VALID` (and not `NEEDS_CSUM`): with
+    /// `VIRTIO_NET_F_GUEST_CSUM` accepted on that flag; without it smoltcp verifies them.
     pub rx_data_valid: u64,
-    /// Delivered frames flagged `NEEDS_CSUM` whose checksum the driver completed.
-    pub rx_csum_completed: u64,
+    /// Delivered frames flagged `NEEDS_CSUM` (with `VIRTIO_NET_F_GUEST_CSUM`): accepted
+    /// without computing anything, since the device validated every checksum before the
+    /// partial one it left (virtio 1.2 §5.1.6.4).
+    pub rx_needs_csum: u64,
+    /// Delivered frames with neither flag whose TCP or UDP checksum the driver verified (with
+    /// `VIRTIO_NET_F_GUEST_CSUM`; UDP over IPv4 sent without a checksum included).
+    pub rx_csum_verified: u64,
     /// Dropped: the device wrote fewer bytes than a net header.
     pub rx_short: u64,
     /// Dropped: longer than the MTU allows (or than the merged buffers posted).
@@ -109,6 +115,9 @@ pub struct NetStats {
     pub rx_bad_num_buffers: u64,
     /// Dropped: `NEEDS_CSUM` with `csum_start`/`csum_offset` outside the frame.
     pub rx_bad_csum: u64,
+    /// Dropped: a TCP or UDP checksum the driver verified (neither flag set, with
+    /// `VIRTIO_NET_F_GUEST_CSUM`) was wrong.
+    pub rx_csum_failed: u64,
     /// Frames handed to the device.
     pub tx_frames: u64,
     /// Bytes of those frames (net header excluded).
@@ -126,7 +135,11 @@ impl NetStats {
     /// Frames dropped for any reason.
     #[must_use]
     pub fn rx_dropped(&self) -> u64 {
-        self.rx_short + self.rx_oversize + self.rx_bad_num_buffers + self.rx_bad_csum
+        self.rx_short
+            + self.rx_oversize
+            + self.rx_bad_num_buffers
+            + self.rx_bad_csum
+            + self.rx_csum_failed
     }
 }
 
@@ -138,11 +151,13 @@ impl NetStats {
             (&mut self.rx_bytes, other.rx_bytes),
             (&mut self.rx_merged, other.rx_merged),
             (&mut self.rx_data_valid, other.rx_data_valid),
-            (&mut self.rx_csum_completed, other.rx_csum_completed),
+            (&mut self.rx_needs_csum, other.rx_needs_csum),
+            (&mut self.rx_csum_verified, other.rx_csum_verified),
             (&mut self.rx_short, other.rx_short),
             (&mut self.rx_oversize, other.rx_oversize),
             (&mut self.rx_bad_num_buffers, other.rx_bad_num_buffers),
             (&mut self.rx_bad_csum, other.rx_bad_csum),
+            (&mut self.rx_csum_failed, other.rx_csum_failed),
             (&mut self.tx_frames, other.tx_frames),
             (&mut self.tx_bytes, other.tx_bytes),
             (&mut self.rx_kicks, other.rx_kicks),

@@ -13,6 +13,10 @@
 //! - Transmit: frames are written into a pool of DMA buffers, batched, and handed to the
 //!   device with one notification per batch ([`NetDriver::flush`], or at the end of a smoltcp
 //!   poll); used buffers are reclaimed lazily. tx interrupts stay off.
+//! - Checksums: with `VIRTIO_NET_F_GUEST_CSUM` the driver, not smoltcp, answers for received
+//!   TCP and UDP checksums, per frame: on the device's word (`NEEDS_CSUM`, `DATA_VALID`) or
+//!   by verifying them itself when the device set neither flag: one pass at most, a wrong
+//!   checksum dropped and counted ([`NetStats::rx_csum_failed`]). The details are in `phy.rs`.
 //! - The device is not trusted: a used length shorter than the net header, a bad
 //!   `num_buffers`, an oversized frame or checksum offsets outside the frame drop the frame and
 //!   count it in [`NetStats`]; ring protocol violations are [`NetError::Queue`]. No byte the

@@ -2,16 +2,32 @@
 //!
 //! # Checksums
 //!
-//! smoltcp's checksum capabilities hold for every frame, and a device's `DATA_VALID` flag
-//! holds for some frames only, so smoltcp keeps verifying every received checksum. With
-//! `VIRTIO_NET_F_GUEST_CSUM` the device may deliver frames with a partial checksum
-//! (`NEEDS_CSUM`); the driver completes those before smoltcp sees them, so they verify.
+//! At most one pass over a received frame's bytes for its TCP or UDP checksum, and none when
+//! the device vouches for it. smoltcp's checksum capabilities hold for every frame, while a
+//! device's flags differ per frame, so with `VIRTIO_NET_F_GUEST_CSUM` the driver takes the
+//! receive side over and smoltcp is told not to verify TCP and UDP checksums at all. Per frame
+//! (virtio 1.2 §5.1.6.4):
+//!
+//! - `NEEDS_CSUM`: the device validated every checksum before the partial one it left; the
+//!   frame is accepted without computing anything, once `csum_start`/`csum_offset` are seen
+//!   to lie inside it (otherwise it is dropped and counted in [`NetStats::rx_bad_csum`]).
+//!   smoltcp then sees a frame whose TCP or UDP checksum field holds a partial sum.
+//! - `DATA_VALID`: accepted.
+//! - Neither: the driver verifies the TCP or UDP checksum itself (IPv4 and IPv6, behind
+//!   hop-by-hop or destination-options headers; UDP over IPv4 with a zero checksum carries
+//!   none; a zero UDP checksum over IPv6 fails, RFC 8200 §8.1). A wrong one is dropped and
+//!   counted in [`NetStats::rx_csum_failed`]. A frame that smoltcp would not hand to TCP or
+//!   UDP (not IP, another protocol, an IP fragment, lengths smoltcp refuses) goes to smoltcp
+//!   unchanged; smoltcp keeps verifying IPv4 header and ICMP checksums.
+//!
+//! Merged (`VIRTIO_NET_F_MRG_RXBUF`) frames are treated the same, after reassembly. Without
+//! `GUEST_CSUM`, smoltcp verifies every received checksum.
 //!
 //! With `VIRTIO_NET_F_CSUM` smoltcp is told not to compute TCP and UDP checksums on transmit;
-//! the tx token finds the TCP or UDP header of each frame (IPv4 or IPv6, no extension headers)
-//! and lets the device compute the checksum (`NEEDS_CSUM`, `csum_start`, `csum_offset`, the
-//! pseudo-header sum in the field). IPv4 header and ICMP checksums stay with smoltcp. Without
-//! `CSUM`, smoltcp computes every checksum.
+//! the tx token finds the TCP or UDP header of each frame (IPv4 or IPv6) and lets the device
+//! compute the checksum (`NEEDS_CSUM`, `csum_start`, `csum_offset`, the pseudo-header sum in
+//! the field). IPv4 header and ICMP checksums stay with smoltcp. Without `CSUM`, smoltcp
+//! computes every checksum.
 
 use alloc::vec;
 
@@ -53,8 +69,9 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     }
 
     /// What smoltcp is told about the device: Ethernet, the MTU in use (as a frame length),
-    /// a burst of as many full frames as the rx buffers hold, and TCP/UDP transmit checksums
-    /// left to the device when `VIRTIO_NET_F_CSUM` was negotiated (see the module docs).
+    /// a burst of as many full frames as the rx buffers hold, TCP/UDP transmit checksums left
+    /// to the device when `VIRTIO_NET_F_CSUM` was negotiated, and TCP/UDP receive checksums
+    /// left to the driver when `VIRTIO_NET_F_GUEST_CSUM` was (see the module docs).
     #[must_use]
     pub fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
@@ -64,14 +81,17 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
             (HEADER_LEN + self.info().max_frame_len).div_ceil(self.info().rx_buffer_len);
         let buffers = self.queues.as_ref().map_or(1, |q| q.rx.total());
         caps.max_burst_size = Some((buffers / per_frame.max(1)).max(1));
-        if self
-            .queues
-            .as_ref()
-            .is_some_and(|q| q.tx.offloads_checksum())
-        {
-            caps.checksum.tcp = Checksum::Rx;
-            caps.checksum.udp = Checksum::Rx;
-        }
+        let (tx_by_device, rx_by_driver) = self.queues.as_ref().map_or((false, false), |q| {
+            (q.tx.offloads_checksum(), q.rx.verifies_checksums())
+        });
+        let smoltcp = match (tx_by_device, rx_by_driver) {
+            (false, false) => Checksum::Both,
+            (true, false) => Checksum::Rx,
+            (false, true) => Checksum::Tx,
+            (true, true) => Checksum::None,
+        };
+        caps.checksum.tcp = smoltcp;
+        caps.checksum.udp = smoltcp;
         caps
     }
 }

@@ -1,13 +1,14 @@
 //! The receive queue: a pool of fixed-size DMA buffers kept posted, frames checked and handed
 //! over in place, merged buffers (`VIRTIO_NET_F_MRG_RXBUF`) reassembled (virtio 1.2 §5.1.6.3,
-//! §5.1.6.4).
+//! §5.1.6.4), TCP and UDP checksums accepted on the device's word or verified here (see the
+//! `phy` module docs for the policy).
 
 use alloc::{boxed::Box, collections::VecDeque, vec::Vec};
 
 use vireo_virtio::{AvailBufferToken, BufferType, DmaAllocator, RingState, Virtq};
 
 use super::{
-    checksum::complete_checksum,
+    checksum::{RxVerdict, verify_received},
     config::{HEADER_LEN, hdr, hdr_u16},
     error::{NetError, NetStats},
 };
@@ -97,6 +98,12 @@ impl<A: DmaAllocator> RxQueue<A> {
         self.total
     }
 
+    /// Whether the driver answers for received TCP and UDP checksums
+    /// (`VIRTIO_NET_F_GUEST_CSUM`), so smoltcp need not verify them.
+    pub(crate) fn verifies_checksums(&self) -> bool {
+        self.guest_csum
+    }
+
     /// Buffers waiting to be posted.
     pub(crate) fn spare(&self) -> usize {
         self.spare.len()
@@ -136,10 +143,10 @@ impl<A: DmaAllocator> RxQueue<A> {
                 return Ok(None);
             };
             let written = used.written_len() as usize;
-            let mut token = used.into_avail();
+            let token = used.into_avail();
             // The core checked `written` against the buffer's length; our tokens have exactly
             // one device-writable element.
-            let Some(buffer) = token.writable_mut().first_mut() else {
+            let Some(buffer) = token.writable().first() else {
                 continue;
             };
             if written < HEADER_LEN {
@@ -147,7 +154,7 @@ impl<A: DmaAllocator> RxQueue<A> {
                 self.spare.push_back(token);
                 continue;
             }
-            let (header, frame) = buffer[..written].split_at_mut(HEADER_LEN);
+            let (header, frame) = buffer[..written].split_at(HEADER_LEN);
             let header: [u8; HEADER_LEN] = header.try_into().unwrap_or([0; HEADER_LEN]);
             let count = if self.mrg_rxbuf {
                 hdr_u16(&header, hdr::NUM_BUFFERS)
@@ -158,7 +165,7 @@ impl<A: DmaAllocator> RxQueue<A> {
             match count {
                 0 => self.stats.rx_bad_num_buffers += 1,
                 1 if len > self.max_frame_len => self.stats.rx_oversize += 1,
-                1 if self.checksum(&header, frame) => {
+                1 if checksum(self.guest_csum, &mut self.stats, &header, frame) => {
                     self.delivered(len);
                     return Ok(Some(RxHeld::InPlace { token, len }));
                 }
@@ -167,7 +174,9 @@ impl<A: DmaAllocator> RxQueue<A> {
                     self.merged.clear();
                     self.merged.extend_from_slice(frame);
                     self.spare.push_back(token);
-                    if self.gather(count)? && self.checksum_merged(&header) {
+                    if self.gather(count)?
+                        && checksum(self.guest_csum, &mut self.stats, &header, &self.merged)
+                    {
                         self.delivered(self.merged.len());
                         self.stats.rx_merged += 1;
                         return Ok(Some(RxHeld::Merged));
@@ -216,35 +225,6 @@ impl<A: DmaAllocator> RxQueue<A> {
         self.stats.rx_bytes += len as u64;
     }
 
-    /// Checks and completes the checksum of a frame: `DATA_VALID` is counted; `NEEDS_CSUM`
-    /// (only meaningful with `VIRTIO_NET_F_GUEST_CSUM`) is completed. Returns `false`
-    /// (counted) when the checksum offsets lie outside the frame.
-    fn checksum(&mut self, header: &[u8; HEADER_LEN], frame: &mut [u8]) -> bool {
-        let flags = header[hdr::FLAGS];
-        if flags & hdr::F_DATA_VALID != 0 {
-            self.stats.rx_data_valid += 1;
-        }
-        if !self.guest_csum || flags & hdr::F_NEEDS_CSUM == 0 {
-            return true;
-        }
-        let start = usize::from(hdr_u16(header, hdr::CSUM_START));
-        let offset = usize::from(hdr_u16(header, hdr::CSUM_OFFSET));
-        if complete_checksum(frame, start, offset) {
-            self.stats.rx_csum_completed += 1;
-            true
-        } else {
-            self.stats.rx_bad_csum += 1;
-            false
-        }
-    }
-
-    fn checksum_merged(&mut self, header: &[u8; HEADER_LEN]) -> bool {
-        let mut merged = core::mem::take(&mut self.merged);
-        let ok = self.checksum(header, &mut merged);
-        self.merged = merged;
-        ok
-    }
-
     /// The bytes of a held frame.
     pub(crate) fn frame<'a>(&'a self, held: &'a RxHeld<A>) -> &'a [u8] {
         match held {
@@ -261,5 +241,60 @@ impl<A: DmaAllocator> RxQueue<A> {
         if let RxHeld::InPlace { token, .. } = held {
             self.spare.push_back(token);
         }
+    }
+}
+
+/// Decides whether a frame's TCP or UDP checksum is good enough to hand it to smoltcp, which
+/// does not verify those checksums when `guest_csum` (`VIRTIO_NET_F_GUEST_CSUM`) was
+/// negotiated (virtio 1.2 §5.1.6.4; Linux's `virtio_net` trusts the same flags, as
+/// `CHECKSUM_PARTIAL` and `CHECKSUM_UNNECESSARY`):
+///
+/// - `NEEDS_CSUM`: the device validated every checksum up to the partial one, which it left
+///   incomplete; accepted without reading the payload, once `csum_start`/`csum_offset` are
+///   seen to lie inside the frame (otherwise dropped, counted in `rx_bad_csum`).
+/// - `DATA_VALID`: the device validated the checksum; accepted.
+/// - Neither: the driver verifies a TCP or UDP checksum itself (one pass; a wrong one is
+///   dropped, counted in `rx_csum_failed`); anything else goes to smoltcp unchanged.
+///
+/// Without `guest_csum` smoltcp verifies every checksum and every frame is accepted here (a
+/// `DATA_VALID` the device may set even then, as the corrected spec allows, is only counted).
+fn checksum(
+    guest_csum: bool,
+    stats: &mut NetStats,
+    header: &[u8; HEADER_LEN],
+    frame: &[u8],
+) -> bool {
+    let flags = header[hdr::FLAGS];
+    if !guest_csum {
+        if flags & hdr::F_DATA_VALID != 0 {
+            stats.rx_data_valid += 1;
+        }
+        return true;
+    }
+    if flags & hdr::F_NEEDS_CSUM != 0 {
+        let start = usize::from(hdr_u16(header, hdr::CSUM_START));
+        let offset = usize::from(hdr_u16(header, hdr::CSUM_OFFSET));
+        // The 2-byte field at start + offset (both 16-bit: no overflow in usize).
+        if start + offset + 2 > frame.len() {
+            stats.rx_bad_csum += 1;
+            return false;
+        }
+        stats.rx_needs_csum += 1;
+        return true;
+    }
+    if flags & hdr::F_DATA_VALID != 0 {
+        stats.rx_data_valid += 1;
+        return true;
+    }
+    match verify_received(frame) {
+        RxVerdict::Valid => {
+            stats.rx_csum_verified += 1;
+            true
+        }
+        RxVerdict::Invalid => {
+            stats.rx_csum_failed += 1;
+            false
+        }
+        RxVerdict::NotTcpUdp => true,
     }
 }

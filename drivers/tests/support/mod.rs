@@ -8,6 +8,7 @@
 /// The virtio crate's test DMA allocator, shared rather than copied.
 #[path = "../../../virtio/tests/support/dma.rs"]
 pub mod dma;
+pub mod frames;
 pub mod helpers;
 pub mod net;
 pub mod packed;

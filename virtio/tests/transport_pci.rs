@@ -37,6 +37,32 @@ fn init(fake: &FakePci, wanted: F) -> Result<Device<PciTransport<FakePlatform>>,
 }
 
 #[test]
+fn settle_drops_features_whose_requirements_are_missing() {
+    let offered = F::VERSION_1 | F::EVENT_IDX | F::INDIRECT_DESC;
+    let fake = fake(offered);
+    let clock = FakeClock::new(1_000);
+    let mut budget = WaitBudget::new(&clock, BUDGET_NS);
+    let wanted = F::EVENT_IDX | F::INDIRECT_DESC | F::RING_PACKED;
+    let mut seen = F::empty();
+    // The driver drops INDIRECT_DESC and tries to add a bit the device does not offer, and to
+    // drop VERSION_1: neither sticks.
+    let device = Device::init_with(
+        transport(&fake),
+        BLK,
+        wanted,
+        |f| {
+            seen = f;
+            (f - F::INDIRECT_DESC - F::VERSION_1) | F::RING_PACKED
+        },
+        &mut budget,
+    )
+    .expect("init");
+    assert_eq!(seen, offered, "settle sees what would be accepted");
+    assert_eq!(device.features(), F::VERSION_1 | F::EVENT_IDX);
+    assert_eq!(fake.driver_features(), bits(device.features()));
+}
+
+#[test]
 fn init_create_split_queues_driver_ok() {
     let offered = F::VERSION_1 | F::EVENT_IDX | F::INDIRECT_DESC | F::ACCESS_PLATFORM;
     let fake = fake(offered);

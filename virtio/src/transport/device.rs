@@ -80,6 +80,24 @@ impl<T: Transport> Device<T> {
         wanted: F,
         budget: &mut WaitBudget<'_>,
     ) -> Result<Self, TransportError> {
+        Self::init_with(transport, device_type, wanted, |f| f, budget)
+    }
+
+    /// [`init`](Self::init) for a driver whose features depend on each other: `settle` gets the
+    /// features about to be accepted (the device's offer ∩ `wanted` ∩ what the core
+    /// implements) and returns those the driver accepts, dropping any whose requirements are
+    /// missing (virtio 1.2 §2.2.1: the driver must not accept a feature that requires one it did
+    /// not accept). Bits it adds are ignored; `VIRTIO_F_VERSION_1` is kept.
+    ///
+    /// # Errors
+    /// As [`init`](Self::init).
+    pub fn init_with(
+        transport: T,
+        device_type: u16,
+        wanted: F,
+        settle: impl FnOnce(F) -> F,
+        budget: &mut WaitBudget<'_>,
+    ) -> Result<Self, TransportError> {
         if transport.device_type() != device_type {
             return Err(TransportError::WrongDeviceType);
         }
@@ -87,19 +105,25 @@ impl<T: Transport> Device<T> {
             transport,
             features: F::empty(),
         };
-        let result = device.negotiate(wanted, budget);
+        let result = device.negotiate(wanted, settle, budget);
         if result.is_err() {
             device.fail();
         }
         result.map(|()| device)
     }
 
-    fn negotiate(&mut self, wanted: F, budget: &mut WaitBudget<'_>) -> Result<(), TransportError> {
+    fn negotiate(
+        &mut self,
+        wanted: F,
+        settle: impl FnOnce(F) -> F,
+        budget: &mut WaitBudget<'_>,
+    ) -> Result<(), TransportError> {
         self.reset(budget)?;
         let t = &mut self.transport;
         t.set_status(DeviceStatus::ACKNOWLEDGE);
         t.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
-        let features = negotiate(t.device_features(), wanted)?;
+        let offered = negotiate(t.device_features(), wanted)?;
+        let features = (settle(offered) & offered) | F::VERSION_1;
         t.set_driver_features(features);
         t.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER | DeviceStatus::FEATURES_OK);
         if !t.status().contains(DeviceStatus::FEATURES_OK) {

@@ -12,7 +12,11 @@ use smoltcp::{
     time::Instant,
     wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr},
 };
-use support::{frames::complete_checksum, net::*};
+use support::{
+    frames::complete_checksum,
+    gro::{Framed, coalesce},
+    net::*,
+};
 use vireo_drivers::net::{NetOptions, NetStats};
 
 const MAC_B: [u8; 6] = [0x52, 0x54, 0x00, 0xab, 0xcd, 0xef];
@@ -31,6 +35,18 @@ struct End {
     sent_hash: u64,
     received_hash: u64,
     seed: u64,
+    /// Bytes queued at most per exchange.
+    chunk: usize,
+}
+
+/// The address of end `host` (1 or 2).
+fn address(host: u8, ipv6: bool) -> IpCidr {
+    if ipv6 {
+        let addr = IpAddress::v6(0xfe80, 0, 0, 0, 0, 0, 0, u16::from(host));
+        IpCidr::new(addr, 64)
+    } else {
+        IpCidr::new(IpAddress::v4(10, 0, 0, host), 24)
+    }
 }
 
 /// Byte `i` of the stream an end with `seed` sends.
@@ -48,15 +64,15 @@ fn hash(mut h: u64, data: &[u8]) -> u64 {
 }
 
 impl End {
-    fn new(mac: [u8; 6], ip: [u8; 4], options: NetOptions, seed: u64) -> Self {
+    /// End `host` (1 or 2) of the link: 10.0.0.`host`/24, or fe80::`host`/64 with `ipv6`.
+    fn new(mac: [u8; 6], host: u8, ipv6: bool, options: NetOptions, seed: u64) -> Self {
         let net = Net::new(all_net(), net_config(mac, true, 1500));
         let mut drv = net.driver(options);
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(drv.mac())));
         config.random_seed = seed;
         let mut iface = Interface::new(config, &mut drv.phy(), Instant::ZERO);
         iface.update_ip_addrs(|addrs| {
-            let addr = IpAddress::v4(ip[0], ip[1], ip[2], ip[3]);
-            addrs.push(IpCidr::new(addr, 24)).unwrap();
+            addrs.push(address(host, ipv6)).unwrap();
         });
         let mut sockets = SocketSet::new(Vec::new());
         let rx = tcp::SocketBuffer::new(vec![0; 64 * 1024]);
@@ -73,6 +89,7 @@ impl End {
             sent_hash: 0xcbf2_9ce4_8422_2325,
             received_hash: 0xcbf2_9ce4_8422_2325,
             seed,
+            chunk: 16 * 1024,
         }
     }
 
@@ -85,7 +102,7 @@ impl End {
     fn exchange(&mut self, peer_seed: u64) {
         let socket = self.sockets.get_mut::<tcp::Socket>(self.socket);
         if socket.can_send() && self.sent < TOTAL {
-            let chunk: Vec<u8> = (self.sent..TOTAL.min(self.sent + 16 * 1024))
+            let chunk: Vec<u8> = (self.sent..TOTAL.min(self.sent + self.chunk))
                 .map(|i| stream_byte(self.seed, i))
                 .collect();
             let n = socket.send_slice(&chunk).unwrap();
@@ -126,14 +143,18 @@ enum Wire {
     /// As `Completed`, and one data-carrying frame in `n` has a payload byte flipped after
     /// its checksum was computed: the receiving driver must drop it, and TCP resend it.
     Corrupting(usize),
+    /// As a host does for a receiver with `GUEST_TSO4`/`TSO6`: consecutive segments of the
+    /// sender's batch are coalesced into one of up to 64 KiB, with a partial checksum.
+    Coalescing,
 }
 
 /// One direction of the wire: frames in flight and what it did to them.
 struct Link {
     wire: Wire,
-    frames: VecDeque<([u8; 12], Vec<u8>)>,
+    frames: VecDeque<Framed>,
     data_frames: usize,
     corrupted: u64,
+    coalesced: u64,
 }
 
 impl Link {
@@ -143,18 +164,25 @@ impl Link {
             frames: VecDeque::new(),
             data_frames: 0,
             corrupted: 0,
+            coalesced: 0,
         }
     }
 
     /// Moves frames the sender transmitted onto the wire, and from the wire into the
     /// receiver's rx buffers while it has some (the rest wait: nothing is dropped).
     fn carry(&mut self, from: &End, to: &End) {
-        for (h, mut frame) in from.net.dev.borrow_mut().take_tx() {
+        let mut sent = from.net.dev.borrow_mut().take_tx();
+        if self.wire == Wire::Coalescing {
+            let (frames, coalesced) = coalesce(sent);
+            self.coalesced += coalesced as u64;
+            sent = frames;
+        }
+        for (h, mut frame) in sent {
             let csum = (
                 u16::from_le_bytes([h[6], h[7]]),
                 u16::from_le_bytes([h[8], h[9]]),
             );
-            if self.wire == Wire::Partial {
+            if matches!(self.wire, Wire::Partial | Wire::Coalescing) {
                 self.frames.push_back((h, frame));
                 continue;
             }
@@ -173,11 +201,7 @@ impl Link {
             self.frames.push_back(([0; 12], frame));
         }
         while let Some((h, frame)) = self.frames.front() {
-            let csum = (
-                u16::from_le_bytes([h[6], h[7]]),
-                u16::from_le_bytes([h[8], h[9]]),
-            );
-            if !to.net.dev.borrow_mut().deliver_with(frame, h[0], csum) {
+            if !to.net.dev.borrow_mut().deliver_header(frame, *h) {
                 break;
             }
             self.frames.pop_front();
@@ -186,13 +210,21 @@ impl Link {
 }
 
 fn transfer(options: NetOptions, wire: Wire) -> [NetStats; 2] {
-    let mut a = End::new(MAC, [10, 0, 0, 1], options, 1);
-    let mut b = End::new(MAC_B, [10, 0, 0, 2], options, 2);
+    transfer_over(options, wire, false)
+}
+
+fn transfer_over(options: NetOptions, wire: Wire, ipv6: bool) -> [NetStats; 2] {
+    let mut a = End::new(MAC, 1, ipv6, options, 1);
+    let mut b = End::new(MAC_B, 2, ipv6, options, 2);
+    if wire == Wire::Coalescing {
+        // A whole window per poll: coalesced segments of up to 64 KiB.
+        (a.chunk, b.chunk) = (64 * 1024, 64 * 1024);
+    }
     a.sockets
         .get_mut::<tcp::Socket>(a.socket)
         .listen(PORT)
         .unwrap();
-    let remote = (IpAddress::v4(10, 0, 0, 1), PORT);
+    let remote = (address(1, ipv6).address(), PORT);
     b.sockets
         .get_mut::<tcp::Socket>(b.socket)
         .connect(b.iface.context(), remote, 49152)
@@ -222,10 +254,14 @@ fn transfer(options: NetOptions, wire: Wire) -> [NetStats; 2] {
     for (end, link) in [(&a, &ba), (&b, &ab)] {
         let stats = end.drv.stats();
         assert_eq!(stats.rx_csum_failed, link.corrupted, "{stats:?}");
+        assert_eq!(stats.rx_gso, link.coalesced, "{stats:?}");
         assert_eq!(stats.rx_dropped(), link.corrupted);
         assert!(stats.tx_kicks < stats.tx_frames, "batched: {stats:?}");
-        assert!(stats.rx_frames > 700);
-        // Every frame but the ARP exchange (no such checksum) is a TCP segment.
+        if wire != Wire::Coalescing {
+            assert!(stats.rx_frames > 700);
+        }
+        // Every frame but address resolution (ARP, or NDP whose ICMPv6 checksum smoltcp
+        // verifies) is a TCP segment.
         let tcp_frames = stats.rx_frames - 1;
         match (options.csum, wire) {
             (false, _) => assert_eq!(
@@ -233,12 +269,22 @@ fn transfer(options: NetOptions, wire: Wire) -> [NetStats; 2] {
                 (0, 0),
                 "smoltcp verifies: {stats:?}"
             ),
-            (true, Wire::Partial) => assert_eq!(stats.rx_needs_csum, tcp_frames),
+            (true, Wire::Partial | Wire::Coalescing) => {
+                assert_eq!(stats.rx_needs_csum, tcp_frames, "{stats:?}")
+            }
             (true, _) => assert_eq!(stats.rx_csum_verified, tcp_frames),
         }
     }
     if let Wire::Corrupting(_) = wire {
         assert!(ab.corrupted > 5 && ba.corrupted > 5);
+    }
+    if wire == Wire::Coalescing {
+        assert!(
+            ab.coalesced > 10 && ba.coalesced > 10,
+            "{} {}",
+            ab.coalesced,
+            ba.coalesced
+        );
     }
     [a.drv.stats(), b.drv.stats()]
 }
@@ -306,6 +352,34 @@ fn tcp_one_mebibyte_each_way_over_small_merged_buffers() {
         );
         for s in stats {
             assert!(s.rx_merged > 600, "full frames span 3 buffers: {s:?}");
+        }
+    }
+}
+
+/// With `GUEST_TSO4`/`TSO6` the wire coalesces each batch of segments into segments of up to
+/// 64 KiB, gathered from merged buffers: smoltcp takes them whole and both streams arrive
+/// intact, over IPv4 and IPv6, on both ring layouts.
+#[test]
+fn tcp_over_coalesced_segments() {
+    for ipv6 in [false, true] {
+        for packed in [false, true] {
+            let stats = transfer_over(
+                NetOptions {
+                    packed,
+                    tso: true,
+                    queue_size: 128,
+                    rx_buffers: 128,
+                    tx_buffers: 64,
+                    ..NetOptions::default()
+                },
+                Wire::Coalescing,
+                ipv6,
+            );
+            for s in stats {
+                assert!(s.rx_merged >= s.rx_gso, "{s:?}");
+                assert!(s.rx_bytes / s.rx_gso > 40_000, "large segments: {s:?}");
+                assert!(s.rx_oversize == 0 && s.rx_bad_gso == 0, "{s:?}");
+            }
         }
     }
 }

@@ -203,6 +203,19 @@ impl Meter {
             s1.missed_wakeups - s0.missed_wakeups,
             s1.renotified - s0.renotified,
         );
+        // How received frames were checked over the window (not parsed by xtask; for logs).
+        println!(
+            "netbench: rx over the window: needs_csum={} data_valid={} csum_verified={} csum_failed={} gso={} merged={} dropped={}{}{}",
+            d1.rx_needs_csum - d0.rx_needs_csum,
+            d1.rx_data_valid - d0.rx_data_valid,
+            d1.rx_csum_verified - d0.rx_csum_verified,
+            d1.rx_csum_failed - d0.rx_csum_failed,
+            d1.rx_gso - d0.rx_gso,
+            d1.rx_merged - d0.rx_merged,
+            d1.rx_dropped() - d0.rx_dropped(),
+            if info.guest_csum { " guest-csum" } else { "" },
+            if info.guest_tso { " guest-tso" } else { "" },
+        );
         Ok(())
     }
 }

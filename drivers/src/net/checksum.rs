@@ -154,6 +154,15 @@ pub(crate) fn verify_received(frame: &[u8]) -> RxVerdict {
     }
 }
 
+/// Whether `frame` is one TCP segment over IPv6 (`ipv6`) or IPv4 whose IP packet spans the
+/// whole frame (no Ethernet padding, no bytes past the IP length), by the rules of
+/// [`upper_layer`].
+pub(crate) fn is_tcp_segment(frame: &[u8], ipv6: bool) -> bool {
+    upper_layer(frame).is_some_and(|l4| {
+        l4.proto == PROTO_TCP && l4.ipv4 != ipv6 && l4.start + l4.len == frame.len()
+    })
+}
+
 /// Prepares a frame whose TCP or UDP checksum is left to the device: writes the pseudo-header
 /// sum into the checksum field (what the device's sum from `start` then completes) and returns
 /// where the checksum lies. `None` for anything else (not a TCP or UDP packet by the rules of

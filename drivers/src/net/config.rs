@@ -18,12 +18,18 @@ pub const ETHERNET_HEADER_LEN: usize = 14;
 pub const DEFAULT_MTU: u16 = 1500;
 /// The smallest MTU the driver accepts from the device: IPv4's minimum (RFC 791, §5.1.4.1).
 pub const MIN_MTU: u16 = 68;
+/// Largest coalesced frame the driver takes with `VIRTIO_NET_F_GUEST_TSO4`/`TSO6` (Ethernet
+/// header included): the 65,562-byte receive buffer virtio 1.2 §5.1.6.3.1 asks for without
+/// merged buffers, less the 12-byte net header; Linux's GSO packets are at most 64 KiB plus
+/// the Ethernet header.
+pub const MAX_GSO_FRAME_LEN: usize = 65_550;
 
 /// Byte offsets in `struct virtio_net_hdr_v1` (§5.1.6), from the spec crate's layout.
 pub(crate) mod hdr {
     use super::{net::Hdr, offset_of};
 
     pub(crate) const FLAGS: usize = offset_of!(Hdr, flags);
+    pub(crate) const GSO_TYPE: usize = offset_of!(Hdr, gso_type);
     pub(crate) const CSUM_START: usize = offset_of!(Hdr, csum_start);
     pub(crate) const CSUM_OFFSET: usize = offset_of!(Hdr, csum_offset);
     pub(crate) const NUM_BUFFERS: usize = offset_of!(Hdr, num_buffers);
@@ -70,6 +76,13 @@ pub struct NetOptions {
     ///
     /// [`NetDriver::capabilities`]: super::NetDriver::capabilities
     pub csum: bool,
+    /// Negotiate `VIRTIO_NET_F_GUEST_TSO4` and `GUEST_TSO6`: the device may deliver TCP
+    /// segments it coalesced, up to [`MAX_GSO_FRAME_LEN`] bytes, which smoltcp takes whole.
+    /// Only together with [`csum`](Self::csum) (`GUEST_CSUM`, which they require) and
+    /// [`mrg_rxbuf`](Self::mrg_rxbuf) (a coalesced frame is gathered from merged buffers; without
+    /// them every buffer would need 64 KiB); dropped from the negotiation when the device does
+    /// not offer both.
+    pub tso: bool,
     /// Negotiate `VIRTIO_NET_F_MTU` (the device's MTU instead of 1500).
     pub mtu: bool,
     /// Negotiate `VIRTIO_NET_F_CTRL_VQ` and `VIRTIO_NET_F_CTRL_RX` (control queue, receive
@@ -102,6 +115,7 @@ impl Default for NetOptions {
             ring_reset: true,
             mrg_rxbuf: true,
             csum: true,
+            tso: false,
             mtu: true,
             ctrl_vq: true,
             queue_size: 256,
@@ -126,9 +140,25 @@ impl NetOptions {
         wanted |= pick(self.ring_reset, F::RING_RESET);
         wanted |= pick(self.mrg_rxbuf, net::F::MRG_RXBUF.into());
         wanted |= pick(self.csum, (net::F::CSUM | net::F::GUEST_CSUM).into());
+        wanted |= pick(
+            self.tso && self.csum && self.mrg_rxbuf,
+            (net::F::GUEST_TSO4 | net::F::GUEST_TSO6).into(),
+        );
         wanted |= pick(self.mtu, net::F::MTU.into());
         wanted |= pick(self.ctrl_vq, (net::F::CTRL_VQ | net::F::CTRL_RX).into());
         wanted
+    }
+}
+
+/// Of the features about to be accepted, those the driver keeps: the guest TSO features
+/// only with both `GUEST_CSUM` (virtio 1.2 §5.1.3.1) and `MRG_RXBUF` (this driver's choice:
+/// without them every receive buffer would need 64 KiB, §5.1.6.3.1).
+pub(crate) fn settle(features: F) -> F {
+    let tso = F::from(net::F::GUEST_TSO4 | net::F::GUEST_TSO6);
+    if has(features, net::F::GUEST_CSUM) && has(features, net::F::MRG_RXBUF) {
+        features
+    } else {
+        features - tso
     }
 }
 
@@ -175,8 +205,9 @@ impl NetInfo {
             (DEFAULT_MTU, None)
         };
         let max_frame_len = usize::from(mtu) + ETHERNET_HEADER_LEN;
-        // §5.1.6.3.1: without MRG_RXBUF (and no guest TSO/UFO, never negotiated here) each
-        // buffer holds a whole frame: header + 14 + 1500 at least, more for a larger MTU.
+        // §5.1.6.3.1: without MRG_RXBUF (and so without guest TSO, see `settle`; guest UFO and
+        // USO are never negotiated) each buffer holds a whole frame: header + 14 + 1500 at
+        // least, more for a larger MTU.
         let rx_buffer_len = if has(features, net::F::MRG_RXBUF) {
             usize::from(options.mrg_buffer_len).max(HEADER_LEN + 1)
         } else {

@@ -10,7 +10,8 @@ use vireo_virtio::{
 };
 
 use super::{
-    config::{HEADER_LEN, NetInfo, NetOptions, has, read_mac_status},
+    accept::RxConfig,
+    config::{HEADER_LEN, NetInfo, NetOptions, has, read_mac_status, settle},
     ctrl::{COMMAND_CAPACITY, CtrlQueue},
     error::{NetError, NetStats},
     rx::RxQueue,
@@ -99,7 +100,8 @@ where
         vectors: &[Option<u16>],
         budget: &mut WaitBudget<'_>,
     ) -> Result<Self, NetError> {
-        let mut device = Device::init(transport, DEVICE_TYPE_NET, options.wanted(), budget)?;
+        let wanted = options.wanted();
+        let mut device = Device::init_with(transport, DEVICE_TYPE_NET, wanted, settle, budget)?;
         let info = NetInfo::read(&device, &options).inspect_err(|_| device.fail())?;
         let mut driver = Self {
             device,
@@ -171,11 +173,16 @@ where
             return Err(NetError::NotReady);
         };
         let csum = has(features, net::F::CSUM);
-        let guest_csum = has(features, net::F::GUEST_CSUM);
-        let mrg = has(features, net::F::MRG_RXBUF);
+        let rx_config = RxConfig {
+            mrg_rxbuf: has(features, net::F::MRG_RXBUF),
+            guest_csum: has(features, net::F::GUEST_CSUM),
+            tso4: has(features, net::F::GUEST_TSO4),
+            tso6: has(features, net::F::GUEST_TSO6),
+            max_frame_len: frame,
+        };
         let batch = self.options.refill_batch;
         *self.queues = Some(Queues {
-            rx: RxQueue::new(rx_vq, rx_tokens, mrg, guest_csum, frame, batch),
+            rx: RxQueue::new(rx_vq, rx_tokens, rx_config, batch),
             tx: TxQueue::new(tx_vq, tx_tokens, csum, frame),
             ctrl: ctrl_vq.zip(ctrl_token).map(|(vq, t)| CtrlQueue::new(vq, t)),
         });

@@ -113,6 +113,12 @@ pub struct NetStats {
     pub rx_oversize: u64,
     /// Dropped: `num_buffers` of 0, or more buffers than the device had used.
     pub rx_bad_num_buffers: u64,
+    /// Delivered coalesced TCP segments (`GSO_TCPV4`/`TCPV6`, with `VIRTIO_NET_F_GUEST_TSO4`
+    /// or `TSO6`).
+    pub rx_gso: u64,
+    /// Dropped: a GSO type not negotiated or unknown, or a coalesced frame that is not one TCP
+    /// segment over the IP version its type names, its IP length covering the frame.
+    pub rx_bad_gso: u64,
     /// Dropped: `NEEDS_CSUM` with `csum_start`/`csum_offset` outside the frame.
     pub rx_bad_csum: u64,
     /// Dropped: a TCP or UDP checksum the driver verified (neither flag set, with
@@ -140,6 +146,7 @@ impl NetStats {
             + self.rx_bad_num_buffers
             + self.rx_bad_csum
             + self.rx_csum_failed
+            + self.rx_bad_gso
     }
 }
 
@@ -156,6 +163,8 @@ impl NetStats {
             (&mut self.rx_short, other.rx_short),
             (&mut self.rx_oversize, other.rx_oversize),
             (&mut self.rx_bad_num_buffers, other.rx_bad_num_buffers),
+            (&mut self.rx_gso, other.rx_gso),
+            (&mut self.rx_bad_gso, other.rx_bad_gso),
             (&mut self.rx_bad_csum, other.rx_bad_csum),
             (&mut self.rx_csum_failed, other.rx_csum_failed),
             (&mut self.tx_frames, other.tx_frames),

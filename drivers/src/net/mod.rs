@@ -24,6 +24,7 @@
 //! - Lifetime: a driver that is dropped, or whose bring-up fails, resets the device and frees
 //!   its rings and buffers only once the reset is confirmed; otherwise it leaks them.
 
+mod accept;
 mod checksum;
 mod config;
 mod ctrl;
@@ -35,7 +36,10 @@ mod rx;
 mod tx;
 
 pub use self::{
-    config::{DEFAULT_MTU, ETHERNET_HEADER_LEN, HEADER_LEN, MIN_MTU, NetInfo, NetOptions},
+    config::{
+        DEFAULT_MTU, ETHERNET_HEADER_LEN, HEADER_LEN, MAX_GSO_FRAME_LEN, MIN_MTU, NetInfo,
+        NetOptions,
+    },
     ctrl::MAX_MAC_FILTERS,
     driver::{ConfigChange, NetDriver, default_multicast},
     error::{NetError, NetStats},

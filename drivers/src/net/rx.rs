@@ -8,7 +8,7 @@ use alloc::{boxed::Box, collections::VecDeque, vec::Vec};
 use vireo_virtio::{AvailBufferToken, BufferType, DmaAllocator, RingState, Virtq};
 
 use super::{
-    checksum::{RxVerdict, verify_received},
+    accept::{RxConfig, accept},
     config::{HEADER_LEN, hdr, hdr_u16},
     error::{NetError, NetStats},
 };
@@ -34,9 +34,7 @@ pub(crate) struct RxQueue<A: DmaAllocator> {
     spare: VecDeque<AvailBufferToken<A>>,
     /// Reassembly buffer for merged frames (capacity reserved once: no allocation per frame).
     merged: Vec<u8>,
-    mrg_rxbuf: bool,
-    guest_csum: bool,
-    max_frame_len: usize,
+    config: RxConfig,
     refill_batch: usize,
     /// Buffers in the pool (posted, spare or held).
     total: usize,
@@ -48,13 +46,11 @@ impl<A: DmaAllocator> RxQueue<A> {
     pub(crate) fn new(
         vq: Box<dyn Virtq<A> + Send>,
         spare: VecDeque<AvailBufferToken<A>>,
-        mrg_rxbuf: bool,
-        guest_csum: bool,
-        max_frame_len: usize,
+        config: RxConfig,
         refill_batch: u16,
     ) -> Self {
-        let merged = if mrg_rxbuf {
-            Vec::with_capacity(max_frame_len)
+        let merged = if config.mrg_rxbuf {
+            Vec::with_capacity(config.max_merged_len())
         } else {
             Vec::new()
         };
@@ -63,9 +59,7 @@ impl<A: DmaAllocator> RxQueue<A> {
             total: spare.len(),
             spare,
             merged,
-            mrg_rxbuf,
-            guest_csum,
-            max_frame_len,
+            config,
             refill_batch: usize::from(refill_batch.max(1)),
             stats: NetStats::default(),
         }
@@ -101,7 +95,7 @@ impl<A: DmaAllocator> RxQueue<A> {
     /// Whether the driver answers for received TCP and UDP checksums
     /// (`VIRTIO_NET_F_GUEST_CSUM`), so smoltcp need not verify them.
     pub(crate) fn verifies_checksums(&self) -> bool {
-        self.guest_csum
+        self.config.guest_csum
     }
 
     /// Buffers waiting to be posted.
@@ -156,27 +150,35 @@ impl<A: DmaAllocator> RxQueue<A> {
             }
             let (header, frame) = buffer[..written].split_at(HEADER_LEN);
             let header: [u8; HEADER_LEN] = header.try_into().unwrap_or([0; HEADER_LEN]);
-            let count = if self.mrg_rxbuf {
+            let count = if self.config.mrg_rxbuf {
                 hdr_u16(&header, hdr::NUM_BUFFERS)
             } else {
                 1
             };
             let len = frame.len();
-            match count {
-                0 => self.stats.rx_bad_num_buffers += 1,
-                1 if len > self.max_frame_len => self.stats.rx_oversize += 1,
-                1 if checksum(self.guest_csum, &mut self.stats, &header, frame) => {
+            // `None`: a GSO type the device may not send; the frame is dropped, after all its
+            // buffers were taken back.
+            let limit = self.config.frame_limit(&header);
+            match (count, limit) {
+                (0, _) => self.stats.rx_bad_num_buffers += 1,
+                (1, None) => self.stats.rx_bad_gso += 1,
+                (1, Some(limit)) if len > limit => self.stats.rx_oversize += 1,
+                (1, Some(_)) if accept(&self.config, &mut self.stats, &header, frame) => {
                     self.delivered(len);
                     return Ok(Some(RxHeld::InPlace { token, len }));
                 }
-                1 => {}
+                (1, Some(_)) => {}
                 _ => {
                     self.merged.clear();
                     self.merged.extend_from_slice(frame);
                     self.spare.push_back(token);
-                    if self.gather(count)?
-                        && checksum(self.guest_csum, &mut self.stats, &header, &self.merged)
-                    {
+                    let most = limit.unwrap_or(self.config.max_merged_len());
+                    if !self.gather(count, most)? {
+                        continue;
+                    }
+                    if limit.is_none() {
+                        self.stats.rx_bad_gso += 1;
+                    } else if accept(&self.config, &mut self.stats, &header, &self.merged) {
                         self.delivered(self.merged.len());
                         self.stats.rx_merged += 1;
                         return Ok(Some(RxHeld::Merged));
@@ -189,8 +191,9 @@ impl<A: DmaAllocator> RxQueue<A> {
     }
 
     /// Appends the `count - 1` further buffers of a merged frame to `merged`. Returns `false`
-    /// (counted) when the device did not use that many buffers or the frame is too long.
-    fn gather(&mut self, count: u16) -> Result<bool, NetError> {
+    /// (counted) when the device did not use that many buffers or the frame is longer than
+    /// `limit`.
+    fn gather(&mut self, count: u16, limit: usize) -> Result<bool, NetError> {
         let rest = usize::from(count) - 1;
         // More buffers than the device holds cannot follow: drop only the first.
         if rest > self.vq.in_flight() {
@@ -207,7 +210,7 @@ impl<A: DmaAllocator> RxQueue<A> {
             let written = used.written_len() as usize;
             let token = used.into_avail();
             let part = token.writable().first().map_or(&[][..], |b| &b[..written]);
-            if self.merged.len() + part.len() > self.max_frame_len {
+            if self.merged.len() + part.len() > limit {
                 oversize = true;
             } else {
                 self.merged.extend_from_slice(part);
@@ -241,60 +244,5 @@ impl<A: DmaAllocator> RxQueue<A> {
         if let RxHeld::InPlace { token, .. } = held {
             self.spare.push_back(token);
         }
-    }
-}
-
-/// Decides whether a frame's TCP or UDP checksum is good enough to hand it to smoltcp, which
-/// does not verify those checksums when `guest_csum` (`VIRTIO_NET_F_GUEST_CSUM`) was
-/// negotiated (virtio 1.2 §5.1.6.4; Linux's `virtio_net` trusts the same flags, as
-/// `CHECKSUM_PARTIAL` and `CHECKSUM_UNNECESSARY`):
-///
-/// - `NEEDS_CSUM`: the device validated every checksum up to the partial one, which it left
-///   incomplete; accepted without reading the payload, once `csum_start`/`csum_offset` are
-///   seen to lie inside the frame (otherwise dropped, counted in `rx_bad_csum`).
-/// - `DATA_VALID`: the device validated the checksum; accepted.
-/// - Neither: the driver verifies a TCP or UDP checksum itself (one pass; a wrong one is
-///   dropped, counted in `rx_csum_failed`); anything else goes to smoltcp unchanged.
-///
-/// Without `guest_csum` smoltcp verifies every checksum and every frame is accepted here (a
-/// `DATA_VALID` the device may set even then, as the corrected spec allows, is only counted).
-fn checksum(
-    guest_csum: bool,
-    stats: &mut NetStats,
-    header: &[u8; HEADER_LEN],
-    frame: &[u8],
-) -> bool {
-    let flags = header[hdr::FLAGS];
-    if !guest_csum {
-        if flags & hdr::F_DATA_VALID != 0 {
-            stats.rx_data_valid += 1;
-        }
-        return true;
-    }
-    if flags & hdr::F_NEEDS_CSUM != 0 {
-        let start = usize::from(hdr_u16(header, hdr::CSUM_START));
-        let offset = usize::from(hdr_u16(header, hdr::CSUM_OFFSET));
-        // The 2-byte field at start + offset (both 16-bit: no overflow in usize).
-        if start + offset + 2 > frame.len() {
-            stats.rx_bad_csum += 1;
-            return false;
-        }
-        stats.rx_needs_csum += 1;
-        return true;
-    }
-    if flags & hdr::F_DATA_VALID != 0 {
-        stats.rx_data_valid += 1;
-        return true;
-    }
-    match verify_received(frame) {
-        RxVerdict::Valid => {
-            stats.rx_csum_verified += 1;
-            true
-        }
-        RxVerdict::Invalid => {
-            stats.rx_csum_failed += 1;
-            false
-        }
-        RxVerdict::NotTcpUdp => true,
     }
 }

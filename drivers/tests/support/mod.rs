@@ -9,6 +9,7 @@
 #[path = "../../../virtio/tests/support/dma.rs"]
 pub mod dma;
 pub mod frames;
+pub mod gro;
 pub mod helpers;
 pub mod net;
 pub mod packed;

@@ -28,6 +28,8 @@ pub fn all_net() -> F {
             | net::F::MTU
             | net::F::CSUM
             | net::F::GUEST_CSUM
+            | net::F::GUEST_TSO4
+            | net::F::GUEST_TSO6
             | net::F::MRG_RXBUF
             | net::F::CTRL_VQ
             | net::F::CTRL_RX,
@@ -56,6 +58,16 @@ pub fn header(flags: u8, csum_start: u16, csum_offset: u16, num_buffers: u16) ->
     h[6..8].copy_from_slice(&csum_start.to_le_bytes());
     h[8..10].copy_from_slice(&csum_offset.to_le_bytes());
     h[10..12].copy_from_slice(&num_buffers.to_le_bytes());
+    h
+}
+
+/// A net header for a coalesced TCP segment (`NEEDS_CSUM` with the partial checksum at
+/// `csum_start + 16`, `gso_type`, `hdr_len`, `gso_size`), as QEMU passes on a tap's.
+pub fn gso_header(gso_type: u8, hdr_len: u16, gso_size: u16, csum_start: u16) -> [u8; HEADER_LEN] {
+    let mut h = header(1, csum_start, 16, 1);
+    h[1] = gso_type;
+    h[2..4].copy_from_slice(&hdr_len.to_le_bytes());
+    h[4..6].copy_from_slice(&gso_size.to_le_bytes());
     h
 }
 
@@ -144,11 +156,18 @@ impl NetSim {
     /// Delivers `frame` with header `flags`/checksum offsets, spread over as many merged
     /// buffers as it needs (one without MRG_RXBUF). Returns false if the device lacks buffers.
     pub fn deliver_with(&mut self, frame: &[u8], flags: u8, csum: (u16, u16)) -> bool {
+        self.deliver_header(frame, header(flags, csum.0, csum.1, 1))
+    }
+
+    /// Delivers `frame` after the net header `h` (its `num_buffers` set here), spread over as
+    /// many merged buffers as it needs. Returns false if the device lacks buffers.
+    pub fn deliver_header(&mut self, frame: &[u8], h: [u8; HEADER_LEN]) -> bool {
         let cap = self.rx_buffer_len();
         if cap == 0 {
             return false;
         }
-        let mut bytes = header(flags, csum.0, csum.1, 1).to_vec();
+        let mut bytes = h.to_vec();
+        bytes[10..12].copy_from_slice(&1u16.to_le_bytes());
         bytes.extend_from_slice(frame);
         let parts: Vec<_> = bytes.chunks(cap).map(|c| (c.to_vec(), None)).collect();
         let mut parts = parts;

@@ -63,6 +63,7 @@ fn options() -> ProbeOptions {
             event_idx: virtio::flag("vireo.net.event_idx", defaults.event_idx),
             mrg_rxbuf: virtio::flag("vireo.net.mrg_rxbuf", defaults.mrg_rxbuf),
             csum: virtio::flag("vireo.net.csum", defaults.csum),
+            tso: virtio::flag("vireo.net.tso", defaults.tso),
             mtu: virtio::flag("vireo.net.mtu", defaults.mtu),
             ctrl_vq: virtio::flag("vireo.net.ctrl_vq", defaults.ctrl_vq),
             queue_size: virtio::option("vireo.net.queue_size")

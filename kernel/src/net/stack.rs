@@ -14,7 +14,7 @@ use spin::Mutex;
 use vireo_drivers::net::{NetDriver, NetError as DriverError};
 use vireo_virtio::{
     transport::PciTransport,
-    virtio_spec::F,
+    virtio_spec::{F, net},
     wait::{WaitQueue, Waited},
 };
 
@@ -300,6 +300,12 @@ pub struct NetInfo {
     pub packed: bool,
     /// `VIRTIO_F_EVENT_IDX` is in use.
     pub event_idx: bool,
+    /// `VIRTIO_NET_F_GUEST_CSUM` is in use: the driver, not smoltcp, answers for received TCP
+    /// and UDP checksums.
+    pub guest_csum: bool,
+    /// `VIRTIO_NET_F_GUEST_TSO4` or `GUEST_TSO6` is in use: the device may deliver coalesced
+    /// TCP segments (`vireo.net.tso`).
+    pub guest_tso: bool,
     /// Frames arrive by MSI-X interrupt (else polled).
     pub interrupts: bool,
 }
@@ -341,12 +347,14 @@ impl fmt::Display for NetDevice {
         let (bus, dev, func) = self.pci.address();
         write!(
             f,
-            "virtio-net {bus:02x}:{dev:02x}.{func} {} mtu {}, link {}, {}{}, {}",
+            "virtio-net {bus:02x}:{dev:02x}.{func} {} mtu {}, link {}, {}{}{}{}, {}",
             EthernetAddress(i.mac),
             i.mtu,
             if i.link_up { "up" } else { "down" },
             if i.packed { "packed" } else { "split" },
             if i.event_idx { "+event-idx" } else { "" },
+            if i.guest_csum { "+guest-csum" } else { "" },
+            if i.guest_tso { "+guest-tso" } else { "" },
             if i.interrupts { "MSI-X" } else { "polled" },
         )
     }
@@ -377,6 +385,8 @@ impl NetDevice {
             gateway: s.ipv4.and_then(|(_, gw)| gw),
             packed: features.contains(F::RING_PACKED),
             event_idx: features.contains(F::EVENT_IDX),
+            guest_csum: features.contains(net::F::GUEST_CSUM.into()),
+            guest_tso: features.intersects((net::F::GUEST_TSO4 | net::F::GUEST_TSO6).into()),
             interrupts: s.irq.interrupt_driven(),
         }
     }

@@ -108,6 +108,7 @@ fn merged_frames_are_reassembled_and_single_ones_stay_in_place() {
         let net = Net::standard();
         let mut drv = net.driver(NetOptions {
             packed,
+            tso: false,
             mrg_buffer_len: 256,
             queue_size: 64,
             rx_buffers: 32,

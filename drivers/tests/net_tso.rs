@@ -35,6 +35,10 @@ fn negotiated_only_with_guest_csum_and_merged_buffers() {
     };
     let on = options(false);
     assert_eq!(negotiated(all_net(), on), tso());
+    // On by default, with the default pool's 2 KiB buffers.
+    assert_eq!(negotiated(all_net(), NetOptions::default()), tso());
+    let net = Net::standard();
+    assert_eq!(net.driver(NetOptions::default()).info().rx_buffer_len, 2048);
     assert_eq!(
         negotiated(all_net(), NetOptions { tso: false, ..on }),
         F::empty()
@@ -157,7 +161,10 @@ fn bad_gso_drops_the_frame_and_its_buffers_come_back() {
 fn gso_without_the_feature_is_refused_on_every_ring() {
     for options in net_matrix() {
         let net = Net::standard();
-        let mut drv = net.driver(options);
+        let mut drv = net.driver(NetOptions {
+            tso: false,
+            ..options
+        });
         assert!(!drv.features().intersects(tso()));
         // A small coalesced frame that fits one buffer even without merged buffers.
         let (h, f) = coalesced(false, 1000);
@@ -168,4 +175,27 @@ fn gso_without_the_feature_is_refused_on_every_ring() {
         assert!(net.dev.borrow_mut().deliver(&good));
         assert_eq!(drain(&mut drv), [good]);
     }
+}
+
+#[test]
+fn a_small_pool_gets_buffers_long_enough_for_a_coalesced_frame() {
+    for (rx_buffers, len) in [(64, 2048), (16, 4371), (2, 65_562), (1, 65_562)] {
+        let net = Net::standard();
+        let mut drv = net.driver(NetOptions {
+            rx_buffers,
+            ..options(false)
+        });
+        assert_eq!(drv.info().rx_buffer_len, len, "{rx_buffers} buffers");
+        let (h, f) = coalesced(false, 65_000);
+        assert!(net.dev.borrow_mut().deliver_header(&f, h));
+        assert_eq!(drain(&mut drv), [f]);
+    }
+    // Without TSO the configured length stays.
+    let net = Net::standard();
+    let drv = net.driver(NetOptions {
+        rx_buffers: 16,
+        tso: false,
+        ..options(false)
+    });
+    assert_eq!(drv.info().rx_buffer_len, 2048);
 }

@@ -11,7 +11,7 @@ use vireo_virtio::{
 
 use super::{
     accept::RxConfig,
-    config::{HEADER_LEN, NetInfo, NetOptions, has, read_mac_status, settle},
+    config::{HEADER_LEN, MAX_GSO_FRAME_LEN, NetInfo, NetOptions, has, read_mac_status, settle},
     ctrl::{COMMAND_CAPACITY, CtrlQueue},
     error::{NetError, NetStats},
     rx::RxQueue,
@@ -155,6 +155,12 @@ where
         // Buffers first, while the queues are staged (torn down with a reset on failure).
         let rx_count = self.options.rx_buffers.min(self.staged[0].size()).max(1);
         let tx_count = self.options.tx_buffers.min(self.staged[1].size()).max(1);
+        if has(features, net::F::GUEST_TSO4) || has(features, net::F::GUEST_TSO6) {
+            self.info.rx_buffer_len = self
+                .info
+                .rx_buffer_len
+                .max(gso_buffer_len(usize::from(rx_count)));
+        }
         let frame = self.info.max_frame_len;
         let alloc = &self.alloc;
         let rx_tokens = (0..rx_count)
@@ -251,6 +257,15 @@ where
         self.info.link_up = link_up;
         Ok(change)
     }
+}
+
+/// The receive buffer length that lets `count` buffers hold a coalesced frame of
+/// [`MAX_GSO_FRAME_LEN`] and its header even while the caller holds one of them: a device
+/// (QEMU's `virtio_net_has_buffers`) waits until the posted buffers can take the whole frame,
+/// so a pool too small for one would stall reception for good. 2 KiB buffers do with 34 or
+/// more of them; a smaller pool gets longer buffers.
+fn gso_buffer_len(count: usize) -> usize {
+    (HEADER_LEN + MAX_GSO_FRAME_LEN).div_ceil(count.saturating_sub(1).max(1))
 }
 
 /// A token of fresh zeroed DMA buffers with the given device-readable and device-writable

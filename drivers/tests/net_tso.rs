@@ -2,12 +2,13 @@
 //! `GUEST_CSUM` and merged buffers; a coalesced segment of up to 64 KiB is gathered from
 //! merged buffers and delivered intact; a GSO type the device may not send, or one that does
 //! not match the frame, drops the frame (all its buffers taken back) and is counted.
-//! (smoltcp taking coalesced segments whole: `net_smoltcp.rs`.)
+//! `VIRTIO_NET_F_HOST_TSO4`: negotiated only with `CSUM`, told to smoltcp, and a segment
+//! smoltcp asks to have cut carries the GSO fields. (smoltcp over both: `net_smoltcp.rs`.)
 
 mod support;
 
-use support::{frames::*, gro::*, net::*};
-use vireo_drivers::net::{MAX_GSO_FRAME_LEN, NetOptions};
+use support::{frames::*, net::*, tso::*};
+use vireo_drivers::net::{MAX_GSO_FRAME_LEN, MAX_TSO_FRAME_LEN, NetError, NetOptions};
 use vireo_virtio::virtio_spec::{F, net};
 
 fn tso() -> F {
@@ -198,4 +199,117 @@ fn a_small_pool_gets_buffers_long_enough_for_a_coalesced_frame() {
         ..options(false)
     });
     assert_eq!(drv.info().rx_buffer_len, 2048);
+}
+
+#[test]
+fn host_tso4_is_negotiated_with_csum_and_told_to_smoltcp() {
+    let caps = |offered: F, options: NetOptions| {
+        let net = Net::new(offered, net_config(MAC, true, 1500));
+        let drv = net.driver(options);
+        let f = drv.features();
+        let host = f & F::from(net::F::HOST_TSO4 | net::F::HOST_TSO6);
+        (host, drv.capabilities().segmentation)
+    };
+    let on = NetOptions {
+        host_tso: true,
+        ..NetOptions::default()
+    };
+    let (host, seg) = caps(all_net(), on);
+    assert_eq!(host, net::F::HOST_TSO4.into(), "never HOST_TSO6");
+    assert_eq!(seg.tcpv4.map(|n| n.get()), Some(MAX_TSO_FRAME_LEN));
+    assert_eq!(seg.tcpv6, None);
+    assert_eq!(MAX_TSO_FRAME_LEN, 14 + 65_535);
+    for (offered, options) in [
+        (all_net(), NetOptions::default()),
+        (all_net(), NetOptions { csum: false, ..on }),
+        (all_net() - F::from(net::F::CSUM), on),
+    ] {
+        let (host, seg) = caps(offered, options);
+        assert_eq!((host, seg.tcpv4), (F::empty(), None));
+    }
+}
+
+/// Sends a frame through smoltcp's transmit token with a segmentation size, as smoltcp's TCP
+/// socket does for a segment longer than the MSS.
+fn send_segmented(drv: &mut NetDrv, frame: &[u8], mss: u16) {
+    use smoltcp::phy::{Device, PacketMeta, TxToken};
+    let mut phy = drv.phy();
+    let mut token = phy.transmit(smoltcp::time::Instant::ZERO).unwrap();
+    let mut meta = PacketMeta::default();
+    meta.segmentation_offload_size = std::num::NonZeroU16::new(mss);
+    token.set_meta(meta);
+    token.consume(frame.len(), |b| b.copy_from_slice(frame));
+}
+
+#[test]
+fn a_segment_for_the_device_to_cut_carries_the_gso_fields() {
+    for packed in [false, true] {
+        let net = Net::standard();
+        let mut drv = net.driver(NetOptions {
+            packed,
+            host_tso: true,
+            ..NetOptions::default()
+        });
+        let l4 = L4::Tcp {
+            port: 80,
+            syn: false,
+            seq: 1000,
+        };
+        let payload: Vec<u8> = (0..60_000u32).map(|i| (i % 251) as u8).collect();
+        let f = frame([2, 0, 0, 0, 0, 9], false, l4, &payload);
+        assert!(f.len() > 1514);
+        send_segmented(&mut drv, &f, 1448);
+        assert_eq!(drv.take_error(), None);
+        let sent = net.dev.borrow_mut().take_tx();
+        assert_eq!(sent.len(), 1);
+        let (h, wire) = sent[0].clone();
+        // NEEDS_CSUM at 34 + 16, GSO_TCPV4, hdr_len 54, gso_size 1448 (`segment` checks the
+        // pseudo-header sum too).
+        assert_eq!(h[..2], [1, GSO_TCPV4]);
+        let cut = segment(h, wire);
+        assert_eq!(cut.len(), 60_000usize.div_ceil(1448));
+        let mut joined = Vec::new();
+        for (_, c) in &cut {
+            assert!(c.len() <= 54 + 1448);
+            joined.extend_from_slice(&c[54..]);
+        }
+        assert_eq!(joined, payload);
+        assert_eq!(drv.stats().tx_tso, 1);
+    }
+}
+
+#[test]
+fn a_segment_the_device_cannot_cut_is_dropped_and_reported() {
+    let net = Net::standard();
+    let mut drv = net.driver(NetOptions {
+        host_tso: true,
+        ..NetOptions::default()
+    });
+    // UDP is not TCP/IPv4: taken out of the batch, its buffer free again.
+    let udp = frame(MAC, false, L4::Udp { port: 53 }, &[1; 3000]);
+    send_segmented(&mut drv, &udp, 1448);
+    assert_eq!(drv.take_error(), Some(NetError::ChecksumOffload));
+    // Longer than the largest IPv4 packet: refused before it is written.
+    send_segmented(&mut drv, &vec![0; MAX_TSO_FRAME_LEN + 1], 1448);
+    assert!(matches!(
+        drv.take_error(),
+        Some(NetError::FrameTooLarge { .. })
+    ));
+    assert!(net.dev.borrow_mut().take_tx().is_empty());
+    assert_eq!(drv.tx_outstanding(), 0);
+    let s = drv.stats();
+    assert_eq!((s.tx_frames, s.tx_tso, s.phy_errors), (0, 0, 2));
+    // Without HOST_TSO4 a segmentation size is refused above the MTU.
+    let net = Net::standard();
+    let mut drv = net.driver(NetOptions::default());
+    let l4 = L4::Tcp {
+        port: 80,
+        syn: false,
+        seq: 1,
+    };
+    send_segmented(&mut drv, &frame(MAC, false, l4, &[0; 3000]), 1448);
+    assert!(matches!(
+        drv.take_error(),
+        Some(NetError::FrameTooLarge { max: 1514, .. })
+    ));
 }

@@ -203,9 +203,10 @@ impl Meter {
             s1.missed_wakeups - s0.missed_wakeups,
             s1.renotified - s0.renotified,
         );
-        // How received frames were checked over the window (not parsed by xtask; for logs).
+        // How received frames were checked, and how many sent frames the device cut, over the
+        // window (not parsed by xtask; for logs).
         println!(
-            "netbench: rx over the window: needs_csum={} data_valid={} csum_verified={} csum_failed={} gso={} merged={} dropped={}{}{}",
+            "netbench: over the window: needs_csum={} data_valid={} csum_verified={} csum_failed={} gso={} merged={} dropped={} tx_tso={}{}{}{}",
             d1.rx_needs_csum - d0.rx_needs_csum,
             d1.rx_data_valid - d0.rx_data_valid,
             d1.rx_csum_verified - d0.rx_csum_verified,
@@ -213,8 +214,10 @@ impl Meter {
             d1.rx_gso - d0.rx_gso,
             d1.rx_merged - d0.rx_merged,
             d1.rx_dropped() - d0.rx_dropped(),
+            d1.tx_tso - d0.tx_tso,
             if info.guest_csum { " guest-csum" } else { "" },
             if info.guest_tso { " guest-tso" } else { "" },
+            if info.host_tso { " host-tso" } else { "" },
         );
         Ok(())
     }

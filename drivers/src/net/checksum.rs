@@ -163,6 +163,14 @@ pub(crate) fn is_tcp_segment(frame: &[u8], ipv6: bool) -> bool {
     })
 }
 
+/// Where the TCP header of a TCP/IPv4 (`ipv6` false) or TCP/IPv6 frame ends (its data offset
+/// read), if it lies inside the packet: the `hdr_len` of a segment the device cuts.
+pub(crate) fn tcp_header_end(frame: &[u8], ipv6: bool) -> Option<usize> {
+    let l4 = upper_layer(frame).filter(|l4| l4.proto == PROTO_TCP && l4.ipv4 != ipv6)?;
+    let len = usize::from(frame.get(l4.start + 12)? >> 4) * 4;
+    (len >= 20 && len <= l4.len).then_some(l4.start + len)
+}
+
 /// Prepares a frame whose TCP or UDP checksum is left to the device: writes the pseudo-header
 /// sum into the checksum field (what the device's sum from `start` then completes) and returns
 /// where the checksum lies. `None` for anything else (not a TCP or UDP packet by the rules of

@@ -23,6 +23,10 @@ pub const MIN_MTU: u16 = 68;
 /// merged buffers, less the 12-byte net header; Linux's GSO packets are at most 64 KiB plus
 /// the Ethernet header.
 pub const MAX_GSO_FRAME_LEN: usize = 65_550;
+/// Largest TCP/IPv4 segment the driver hands the device to cut with `VIRTIO_NET_F_HOST_TSO4`
+/// (Ethernet header included): the largest IPv4 packet, so its total length still says how
+/// long it is (smoltcp writes 0 beyond, which the checksum offload could not read).
+pub const MAX_TSO_FRAME_LEN: usize = ETHERNET_HEADER_LEN + 65_535;
 
 /// Byte offsets in `struct virtio_net_hdr_v1` (§5.1.6), from the spec crate's layout.
 pub(crate) mod hdr {
@@ -30,6 +34,8 @@ pub(crate) mod hdr {
 
     pub(crate) const FLAGS: usize = offset_of!(Hdr, flags);
     pub(crate) const GSO_TYPE: usize = offset_of!(Hdr, gso_type);
+    pub(crate) const HDR_LEN: usize = offset_of!(Hdr, hdr_len);
+    pub(crate) const GSO_SIZE: usize = offset_of!(Hdr, gso_size);
     pub(crate) const CSUM_START: usize = offset_of!(Hdr, csum_start);
     pub(crate) const CSUM_OFFSET: usize = offset_of!(Hdr, csum_offset);
     pub(crate) const NUM_BUFFERS: usize = offset_of!(Hdr, num_buffers);
@@ -85,6 +91,12 @@ pub struct NetOptions {
     /// [`mrg_buffer_len`](Self::mrg_buffer_len) buffers gets longer buffers. On by default:
     /// over a tap it made host-to-guest TCP 1.3–1.5× faster under TCG (README, benchmarks).
     pub tso: bool,
+    /// Negotiate `VIRTIO_NET_F_HOST_TSO4`: smoltcp (its `segmentation-offload` feature) sends
+    /// TCP/IPv4 segments of up to [`MAX_TSO_FRAME_LEN`] bytes, which the device cuts at the
+    /// MSS. Only with [`csum`](Self::csum) (`CSUM`, which it requires); every transmit buffer
+    /// then holds that much. `HOST_TSO6` is never asked for: smoltcp 0.14 drops an IPv6
+    /// packet longer than the MTU before it looks at the segmentation size.
+    pub host_tso: bool,
     /// Negotiate `VIRTIO_NET_F_MTU` (the device's MTU instead of 1500).
     pub mtu: bool,
     /// Negotiate `VIRTIO_NET_F_CTRL_VQ` and `VIRTIO_NET_F_CTRL_RX` (control queue, receive
@@ -119,6 +131,7 @@ impl Default for NetOptions {
             mrg_rxbuf: true,
             csum: true,
             tso: true,
+            host_tso: false,
             mtu: true,
             ctrl_vq: true,
             queue_size: 256,
@@ -147,6 +160,7 @@ impl NetOptions {
             self.tso && self.csum && self.mrg_rxbuf,
             (net::F::GUEST_TSO4 | net::F::GUEST_TSO6).into(),
         );
+        wanted |= pick(self.host_tso && self.csum, net::F::HOST_TSO4.into());
         wanted |= pick(self.mtu, net::F::MTU.into());
         wanted |= pick(self.ctrl_vq, (net::F::CTRL_VQ | net::F::CTRL_RX).into());
         wanted
@@ -155,14 +169,16 @@ impl NetOptions {
 
 /// Of the features about to be accepted, those the driver keeps: the guest TSO features
 /// only with both `GUEST_CSUM` (virtio 1.2 §5.1.3.1) and `MRG_RXBUF` (this driver's choice:
-/// without them every receive buffer would need 64 KiB, §5.1.6.3.1).
-pub(crate) fn settle(features: F) -> F {
-    let tso = F::from(net::F::GUEST_TSO4 | net::F::GUEST_TSO6);
-    if has(features, net::F::GUEST_CSUM) && has(features, net::F::MRG_RXBUF) {
-        features
-    } else {
-        features - tso
+/// without them every receive buffer would need 64 KiB, §5.1.6.3.1), `HOST_TSO4` only with
+/// `CSUM` (§5.1.3.1).
+pub(crate) fn settle(mut features: F) -> F {
+    if !(has(features, net::F::GUEST_CSUM) && has(features, net::F::MRG_RXBUF)) {
+        features -= F::from(net::F::GUEST_TSO4 | net::F::GUEST_TSO6);
     }
+    if !has(features, net::F::CSUM) {
+        features -= F::from(net::F::HOST_TSO4);
+    }
+    features
 }
 
 /// Whether the negotiated `features` contain the net feature `f`.

@@ -11,7 +11,10 @@ use vireo_virtio::{
 
 use super::{
     accept::RxConfig,
-    config::{HEADER_LEN, MAX_GSO_FRAME_LEN, NetInfo, NetOptions, has, read_mac_status, settle},
+    config::{
+        HEADER_LEN, MAX_GSO_FRAME_LEN, MAX_TSO_FRAME_LEN, NetInfo, NetOptions, has,
+        read_mac_status, settle,
+    },
     ctrl::{COMMAND_CAPACITY, CtrlQueue},
     error::{NetError, NetStats},
     rx::RxQueue,
@@ -166,8 +169,10 @@ where
         let rx_tokens = (0..rx_count)
             .map(|_| token(alloc, &[], &[self.info.rx_buffer_len]))
             .collect::<Result<VecDeque<_>, _>>()?;
+        let tso4 = has(features, net::F::HOST_TSO4);
+        let tx_len = HEADER_LEN + if tso4 { MAX_TSO_FRAME_LEN } else { frame };
         let tx_tokens = (0..tx_count)
-            .map(|_| token(alloc, &[HEADER_LEN + frame], &[]))
+            .map(|_| token(alloc, &[tx_len], &[]))
             .collect::<Result<Vec<_>, _>>()?;
         let ctrl_token = if ctrl {
             Some(token(alloc, &[COMMAND_CAPACITY], &[1])?)
@@ -189,7 +194,7 @@ where
         let batch = self.options.refill_batch;
         *self.queues = Some(Queues {
             rx: RxQueue::new(rx_vq, rx_tokens, rx_config, batch),
-            tx: TxQueue::new(tx_vq, tx_tokens, csum, frame),
+            tx: TxQueue::new(tx_vq, tx_tokens, csum, tso4, frame),
             ctrl: ctrl_vq.zip(ctrl_token).map(|(vq, t)| CtrlQueue::new(vq, t)),
         });
         self.device.driver_ok()?;

@@ -128,6 +128,8 @@ pub struct NetStats {
     pub tx_frames: u64,
     /// Bytes of those frames (net header excluded).
     pub tx_bytes: u64,
+    /// Of those, TCP segments the device was asked to cut (`VIRTIO_NET_F_HOST_TSO4`).
+    pub tx_tso: u64,
     /// Driver-to-device notifications sent for the rx queue (refills).
     pub rx_kicks: u64,
     /// Driver-to-device notifications sent for the tx queue (flushes).
@@ -169,6 +171,7 @@ impl NetStats {
             (&mut self.rx_csum_failed, other.rx_csum_failed),
             (&mut self.tx_frames, other.tx_frames),
             (&mut self.tx_bytes, other.tx_bytes),
+            (&mut self.tx_tso, other.tx_tso),
             (&mut self.rx_kicks, other.rx_kicks),
             (&mut self.tx_kicks, other.tx_kicks),
             (&mut self.phy_errors, other.phy_errors),

@@ -37,8 +37,8 @@ mod tx;
 
 pub use self::{
     config::{
-        DEFAULT_MTU, ETHERNET_HEADER_LEN, HEADER_LEN, MAX_GSO_FRAME_LEN, MIN_MTU, NetInfo,
-        NetOptions,
+        DEFAULT_MTU, ETHERNET_HEADER_LEN, HEADER_LEN, MAX_GSO_FRAME_LEN, MAX_TSO_FRAME_LEN,
+        MIN_MTU, NetInfo, NetOptions,
     },
     ctrl::MAX_MAC_FILTERS,
     driver::{ConfigChange, NetDriver, default_multicast},

@@ -28,11 +28,20 @@
 //! compute the checksum (`NEEDS_CSUM`, `csum_start`, `csum_offset`, the pseudo-header sum in
 //! the field). IPv4 header and ICMP checksums stay with smoltcp. Without `CSUM`, smoltcp
 //! computes every checksum.
+//!
+//! # Segmentation
+//!
+//! With `VIRTIO_NET_F_HOST_TSO4` smoltcp is told (`DeviceCapabilities::segmentation`) that the
+//! device cuts TCP/IPv4 segments of up to [`MAX_TSO_FRAME_LEN`](super::MAX_TSO_FRAME_LEN)
+//! bytes; a TCP socket then sends up to that much at once (within the windows) and names the
+//! MSS in the packet's metadata, which the tx token passes on (`gso_type`, `gso_size`,
+//! `hdr_len`, with the checksum left to the device as above).
 
 use alloc::vec;
+use core::num::NonZeroUsize;
 
 use smoltcp::{
-    phy::{self, Checksum, DeviceCapabilities, Medium},
+    phy::{self, Checksum, DeviceCapabilities, Medium, PacketMeta},
     time::Instant,
 };
 use vireo_virtio::{DmaAllocator, transport::Transport};
@@ -92,6 +101,11 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
         };
         caps.checksum.tcp = smoltcp;
         caps.checksum.udp = smoltcp;
+        caps.segmentation.tcpv4 = self
+            .queues
+            .as_ref()
+            .and_then(|q| q.tx.tso_frame_len())
+            .and_then(NonZeroUsize::new);
         caps
     }
 }
@@ -129,6 +143,7 @@ impl<T: Transport, A: DmaAllocator + 'static> phy::Device for NetPhy<'_, T, A> {
                 NetTxToken {
                     tx: &mut queues.tx,
                     error: &mut driver.last_error,
+                    mss: None,
                 },
             )),
             Ok(None) => None,
@@ -146,6 +161,7 @@ impl<T: Transport, A: DmaAllocator + 'static> phy::Device for NetPhy<'_, T, A> {
             Ok(true) => Some(NetTxToken {
                 tx: &mut queues.tx,
                 error: &mut driver.last_error,
+                mss: None,
             }),
             Ok(false) => None,
             Err(e) => {
@@ -213,6 +229,8 @@ impl<A: DmaAllocator> Drop for NetRxToken<'_, A> {
 pub struct NetTxToken<'a, A: DmaAllocator> {
     tx: &'a mut TxQueue<A>,
     error: &'a mut Option<NetError>,
+    /// The MSS smoltcp asked the device to cut this TCP segment at (see the module docs).
+    mss: Option<u16>,
 }
 
 impl<A: DmaAllocator> core::fmt::Debug for NetTxToken<'_, A> {
@@ -223,21 +241,34 @@ impl<A: DmaAllocator> core::fmt::Debug for NetTxToken<'_, A> {
 
 impl<A: DmaAllocator> phy::TxToken for NetTxToken<'_, A> {
     /// Writes the frame into a DMA buffer and batches it. If that fails (a frame larger than
-    /// the MTU, or the device broke the ring protocol), `f` writes into a scratch buffer, the
+    /// the MTU, or than [`MAX_TSO_FRAME_LEN`](super::MAX_TSO_FRAME_LEN) for a segment the device
+    /// cuts, or the device broke the ring protocol), `f` writes into a scratch buffer, the
     /// frame is dropped and the error recorded.
     fn consume<R, F>(self, len: usize, f: F) -> R
     where
         F: FnOnce(&mut [u8]) -> R,
     {
-        let error = match self.tx.reserve(len, None) {
+        let reserved = match self.mss {
+            Some(_) => self.tx.reserve_segmented(len),
+            None => self.tx.reserve(len, None),
+        };
+        let error = match reserved {
             Ok(frame) => {
                 let result = f(frame);
-                self.tx.offload_last();
+                // A segment the device cannot cut is dropped (TCP sends it again).
+                if let Err(e) = self.tx.offload_last(self.mss) {
+                    record(self.error, &mut self.tx.stats, e);
+                }
                 return result;
             }
             Err(e) => e,
         };
         record(self.error, &mut self.tx.stats, error);
         f(&mut vec![0; len])
+    }
+
+    /// Keeps the segmentation size smoltcp asks for (`PacketMeta::segmentation_offload_size`).
+    fn set_meta(&mut self, meta: PacketMeta) {
+        self.mss = meta.segmentation_offload_size.map(|mss| mss.get());
     }
 }

@@ -1,13 +1,17 @@
 //! The transmit queue: frames written straight into a pool of DMA buffers, batched, one
-//! notification per batch; used buffers reclaimed lazily (virtio 1.2 §5.1.6.2).
+//! notification per batch; used buffers reclaimed lazily (virtio 1.2 §5.1.6.2). With
+//! `VIRTIO_NET_F_HOST_TSO4` a TCP segment of up to [`MAX_TSO_FRAME_LEN`] bytes goes to the
+//! device whole, for it to cut at the MSS smoltcp asked for.
 
 use alloc::{boxed::Box, collections::VecDeque, vec::Vec};
 
 use vireo_virtio::{AvailBufferToken, BufferType, DmaAllocator, Virtq};
 
+use vireo_virtio::virtio_spec::net::HdrGso;
+
 use super::{
-    checksum::prepare_offload,
-    config::{HEADER_LEN, hdr},
+    checksum::{prepare_offload, tcp_header_end},
+    config::{HEADER_LEN, MAX_TSO_FRAME_LEN, hdr},
     error::{NetError, NetStats},
 };
 
@@ -31,18 +35,31 @@ pub(crate) struct TxQueue<A: DmaAllocator> {
     /// Frames written and not yet made available (the batch).
     pending: VecDeque<AvailBufferToken<A>>,
     csum: bool,
+    /// `VIRTIO_NET_F_HOST_TSO4`: buffers hold [`MAX_TSO_FRAME_LEN`] bytes.
+    tso4: bool,
     max_frame_len: usize,
     pub(crate) stats: NetStats,
 }
 
+/// Segmentation offload for one transmitted TCP/IPv4 segment (`VIRTIO_NET_HDR_GSO_TCPV4`,
+/// §5.1.6.2): the device cuts its payload into `mss`-byte segments behind copies of its first
+/// `hdr_len` bytes (Ethernet, IP and TCP headers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TxGso {
+    mss: u16,
+    hdr_len: u16,
+}
+
 impl<A: DmaAllocator> TxQueue<A> {
     /// A tx queue over `vq` with the buffers `free` (each one device-readable element able
-    /// to hold a net header and `max_frame_len` bytes). Used-buffer notifications are turned
-    /// off: used buffers are reclaimed on the next transmit.
+    /// to hold a net header and `max_frame_len` bytes, [`MAX_TSO_FRAME_LEN`] with `tso4`).
+    /// Used-buffer notifications are turned off: used buffers are reclaimed on the next
+    /// transmit.
     pub(crate) fn new(
         mut vq: Box<dyn Virtq<A> + Send>,
         free: Vec<AvailBufferToken<A>>,
         csum: bool,
+        tso4: bool,
         max_frame_len: usize,
     ) -> Self {
         vq.disable_notifications();
@@ -52,6 +69,7 @@ impl<A: DmaAllocator> TxQueue<A> {
             free,
             pending,
             csum,
+            tso4,
             max_frame_len,
             stats: NetStats::default(),
         }
@@ -103,8 +121,27 @@ impl<A: DmaAllocator> TxQueue<A> {
         len: usize,
         csum: Option<TxChecksum>,
     ) -> Result<&mut [u8], NetError> {
-        if len > self.max_frame_len {
-            let max = self.max_frame_len;
+        self.reserve_up_to(len, csum, self.max_frame_len)
+    }
+
+    /// [`reserve`](Self::reserve) for a TCP segment the device will cut
+    /// ([`offload_last`](Self::offload_last) with its MSS): up to [`MAX_TSO_FRAME_LEN`] bytes
+    /// with `VIRTIO_NET_F_HOST_TSO4`, the MTU's without.
+    ///
+    /// # Errors
+    /// As [`reserve`](Self::reserve).
+    pub(crate) fn reserve_segmented(&mut self, len: usize) -> Result<&mut [u8], NetError> {
+        let max = self.tso_frame_len().unwrap_or(self.max_frame_len);
+        self.reserve_up_to(len, None, max)
+    }
+
+    fn reserve_up_to(
+        &mut self,
+        len: usize,
+        csum: Option<TxChecksum>,
+        max: usize,
+    ) -> Result<&mut [u8], NetError> {
+        if len > max {
             return Err(NetError::FrameTooLarge { len, max });
         }
         if let Some(c) = csum {
@@ -128,7 +165,7 @@ impl<A: DmaAllocator> TxQueue<A> {
         // `len <= max_frame_len`, and every buffer was allocated for the largest frame.
         buffer.set_len(HEADER_LEN + len);
         let (header, frame) = buffer.split_at_mut(HEADER_LEN);
-        write_header(header, csum);
+        write_header(header, csum, None);
         Ok(frame)
     }
 
@@ -137,23 +174,71 @@ impl<A: DmaAllocator> TxQueue<A> {
         self.csum
     }
 
+    /// The largest TCP/IPv4 frame the device segments (`VIRTIO_NET_F_HOST_TSO4`), if any.
+    pub(crate) fn tso_frame_len(&self) -> Option<usize> {
+        self.tso4.then_some(MAX_TSO_FRAME_LEN)
+    }
+
     /// Leaves the TCP or UDP checksum of the frame batched last to the device (see
-    /// [`prepare_offload`]); returns whether it did. Only with `VIRTIO_NET_F_CSUM`.
-    pub(crate) fn offload_last(&mut self) -> bool {
+    /// [`prepare_offload`]), and with `mss` its segmentation too (a TCP/IPv4 segment only);
+    /// returns whether it did. Only with `VIRTIO_NET_F_CSUM` (which `HOST_TSO4` requires).
+    ///
+    /// # Errors
+    /// [`NetError::ChecksumOffload`] when a segment to be cut is not one the device can cut
+    /// (not TCP over IPv4, or `HOST_TSO4` not negotiated): it is taken out of the batch.
+    pub(crate) fn offload_last(&mut self, mss: Option<u16>) -> Result<bool, NetError> {
         if !self.csum {
-            return false;
+            return Ok(false);
         }
-        let Some(buffer) = self
+        let Some(frame) = self.last_frame() else {
+            return Ok(false);
+        };
+        let csum = prepare_offload(frame);
+        let gso = match mss {
+            None => None,
+            // The pseudo-header sum `prepare_offload` wrote covers the whole segment's length:
+            // what Linux's GSO (and so QEMU's tap backend) expects of a TSO frame.
+            Some(mss) => match (csum, tcp_header_end(frame, false)) {
+                (Some(_), Some(end)) if self.tso4 && mss > 0 => Some(TxGso {
+                    mss,
+                    hdr_len: u16::try_from(end).unwrap_or(u16::MAX),
+                }),
+                _ => {
+                    self.drop_last();
+                    return Err(NetError::ChecksumOffload);
+                }
+            },
+        };
+        if let Some(buffer) = self
             .pending
             .back_mut()
             .and_then(|t| t.readable_mut().first_mut())
-        else {
-            return false;
-        };
-        let (header, frame) = buffer.split_at_mut(HEADER_LEN);
-        let csum = prepare_offload(frame);
-        write_header(header, csum);
-        csum.is_some()
+        {
+            write_header(&mut buffer[..HEADER_LEN], csum, gso);
+        }
+        if gso.is_some() {
+            self.stats.tx_tso += 1;
+        }
+        Ok(csum.is_some())
+    }
+
+    /// The frame batched last (net header excluded).
+    fn last_frame(&mut self) -> Option<&mut [u8]> {
+        let buffer = self
+            .pending
+            .back_mut()
+            .and_then(|t| t.readable_mut().first_mut())?;
+        Some(&mut buffer[HEADER_LEN..])
+    }
+
+    /// Takes the frame batched last out of the batch (its buffer is free again).
+    fn drop_last(&mut self) {
+        if let Some(token) = self.pending.pop_back() {
+            let len = token.readable().first().map_or(0, |b| b.len() - HEADER_LEN);
+            self.stats.tx_frames -= 1;
+            self.stats.tx_bytes -= len as u64;
+            self.free.push(token);
+        }
     }
 
     /// Makes every batched frame available, with at most one notification.
@@ -172,13 +257,19 @@ impl<A: DmaAllocator> TxQueue<A> {
     }
 }
 
-/// Writes a whole `virtio_net_hdr_v1`: no GSO, `NEEDS_CSUM` with its offsets when asked,
-/// `num_buffers` 0 (the device ignores it on transmit).
-fn write_header(header: &mut [u8], csum: Option<TxChecksum>) {
+/// Writes a whole `virtio_net_hdr_v1`: `NEEDS_CSUM` with its offsets when asked, the GSO
+/// fields for a segment the device cuts (`GSO_NONE` otherwise), `num_buffers` 0 (the device
+/// ignores it on transmit).
+fn write_header(header: &mut [u8], csum: Option<TxChecksum>, gso: Option<TxGso>) {
     header.fill(0);
     if let Some(c) = csum {
         header[hdr::FLAGS] = hdr::F_NEEDS_CSUM;
         header[hdr::CSUM_START..hdr::CSUM_START + 2].copy_from_slice(&c.start.to_le_bytes());
         header[hdr::CSUM_OFFSET..hdr::CSUM_OFFSET + 2].copy_from_slice(&c.offset.to_le_bytes());
+    }
+    if let Some(g) = gso {
+        header[hdr::GSO_TYPE] = HdrGso::Tcpv4.into();
+        header[hdr::HDR_LEN..hdr::HDR_LEN + 2].copy_from_slice(&g.hdr_len.to_le_bytes());
+        header[hdr::GSO_SIZE..hdr::GSO_SIZE + 2].copy_from_slice(&g.mss.to_le_bytes());
     }
 }

@@ -9,11 +9,11 @@
 #[path = "../../../virtio/tests/support/dma.rs"]
 pub mod dma;
 pub mod frames;
-pub mod gro;
 pub mod helpers;
 pub mod net;
 pub mod packed;
 pub mod sim;
+pub mod tso;
 
 #[allow(unused_imports, reason = "the net test binaries use no blk helper")]
 pub use self::{dma::GuestDma, helpers::*, sim::*};

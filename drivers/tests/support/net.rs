@@ -30,6 +30,8 @@ pub fn all_net() -> F {
             | net::F::GUEST_CSUM
             | net::F::GUEST_TSO4
             | net::F::GUEST_TSO6
+            | net::F::HOST_TSO4
+            | net::F::HOST_TSO6
             | net::F::MRG_RXBUF
             | net::F::CTRL_VQ
             | net::F::CTRL_RX,

@@ -64,6 +64,7 @@ fn options() -> ProbeOptions {
             mrg_rxbuf: virtio::flag("vireo.net.mrg_rxbuf", defaults.mrg_rxbuf),
             csum: virtio::flag("vireo.net.csum", defaults.csum),
             tso: virtio::flag("vireo.net.tso", defaults.tso),
+            host_tso: virtio::flag("vireo.net.host_tso", defaults.host_tso),
             mtu: virtio::flag("vireo.net.mtu", defaults.mtu),
             ctrl_vq: virtio::flag("vireo.net.ctrl_vq", defaults.ctrl_vq),
             queue_size: virtio::option("vireo.net.queue_size")

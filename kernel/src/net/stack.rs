@@ -306,6 +306,9 @@ pub struct NetInfo {
     /// `VIRTIO_NET_F_GUEST_TSO4` or `GUEST_TSO6` is in use: the device may deliver coalesced
     /// TCP segments (`vireo.net.tso`).
     pub guest_tso: bool,
+    /// `VIRTIO_NET_F_HOST_TSO4` is in use: the device cuts TCP/IPv4 segments of up to 64 KiB
+    /// that smoltcp sends (`vireo.net.host_tso`).
+    pub host_tso: bool,
     /// Frames arrive by MSI-X interrupt (else polled).
     pub interrupts: bool,
 }
@@ -347,7 +350,7 @@ impl fmt::Display for NetDevice {
         let (bus, dev, func) = self.pci.address();
         write!(
             f,
-            "virtio-net {bus:02x}:{dev:02x}.{func} {} mtu {}, link {}, {}{}{}{}, {}",
+            "virtio-net {bus:02x}:{dev:02x}.{func} {} mtu {}, link {}, {}{}{}{}{}, {}",
             EthernetAddress(i.mac),
             i.mtu,
             if i.link_up { "up" } else { "down" },
@@ -355,6 +358,7 @@ impl fmt::Display for NetDevice {
             if i.event_idx { "+event-idx" } else { "" },
             if i.guest_csum { "+guest-csum" } else { "" },
             if i.guest_tso { "+guest-tso" } else { "" },
+            if i.host_tso { "+host-tso" } else { "" },
             if i.interrupts { "MSI-X" } else { "polled" },
         )
     }
@@ -387,6 +391,7 @@ impl NetDevice {
             event_idx: features.contains(F::EVENT_IDX),
             guest_csum: features.contains(net::F::GUEST_CSUM.into()),
             guest_tso: features.intersects((net::F::GUEST_TSO4 | net::F::GUEST_TSO6).into()),
+            host_tso: features.contains(net::F::HOST_TSO4.into()),
             interrupts: s.irq.interrupt_driven(),
         }
     }

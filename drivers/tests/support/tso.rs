@@ -1,9 +1,10 @@
-//! What a host does between two guests when the receiving one negotiated
-//! `VIRTIO_NET_F_GUEST_TSO4`/`TSO6`: consecutive TCP segments of one flow are coalesced into
-//! one segment of up to 64 KiB (Linux's GRO, then tap's GSO), delivered with a partial
-//! checksum (`NEEDS_CSUM`) and the GSO fields in the net header.
+//! What a host does with TCP segmentation offloads between two guests: for a receiver that
+//! negotiated `VIRTIO_NET_F_GUEST_TSO4`/`TSO6`, consecutive TCP segments of one flow are
+//! coalesced into one segment of up to 64 KiB (Linux's GRO, then tap's GSO), delivered with a
+//! partial checksum (`NEEDS_CSUM`) and the GSO fields in the net header ([`coalesce`]); a
+//! sender's `HOST_TSO4` segment is cut at its `gso_size` ([`segment`], Linux's GSO).
 
-use super::frames::ETH;
+use super::frames::{ETH, complete_checksum};
 
 /// `VIRTIO_NET_HDR_GSO_TCPV4` and `TCPV6`.
 pub const GSO_TCPV4: u8 = 1;
@@ -36,7 +37,7 @@ fn be16(f: &[u8], at: usize) -> usize {
 
 /// The TCP segment in `frame` (IPv4 without options or IPv6 without extension headers),
 /// carrying data, or `None`.
-fn segment(frame: &[u8]) -> Option<Segment> {
+fn segment_of(frame: &[u8]) -> Option<Segment> {
     let ipv6 = match be16(frame, 12) {
         0x0800 if frame[ETH] == 0x45 && frame[ETH + 9] == 6 => false,
         0x86dd if frame[ETH + 6] == 6 => true,
@@ -188,7 +189,7 @@ pub fn coalesce(frames: Vec<Framed>) -> (Vec<Framed>, usize) {
         }
     };
     for (h, frame) in frames {
-        let Some(seg) = segment(&frame) else {
+        let Some(seg) = segment_of(&frame) else {
             flush(run.take(), &mut out);
             out.push((h, frame));
             continue;
@@ -204,4 +205,59 @@ pub fn coalesce(frames: Vec<Framed>) -> (Vec<Framed>, usize) {
     }
     flush(run.take(), &mut out);
     (out, coalesced)
+}
+
+/// Cuts a frame the sender asked the device to segment (`gso_type` TCPV4 in its header `h`)
+/// into frames of at most `gso_size` payload bytes behind copies of its first `hdr_len`
+/// bytes: IPv4 total length, identification and header checksum per frame, TCP sequence
+/// numbers advanced, FIN and PSH on the last frame only, every checksum complete (as Linux's
+/// `tcp_gso_segment` leaves them for a device without checksum offload). Checks what the
+/// sender wrote on the way: `NEEDS_CSUM` at the TCP checksum, `hdr_len` at the end of the TCP
+/// header, and the pseudo-header sum over the whole segment in the field. Any other frame is
+/// returned as it is.
+pub fn segment(h: [u8; 12], frame: Vec<u8>) -> Vec<Framed> {
+    if h[1] != GSO_TCPV4 {
+        return vec![(h, frame)];
+    }
+    let le16 = |at: usize| usize::from(u16::from_le_bytes([h[at], h[at + 1]]));
+    let (hdr_len, mss, start, offset) = (le16(2), le16(4), le16(6), le16(8));
+    let seg = segment_of(&frame).expect("a TSO frame is one TCP/IPv4 segment");
+    assert!(!seg.ipv6 && h[0] == 1 && mss > 0, "TSO header {h:?}");
+    assert_eq!(
+        (start, offset, hdr_len),
+        (seg.tcp, 16, seg.payload),
+        "TSO header {h:?}"
+    );
+    let tcp_len = frame.len() - seg.tcp;
+    let pseudo = sum(&frame[ETH + 12..ETH + 20], 6 + tcp_len as u32);
+    assert_eq!(
+        be16(&frame, seg.tcp + 16),
+        usize::from(pseudo),
+        "pseudo-header sum"
+    );
+    let payload = &frame[seg.payload..];
+    let count = payload.len().div_ceil(mss);
+    let mut out = Vec::new();
+    for (i, chunk) in payload.chunks(mss).enumerate() {
+        let mut f = frame[..seg.payload].to_vec();
+        f.extend_from_slice(chunk);
+        let total = (f.len() - ETH) as u16;
+        f[ETH + 2..ETH + 4].copy_from_slice(&total.to_be_bytes());
+        let id = (be16(&frame, ETH + 4) + i) as u16;
+        f[ETH + 4..ETH + 6].copy_from_slice(&id.to_be_bytes());
+        f[ETH + 10..ETH + 12].copy_from_slice(&[0, 0]);
+        let check = !sum(&f[ETH..ETH + 20], 0);
+        f[ETH + 10..ETH + 12].copy_from_slice(&check.to_be_bytes());
+        let seq = seg.seq.wrapping_add((i * mss) as u32);
+        f[seg.tcp + 4..seg.tcp + 8].copy_from_slice(&seq.to_be_bytes());
+        if i + 1 < count {
+            f[seg.tcp + 13] &= !(PSH | 0x01);
+        }
+        let tcp_len = f.len() - seg.tcp;
+        let pseudo = sum(&f[ETH + 12..ETH + 20], 6 + tcp_len as u32);
+        f[seg.tcp + 16..seg.tcp + 18].copy_from_slice(&pseudo.to_be_bytes());
+        complete_checksum(&mut f, seg.tcp, 16);
+        out.push(([0; 12], f));
+    }
+    out
 }

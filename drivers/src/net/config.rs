@@ -93,9 +93,9 @@ pub struct NetOptions {
     pub tso: bool,
     /// Negotiate `VIRTIO_NET_F_HOST_TSO4`: smoltcp (its `segmentation-offload` feature) sends
     /// TCP/IPv4 segments of up to [`MAX_TSO_FRAME_LEN`] bytes, which the device cuts at the
-    /// MSS. Only with [`csum`](Self::csum) (`CSUM`, which it requires); every transmit buffer
-    /// then holds that much. `HOST_TSO6` is never asked for: smoltcp 0.14 drops an IPv6
-    /// packet longer than the MTU before it looks at the segmentation size.
+    /// MSS. Only with [`csum`](Self::csum) (`CSUM`, which it requires); such segments go in
+    /// [`tso_buffers`](Self::tso_buffers). `HOST_TSO6` is never asked for: smoltcp 0.14 drops
+    /// an IPv6 packet longer than the MTU before it looks at the segmentation size.
     pub host_tso: bool,
     /// Negotiate `VIRTIO_NET_F_MTU` (the device's MTU instead of 1500).
     pub mtu: bool,
@@ -107,8 +107,13 @@ pub struct NetOptions {
     pub queue_size: u16,
     /// Receive buffers kept posted (at most the rx queue size).
     pub rx_buffers: u16,
-    /// Transmit buffers (frames in flight or batched at once; at most the tx queue size).
+    /// Transmit buffers (frames in flight or batched at once; at most the tx queue size, less
+    /// the [`tso_buffers`](Self::tso_buffers)).
     pub tx_buffers: u16,
+    /// With `VIRTIO_NET_F_HOST_TSO4`, transmit buffers of [`MAX_TSO_FRAME_LEN`] bytes besides
+    /// [`tx_buffers`](Self::tx_buffers), for the segments the device cuts (at least 1, at most
+    /// half the tx queue); smoltcp gets a transmit token only while one is free.
+    pub tso_buffers: u16,
     /// Size of one receive buffer with `VIRTIO_NET_F_MRG_RXBUF` (at least [`HEADER_LEN`] + 1;
     /// longer when guest TSO needs it, see [`tso`](Self::tso)).
     pub mrg_buffer_len: u16,
@@ -137,6 +142,7 @@ impl Default for NetOptions {
             queue_size: 256,
             rx_buffers: 256,
             tx_buffers: 64,
+            tso_buffers: 8,
             mrg_buffer_len: 2048,
             max_mtu: 9000,
             refill_batch: 16,

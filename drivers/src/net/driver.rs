@@ -157,7 +157,15 @@ where
         }
         // Buffers first, while the queues are staged (torn down with a reset on failure).
         let rx_count = self.options.rx_buffers.min(self.staged[0].size()).max(1);
-        let tx_count = self.options.tx_buffers.min(self.staged[1].size()).max(1);
+        let tx_size = self.staged[1].size();
+        let tso4 = has(features, net::F::HOST_TSO4);
+        // Segment buffers (HOST_TSO4) take at most half the ring; ordinary ones the rest.
+        let tso_count = if tso4 {
+            self.options.tso_buffers.clamp(1, (tx_size / 2).max(1))
+        } else {
+            0
+        };
+        let tx_count = self.options.tx_buffers.min(tx_size - tso_count).max(1);
         if has(features, net::F::GUEST_TSO4) || has(features, net::F::GUEST_TSO6) {
             self.info.rx_buffer_len = self
                 .info
@@ -169,10 +177,11 @@ where
         let rx_tokens = (0..rx_count)
             .map(|_| token(alloc, &[], &[self.info.rx_buffer_len]))
             .collect::<Result<VecDeque<_>, _>>()?;
-        let tso4 = has(features, net::F::HOST_TSO4);
-        let tx_len = HEADER_LEN + if tso4 { MAX_TSO_FRAME_LEN } else { frame };
         let tx_tokens = (0..tx_count)
-            .map(|_| token(alloc, &[tx_len], &[]))
+            .map(|_| token(alloc, &[HEADER_LEN + frame], &[]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tso_tokens = (0..tso_count)
+            .map(|_| token(alloc, &[HEADER_LEN + MAX_TSO_FRAME_LEN], &[]))
             .collect::<Result<Vec<_>, _>>()?;
         let ctrl_token = if ctrl {
             Some(token(alloc, &[COMMAND_CAPACITY], &[1])?)
@@ -194,7 +203,7 @@ where
         let batch = self.options.refill_batch;
         *self.queues = Some(Queues {
             rx: RxQueue::new(rx_vq, rx_tokens, rx_config, batch),
-            tx: TxQueue::new(tx_vq, tx_tokens, csum, tso4, frame),
+            tx: TxQueue::new(tx_vq, tx_tokens, tso_tokens, csum, frame),
             ctrl: ctrl_vq.zip(ctrl_token).map(|(vq, t)| CtrlQueue::new(vq, t)),
         });
         self.device.driver_ok()?;

@@ -30,12 +30,15 @@ pub struct TxChecksum {
 /// The tx virtqueue and its buffers.
 pub(crate) struct TxQueue<A: DmaAllocator> {
     vq: Box<dyn Virtq<A> + Send>,
-    /// Buffers neither in flight nor batched.
+    /// Buffers neither in flight nor batched, for frames up to the MTU.
     free: Vec<AvailBufferToken<A>>,
+    /// The same for segments the device cuts (`VIRTIO_NET_F_HOST_TSO4`), of
+    /// [`MAX_TSO_FRAME_LEN`] bytes; none without it.
+    free_tso: Vec<AvailBufferToken<A>>,
     /// Frames written and not yet made available (the batch).
     pending: VecDeque<AvailBufferToken<A>>,
     csum: bool,
-    /// `VIRTIO_NET_F_HOST_TSO4`: buffers hold [`MAX_TSO_FRAME_LEN`] bytes.
+    /// `VIRTIO_NET_F_HOST_TSO4` (with buffers in `free_tso`).
     tso4: bool,
     max_frame_len: usize,
     pub(crate) stats: NetStats,
@@ -52,26 +55,41 @@ struct TxGso {
 
 impl<A: DmaAllocator> TxQueue<A> {
     /// A tx queue over `vq` with the buffers `free` (each one device-readable element able
-    /// to hold a net header and `max_frame_len` bytes, [`MAX_TSO_FRAME_LEN`] with `tso4`).
+    /// to hold a net header and `max_frame_len` bytes) and, with `VIRTIO_NET_F_HOST_TSO4`,
+    /// `free_tso` (each [`HEADER_LEN`] + [`MAX_TSO_FRAME_LEN`] bytes; empty without it).
     /// Used-buffer notifications are turned off: used buffers are reclaimed on the next
     /// transmit.
     pub(crate) fn new(
         mut vq: Box<dyn Virtq<A> + Send>,
         free: Vec<AvailBufferToken<A>>,
+        free_tso: Vec<AvailBufferToken<A>>,
         csum: bool,
-        tso4: bool,
         max_frame_len: usize,
     ) -> Self {
         vq.disable_notifications();
-        let pending = VecDeque::with_capacity(free.len());
+        let pending = VecDeque::with_capacity(free.len() + free_tso.len());
         Self {
             vq,
+            tso4: !free_tso.is_empty(),
             free,
+            free_tso,
             pending,
             csum,
-            tso4,
             max_frame_len,
             stats: NetStats::default(),
+        }
+    }
+
+    /// Gives a buffer back to its pool (told apart by its size).
+    fn give_back(&mut self, token: AvailBufferToken<A>) {
+        let big = token
+            .readable()
+            .first()
+            .is_some_and(|b| b.capacity() > HEADER_LEN + self.max_frame_len);
+        if big {
+            self.free_tso.push(token);
+        } else {
+            self.free.push(token);
         }
     }
 
@@ -82,18 +100,30 @@ impl<A: DmaAllocator> TxQueue<A> {
     pub(crate) fn reclaim(&mut self) -> Result<usize, NetError> {
         let mut count = 0;
         while let Some(used) = self.vq.poll()? {
-            self.free.push(used.into_avail());
+            self.give_back(used.into_avail());
             count += 1;
         }
         Ok(count)
     }
 
-    /// Whether a buffer is free now (reclaiming used ones if none is).
+    /// Whether a buffer for any frame smoltcp may write is free now (reclaiming used ones if
+    /// none is): with `VIRTIO_NET_F_HOST_TSO4` one that holds a segment the device cuts, so a
+    /// TCP segment is never dropped for want of one (they come back as soon as the device has
+    /// read them).
     pub(crate) fn has_room(&mut self) -> Result<bool, NetError> {
-        if self.free.is_empty() {
+        if self.room().is_empty() {
             self.reclaim()?;
         }
-        Ok(!self.free.is_empty())
+        Ok(!self.room().is_empty())
+    }
+
+    /// The pool [`has_room`](Self::has_room) looks at.
+    fn room(&self) -> &[AvailBufferToken<A>] {
+        if self.tso4 {
+            &self.free_tso
+        } else {
+            &self.free
+        }
     }
 
     /// Notifies the device of the tx queue again if it holds frames (a lost notification would
@@ -150,10 +180,17 @@ impl<A: DmaAllocator> TxQueue<A> {
                 return Err(NetError::ChecksumOffload);
             }
         }
-        if !self.has_room()? {
-            return Err(NetError::TxFull);
+        // A frame up to the MTU takes an ordinary buffer if one is free, a longer one a
+        // segment buffer.
+        let ordinary = len <= self.max_frame_len;
+        if ordinary && self.free.is_empty() || !ordinary && self.free_tso.is_empty() {
+            self.reclaim()?;
         }
-        let token = self.free.pop().ok_or(NetError::TxFull)?;
+        let token = match ordinary {
+            true => self.free.pop().or_else(|| self.free_tso.pop()),
+            false => self.free_tso.pop(),
+        };
+        let token = token.ok_or(NetError::TxFull)?;
         self.pending.push_back(token);
         self.stats.tx_frames += 1;
         self.stats.tx_bytes += len as u64;
@@ -162,7 +199,7 @@ impl<A: DmaAllocator> TxQueue<A> {
             .back_mut()
             .and_then(|t| t.readable_mut().first_mut())
             .ok_or(NetError::TxFull)?;
-        // `len <= max_frame_len`, and every buffer was allocated for the largest frame.
+        // `len <= max`, and the pool's buffers were allocated for the largest such frame.
         buffer.set_len(HEADER_LEN + len);
         let (header, frame) = buffer.split_at_mut(HEADER_LEN);
         write_header(header, csum, None);
@@ -237,7 +274,7 @@ impl<A: DmaAllocator> TxQueue<A> {
             let len = token.readable().first().map_or(0, |b| b.len() - HEADER_LEN);
             self.stats.tx_frames -= 1;
             self.stats.tx_bytes -= len as u64;
-            self.free.push(token);
+            self.give_back(token);
         }
     }
 

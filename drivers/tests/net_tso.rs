@@ -219,8 +219,19 @@ fn host_tso4_is_negotiated_with_csum_and_told_to_smoltcp() {
     assert_eq!(seg.tcpv4.map(|n| n.get()), Some(MAX_TSO_FRAME_LEN));
     assert_eq!(seg.tcpv6, None);
     assert_eq!(MAX_TSO_FRAME_LEN, 14 + 65_535);
+    // On by default.
+    assert_eq!(
+        caps(all_net(), NetOptions::default()).0,
+        net::F::HOST_TSO4.into()
+    );
     for (offered, options) in [
-        (all_net(), NetOptions::default()),
+        (
+            all_net(),
+            NetOptions {
+                host_tso: false,
+                ..on
+            },
+        ),
         (all_net(), NetOptions { csum: false, ..on }),
         (all_net() - F::from(net::F::CSUM), on),
     ] {
@@ -301,7 +312,10 @@ fn a_segment_the_device_cannot_cut_is_dropped_and_reported() {
     assert_eq!((s.tx_frames, s.tx_tso, s.phy_errors), (0, 0, 2));
     // Without HOST_TSO4 a segmentation size is refused above the MTU.
     let net = Net::standard();
-    let mut drv = net.driver(NetOptions::default());
+    let mut drv = net.driver(NetOptions {
+        host_tso: false,
+        ..NetOptions::default()
+    });
     let l4 = L4::Tcp {
         port: 80,
         syn: false,

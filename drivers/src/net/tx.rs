@@ -107,23 +107,27 @@ impl<A: DmaAllocator> TxQueue<A> {
     }
 
     /// Whether a buffer for any frame smoltcp may write is free now (reclaiming used ones if
-    /// none is): with `VIRTIO_NET_F_HOST_TSO4` one that holds a segment the device cuts, so a
-    /// TCP segment is never dropped for want of one (they come back as soon as the device has
-    /// read them).
+    /// not): an ordinary one and, with `VIRTIO_NET_F_HOST_TSO4`, one that holds a segment the
+    /// device cuts, so that no frame is dropped for want of a buffer (they come back as soon as
+    /// the device has read them).
     pub(crate) fn has_room(&mut self) -> Result<bool, NetError> {
-        if self.room().is_empty() {
+        if !self.room() {
             self.reclaim()?;
         }
-        Ok(!self.room().is_empty())
+        Ok(self.room())
     }
 
-    /// The pool [`has_room`](Self::has_room) looks at.
-    fn room(&self) -> &[AvailBufferToken<A>] {
-        if self.tso4 {
-            &self.free_tso
+    /// The free ordinary buffers, or the free segment buffers.
+    fn pool(&mut self, ordinary: bool) -> &mut Vec<AvailBufferToken<A>> {
+        if ordinary {
+            &mut self.free
         } else {
-            &self.free
+            &mut self.free_tso
         }
+    }
+
+    fn room(&self) -> bool {
+        !self.free.is_empty() && (!self.tso4 || !self.free_tso.is_empty())
     }
 
     /// Notifies the device of the tx queue again if it holds frames (a lost notification would
@@ -180,17 +184,12 @@ impl<A: DmaAllocator> TxQueue<A> {
                 return Err(NetError::ChecksumOffload);
             }
         }
-        // A frame up to the MTU takes an ordinary buffer if one is free, a longer one a
-        // segment buffer.
+        // A frame up to the MTU takes an ordinary buffer, a longer one a segment buffer.
         let ordinary = len <= self.max_frame_len;
-        if ordinary && self.free.is_empty() || !ordinary && self.free_tso.is_empty() {
+        if self.pool(ordinary).is_empty() {
             self.reclaim()?;
         }
-        let token = match ordinary {
-            true => self.free.pop().or_else(|| self.free_tso.pop()),
-            false => self.free_tso.pop(),
-        };
-        let token = token.ok_or(NetError::TxFull)?;
+        let token = self.pool(ordinary).pop().ok_or(NetError::TxFull)?;
         self.pending.push_back(token);
         self.stats.tx_frames += 1;
         self.stats.tx_bytes += len as u64;

@@ -336,7 +336,8 @@ impl Net {
 }
 
 /// Every ring configuration, with merged rx buffers on and off: (packed, mrg_rxbuf). Guest TSO
-/// is off (it lengthens the buffers of a pool this small; `net_tso.rs` tests it).
+/// is off (it lengthens the buffers of a pool this small) and so is transmit TSO (it changes
+/// what a sender's frames look like on the wire); `net_tso.rs` and `net_smoltcp.rs` test them.
 pub fn net_matrix() -> Vec<NetOptions> {
     let mut v = Vec::new();
     for packed in [false, true] {
@@ -349,6 +350,7 @@ pub fn net_matrix() -> Vec<NetOptions> {
                 tx_buffers: 16,
                 refill_batch: 4,
                 tso: false,
+                host_tso: false,
                 ..NetOptions::default()
             });
         }

@@ -12,6 +12,16 @@ pub const GSO_TCPV6: u8 = 4;
 /// The longest coalesced frame built (Linux's 64 KiB GSO limit plus the Ethernet header).
 pub const MAX_COALESCED: usize = 65_550;
 
+/// The longest coalesced frame over IPv6 or IPv4: [`MAX_COALESCED`], and no more than an IPv4
+/// total length can say.
+fn max_coalesced(ipv6: bool) -> usize {
+    if ipv6 {
+        MAX_COALESCED
+    } else {
+        MAX_COALESCED.min(ETH + 65_535)
+    }
+}
+
 /// TCP flags: FIN, SYN, RST, PSH, ACK, URG.
 const FIN_SYN_RST: u8 = 0x07;
 const PSH: u8 = 0x08;
@@ -82,7 +92,7 @@ fn continues(run: &[u8], first: Segment, last: Segment, next: &[u8], n: Segment)
         && n.seq == first.seq.wrapping_add(run_payload as u32)
         && last.flags & PSH == 0
         && (n.flags | last.flags) & (FIN_SYN_RST | URG) == 0
-        && run.len() + next.len() - n.payload <= MAX_COALESCED
+        && run.len() + next.len() - n.payload <= max_coalesced(first.ipv6)
 }
 
 /// Sum of `data` as big-endian words, folded.

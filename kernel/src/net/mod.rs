@@ -14,11 +14,11 @@
 //!
 //! Command-line options, read at probe time: `vireo.net.packed=0`, `vireo.net.indirect=0`,
 //! `vireo.net.event_idx=0`, `vireo.net.mrg_rxbuf=0`, `vireo.net.csum=0`, `vireo.net.mtu=0`,
-//! `vireo.net.ctrl_vq=0`, `vireo.net.tso=0` refuse those features even when offered (`tso`:
-//! `VIRTIO_NET_F_GUEST_TSO4`/`TSO6`, coalesced TCP segments of up to 64 KiB on receive, only
-//! with checksum offload and merged buffers); `vireo.net.host_tso=1` accepts
-//! `VIRTIO_NET_F_HOST_TSO4` (smoltcp sends TCP/IPv4 segments of up to 64 KiB for the device to
-//! cut; off by default, only with checksum offload); `vireo.net.queue_size=N` (default 256),
+//! `vireo.net.ctrl_vq=0`, `vireo.net.tso=0`, `vireo.net.host_tso=0` refuse those features even
+//! when offered (`tso`: `VIRTIO_NET_F_GUEST_TSO4`/`TSO6`, coalesced TCP segments of up to
+//! 64 KiB on receive, only with checksum offload and merged buffers; `host_tso`:
+//! `VIRTIO_NET_F_HOST_TSO4`, smoltcp sends TCP/IPv4 segments of up to 64 KiB for the device to
+//! cut, only with checksum offload); `vireo.net.queue_size=N` (default 256),
 //! `vireo.net.polled=1`, `vireo.net.ip=`, `vireo.net.gw=`.
 //!
 //! Vireo has one CPU and no threads: a server with many connections keeps them all and uses the

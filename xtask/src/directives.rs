@@ -35,6 +35,14 @@ pub struct Directives {
     /// every file under DIR (relative to the repository root) from it over the forwarded host
     /// port, compares the bytes, checks a 404 and a `HEAD`, and kills QEMU.
     pub http_check: Option<String>,
+    /// `netns`: the boot runs in a network namespace of its own that the harness creates with
+    /// the tap `vttap0` = 10.0.9.1/24 and deletes afterwards (root only: skipped otherwise);
+    /// its peers listen on 10.0.9.1 there.
+    pub netns: bool,
+    /// `garbage COUNT MAC IP:PORT` (with `netns`): once the guest prints `garbage: ready`, the
+    /// harness writes COUNT malformed frames to the tap for the guest's MAC, then the datagram
+    /// `garbage-done COUNT` to IP:PORT (see `garbage.rs`).
+    pub garbage: Option<(usize, String, String)>,
     /// What `{hostport:DEFAULT}` in QEMU arguments becomes (DEFAULT when `None`); set by the
     /// harness, not by a directive.
     pub host_port: Option<u16>,
@@ -126,6 +134,17 @@ pub fn parse(text: &str, prefix: &str) -> Result<Directives, String> {
                     ));
                 }
             }
+            "netns" => d.netns = true,
+            "garbage" => {
+                let words: Vec<&str> = value.split_whitespace().collect();
+                let [count, mac, addr] = words[..] else {
+                    return Err(format!("`garbage {value}` is not `COUNT MAC IP:PORT`"));
+                };
+                let count = count
+                    .parse()
+                    .map_err(|_| format!("bad garbage count `{count}`"))?;
+                d.garbage = Some((count, mac.to_string(), addr.to_string()));
+            }
             "http-check" if !value.is_empty() => d.http_check = Some(value.to_string()),
             "verify-disk" if !value.is_empty() => d.verify_disks.push(value.to_string()),
             "timeout" => {
@@ -149,6 +168,7 @@ mod tests {
         let text = "//! A test.\n//!\n//! vireo-test: qemu -m 5G -device x\n//! vireo-run: qemu -no\n\
                     //! vireo-test: append log=debug a=b\n//! vireo-test: timeout 9\n\
                     //! vireo-test: alone\n//! vireo-test: http-check kernel/examples/site\n\
+                    //! vireo-test: netns\n//! vireo-test: garbage 10 52:54:00:12:34:56 10.0.9.2:4000\n\
                     //! vireo-test: expect-failure page fault at\nfn main() {}\n";
         let d = parse(text, "vireo-test:").unwrap();
         assert_eq!(d.qemu, ["-m", "5G", "-device", "x"]);
@@ -157,6 +177,11 @@ mod tests {
         assert!(d.alone);
         assert_eq!(d.http_check.as_deref(), Some("kernel/examples/site"));
         assert_eq!(d.expect_failure.as_deref(), Some("page fault at"));
+        assert!(d.netns);
+        assert_eq!(
+            d.garbage,
+            Some((10, "52:54:00:12:34:56".into(), "10.0.9.2:4000".into()))
+        );
         let q = parse(
             "//! vireo-test: qmp-on go now => {\"execute\":\"x\"}\n",
             "vireo-test:",
@@ -191,5 +216,12 @@ mod tests {
     fn rejects_unknown_directives() {
         assert!(parse("//! vireo-test: qemmu -x\n", "vireo-test:").is_err());
         assert!(parse("//! vireo-test: timeout soon\n", "vireo-test:").is_err());
+        assert!(
+            parse(
+                "//! vireo-test: garbage 10 52:54:00:12:34:56\n",
+                "vireo-test:"
+            )
+            .is_err()
+        );
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo xtask run [--example NAME] [--release] [--accel kvm|tcg] [--qemu-arg ARG]... [-- APP-ARGS]
-//! cargo xtask test [--accel kvm|tcg] [--release] [--no-host] [FILTER]
+//! cargo xtask test [--accel kvm|tcg] [--release] [--no-host] [--show] [FILTER]
 //! cargo xtask bench virtq
 //! cargo xtask bench blk [--quick] [--accel kvm|tcg] [--backend null|file] [--layout split|packed] [--job NAME] [--polled] [--append WORD]
 //! cargo xtask bench net [--quick] [--accel kvm|tcg] [--backend user|tap] [--layout split|packed] [--job NAME] [--polled] [--append WORD]
@@ -14,6 +14,7 @@ mod benchnet;
 mod boot;
 mod directives;
 mod diskcheck;
+mod garbage;
 mod httpcheck;
 mod netns;
 mod netpeer;
@@ -38,7 +39,7 @@ struct Common {
 fn usage() -> &'static str {
     "usage:
   cargo xtask run [--example NAME] [--release] [--accel kvm|tcg] [--qemu-arg ARG]... [-- APP-ARGS...]
-  cargo xtask test [--accel kvm|tcg] [--release] [--no-host] [FILTER]
+  cargo xtask test [--accel kvm|tcg] [--release] [--no-host] [--show] [FILTER]
   cargo xtask bench virtq
   cargo xtask bench blk [--quick] [--accel kvm|tcg] [--backend null|file] [--layout split|packed]
                         [--job NAME] [--polled] [--append KERNEL-ARG]... [--qemu-arg ARG]...
@@ -132,10 +133,12 @@ fn test_cmd(args: &[String]) -> Result<ExitCode, String> {
         common,
         host: true,
         filter: None,
+        show: false,
     };
     for arg in rest {
         match arg.as_str() {
             "--no-host" => opts.host = false,
+            "--show" => opts.show = true,
             s if s.starts_with('-') => return Err(format!("unknown option `{s}`\n{}", usage())),
             _ => opts.filter = Some(arg),
         }

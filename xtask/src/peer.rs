@@ -1,6 +1,6 @@
 //! Host-side peers for network tests: echo servers on the loopback interface that a guest
 //! reaches through QEMU's user networking (the guest's 10.0.2.2:PORT is the host's
-//! 127.0.0.1:PORT). A test image asks for them with `//! vireo-test: peer tcp-echo udp-echo` and
+//! 127.0.0.1:PORT), or on the host's side of a test's tap (in its network namespace). A test image asks for them with `//! vireo-test: peer tcp-echo udp-echo` and
 //! finds their ports where it wrote `{peer:tcp-echo}` / `{peer:udp-echo}` in its `qemu` or
 //! `append` directives. They serve only while their boot runs, and never longer than
 //! [`MAX_LIFETIME`]: every loop checks a stop flag and a deadline.
@@ -31,21 +31,21 @@ pub struct Peers {
 }
 
 impl Peers {
-    /// Starts one peer of each kind in `kinds` (`tcp-echo`, `udp-echo`) on 127.0.0.1.
-    pub fn start(kinds: &[String]) -> Result<Self, String> {
+    /// Starts one peer of each kind in `kinds` (`tcp-echo`, `udp-echo`) on the address `ip`.
+    pub fn start(kinds: &[String], ip: &str) -> Result<Self, String> {
         let mut peers = Self::default();
         let deadline = Instant::now() + MAX_LIFETIME;
         for kind in kinds {
             let stop = peers.stop.clone();
             let (port, thread) = match kind.as_str() {
                 "tcp-echo" => {
-                    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("peer: {e}"))?;
+                    let l = TcpListener::bind((ip, 0)).map_err(|e| format!("peer: {e}"))?;
                     l.set_nonblocking(true).map_err(|e| format!("peer: {e}"))?;
                     let port = l.local_addr().map_err(|e| format!("peer: {e}"))?.port();
                     (port, thread::spawn(move || tcp_echo(l, stop, deadline)))
                 }
                 "udp-echo" => {
-                    let s = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("peer: {e}"))?;
+                    let s = UdpSocket::bind((ip, 0)).map_err(|e| format!("peer: {e}"))?;
                     s.set_read_timeout(Some(TICK))
                         .map_err(|e| format!("peer: {e}"))?;
                     let port = s.local_addr().map_err(|e| format!("peer: {e}"))?.port();
@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn echo_peers_echo_and_stop() {
-        let peers = Peers::start(&["tcp-echo".into(), "udp-echo".into()]).unwrap();
+        let peers = Peers::start(&["tcp-echo".into(), "udp-echo".into()], "127.0.0.1").unwrap();
         let tcp: u16 = peers.substitute("{peer:tcp-echo}").parse().unwrap();
         let udp: u16 = peers.substitute("{peer:udp-echo}").parse().unwrap();
         let mut s = TcpStream::connect(("127.0.0.1", tcp)).unwrap();
@@ -162,6 +162,6 @@ mod tests {
 
     #[test]
     fn unknown_peers_are_refused() {
-        assert!(Peers::start(&["smtp".into()]).is_err());
+        assert!(Peers::start(&["smtp".into()], "127.0.0.1").is_err());
     }
 }

@@ -45,3 +45,21 @@ impl fmt::Display for NetError {
 }
 
 impl core::error::Error for NetError {}
+
+impl embedded_io::Error for NetError {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        use embedded_io::ErrorKind as K;
+        match self {
+            Self::NoDevice | Self::DeviceFailed => K::Other,
+            Self::Unaddressable => K::AddrNotAvailable,
+            Self::TimedOut => K::TimedOut,
+            // The blocking traits never produce it; kept apart from a real failure.
+            Self::WouldBlock => K::Interrupted,
+            Self::ConnectionRefused => K::ConnectionRefused,
+            Self::ConnectionReset => K::ConnectionReset,
+            Self::NotConnected => K::NotConnected,
+            Self::AddrInUse => K::AddrInUse,
+            Self::MessageTooLarge => K::InvalidInput,
+        }
+    }
+}

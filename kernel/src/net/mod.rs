@@ -4,7 +4,9 @@
 //! - [`TcpStream`] (`connect`, `read`, `write`, `shutdown`), [`TcpListener`] (`bind`, `accept`)
 //!   and [`UdpSocket`] (`bind`, `send_to`, `recv_from`). Every blocking call has a form with a
 //!   timeout and a non-blocking form (`try_*`, [`NetError::WouldBlock`]); a peer's behaviour is
-//!   a typed [`NetError`], never a panic.
+//!   a typed [`NetError`], never a panic. [`TcpStream`] also implements `embedded-io`'s
+//!   blocking `Read` and `Write` (re-exported as [`embedded_io`]), so code written against those
+//!   traits runs over it unchanged.
 //! - The stack is driven from the device's receive interrupt and smoltcp's own timers
 //!   (`poll_delay`): a waiting call sleeps until a frame arrives, a timer is due or its deadline
 //!   passes, looking at the receive ring at every timer tick ([`vireo_virtio::wait`]).
@@ -30,6 +32,10 @@ mod udp;
 use alloc::vec::Vec;
 
 use spin::Once;
+
+/// The `embedded-io` traits [`TcpStream`] implements (`Read`, `Write`, `ReadReady`,
+/// `WriteReady`), at the version Vireo builds with.
+pub use embedded_io;
 
 pub use self::{
     error::NetError,

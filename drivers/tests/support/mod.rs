@@ -10,6 +10,7 @@
 pub mod dma;
 pub mod helpers;
 pub mod net;
+pub mod net_rx_fuzz;
 pub mod packed;
 pub mod sim;
 

@@ -1,8 +1,9 @@
-//! The device side of a packed ring (virtio 1.2 §2.8), enough for the block simulator:
-//! take available chains (direct or indirect), write used descriptors.
+//! The device side of a packed ring (virtio 1.2 §2.8), enough for the simulators: take
+//! available chains (direct or indirect), write used descriptors, ask for notifications.
 
 use std::sync::atomic::{Ordering, fence};
 
+use vireo_virtio::RingAddresses;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::sim::Chain;
@@ -12,10 +13,21 @@ const F_WRITE: u16 = 2;
 const F_INDIRECT: u16 = 4;
 const F_AVAIL: u16 = 1 << 7;
 const F_USED: u16 = 1 << 15;
+/// `struct pvirtq_event_suppress` (§2.8.14): `off_wrap` at 0, `flags` at 2.
+const EVENT_OFF_WRAP: u64 = 0;
+const EVENT_FLAGS: u64 = 2;
+/// `RING_EVENT_FLAGS_ENABLE`, `_DISABLE`, `_DESC` (§2.8.10).
+const RING_EVENT_FLAGS_ENABLE: u16 = 0;
+const RING_EVENT_FLAGS_DISABLE: u16 = 1;
+const RING_EVENT_FLAGS_DESC: u16 = 2;
 
 /// A packed ring as the device sees it.
 pub struct PackedRing {
     ring: u64,
+    /// The device event suppression structure, which the device writes.
+    device_event: u64,
+    /// `VIRTIO_F_EVENT_IDX` was negotiated.
+    event_idx: bool,
     size: u16,
     next_avail: u16,
     avail_wrap: bool,
@@ -24,9 +36,11 @@ pub struct PackedRing {
 }
 
 impl PackedRing {
-    pub fn new(ring: u64, size: u16) -> Self {
+    pub fn new(addrs: RingAddresses, size: u16, event_idx: bool) -> Self {
         Self {
-            ring,
+            ring: addrs.descriptor_area,
+            device_event: addrs.device_area,
+            event_idx,
             size,
             next_avail: 0,
             avail_wrap: true,
@@ -107,5 +121,30 @@ impl PackedRing {
         for _ in 0..chain.desc_count {
             Self::step(&mut self.next_used, &mut self.used_wrap, self.size);
         }
+    }
+
+    /// Asks the driver for notifications again: with `EVENT_IDX`, when it makes the descriptor
+    /// at the next position the device reads available (`RING_EVENT_FLAGS_DESC`, §2.8.10).
+    /// Returns whether a descriptor is available already.
+    pub fn enable_notification(&mut self, mem: &GuestMemoryMmap) -> bool {
+        let (flags, off_wrap) = if self.event_idx {
+            let wrap = u16::from(self.avail_wrap) << 15;
+            (RING_EVENT_FLAGS_DESC, self.next_avail | wrap)
+        } else {
+            (RING_EVENT_FLAGS_ENABLE, 0)
+        };
+        let field = |offset: u64| GuestAddress(self.device_event + offset);
+        mem.write_obj(off_wrap, field(EVENT_OFF_WRAP)).unwrap();
+        mem.write_obj(flags, field(EVENT_FLAGS)).unwrap();
+        // The store must be visible before the ring is read again (§2.8.10).
+        fence(Ordering::SeqCst);
+        let (_, _, _, flags) = Self::desc(mem, self.ring, self.next_avail);
+        self.is_avail(flags)
+    }
+
+    /// Asks the driver not to notify (a hint the driver may ignore).
+    pub fn disable_notification(&mut self, mem: &GuestMemoryMmap) {
+        let at = GuestAddress(self.device_event + EVENT_FLAGS);
+        mem.write_obj(RING_EVENT_FLAGS_DISABLE, at).unwrap();
     }
 }

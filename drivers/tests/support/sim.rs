@@ -148,7 +148,12 @@ pub struct SimState {
     pub max_queue_size: u16,
     pub queues: Vec<Option<QueueSetup>>,
     pub epoch: u64,
+    /// Every notification the device received, by queue index, in order.
     pub notifications: Vec<u16>,
+    /// Queues whose next notification the device loses (one entry per lost notification).
+    pub lose_next_notification: Vec<u16>,
+    /// The notifications the device lost, by queue index.
+    pub lost_notifications: Vec<u16>,
     pub disk: Vec<u8>,
     pub serial: [u8; 20],
     pub seen: Vec<Seen>,
@@ -200,6 +205,8 @@ impl SimState {
             queues: vec![None; 4],
             epoch: 0,
             notifications: Vec::new(),
+            lose_next_notification: Vec::new(),
+            lost_notifications: Vec::new(),
             disk: Vec::new(),
             serial,
             seen: Vec::new(),
@@ -223,13 +230,23 @@ impl SimState {
 #[derive(Clone, Debug)]
 pub struct FakeTransport(pub Arc<Mutex<SimState>>);
 
-/// Records a notification in the shared state.
+/// Records a notification in the shared state (or loses it, when the test asked for that).
 #[derive(Clone, Debug)]
 pub struct FakeNotifier(Arc<Mutex<SimState>>);
 
 impl Notifier for FakeNotifier {
     fn notify(&self, queue_index: u16, _notification_data: Option<u32>) {
-        self.0.lock().unwrap().notifications.push(queue_index);
+        let mut s = self.0.lock().unwrap();
+        let lose = s
+            .lose_next_notification
+            .iter()
+            .position(|&q| q == queue_index);
+        if let Some(at) = lose {
+            s.lose_next_notification.remove(at);
+            s.lost_notifications.push(queue_index);
+        } else {
+            s.notifications.push(queue_index);
+        }
     }
 }
 
@@ -471,7 +488,7 @@ impl Sim {
         let slot = &mut self.rings[usize::from(q)];
         if slot.as_ref().is_none_or(|(epoch, _)| *epoch != setup.epoch) {
             let ring = if packed {
-                DevRing::Packed(PackedRing::new(setup.addrs.descriptor_area, setup.size))
+                DevRing::Packed(PackedRing::new(setup.addrs, setup.size, event_idx))
             } else {
                 let mut queue = Queue::new(setup.size).unwrap();
                 let split = |a: u64| (Some(a as u32), Some((a >> 32) as u32));
@@ -517,6 +534,27 @@ impl Sim {
             DevRing::Packed(ring) => chains.extend(std::iter::from_fn(|| ring.pop(&mem))),
         }
         chains
+    }
+
+    /// Asks the driver not to notify `q`, a hint (a split ring with `EVENT_IDX` has no flag
+    /// for it: its event index just stays where it was).
+    pub fn disable_notification(&mut self, q: u16) {
+        let mem = self.mem();
+        match self.ring(q) {
+            DevRing::Split(queue) => queue.disable_notification(&mem).unwrap(),
+            DevRing::Packed(ring) => ring.disable_notification(&mem),
+        }
+    }
+
+    /// Asks the driver to notify `q` when it makes buffers available again (with `EVENT_IDX`:
+    /// from the next position the device will read, virtio 1.2 §2.7.10, §2.8.10). Returns
+    /// whether buffers are available already: the device must look again before it waits.
+    pub fn enable_notification(&mut self, q: u16) -> bool {
+        let mem = self.mem();
+        match self.ring(q) {
+            DevRing::Split(queue) => queue.enable_notification(&mem).unwrap(),
+            DevRing::Packed(ring) => ring.enable_notification(&mem),
+        }
     }
 
     /// Executes `chain` against the disk and puts it in the used ring.

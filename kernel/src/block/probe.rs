@@ -3,13 +3,12 @@
 use alloc::{string::String, vec::Vec};
 
 use vireo_drivers::blk::{BlkDriver, BlkOptions};
-use vireo_virtio::transport::{PciTransport, Transport};
+use vireo_virtio::transport::Transport;
 
 use super::BlockDevice;
 use crate::{
     mm::DeviceAlloc,
-    pci::PciDevice,
-    virtio::{self, Interrupts, KernelPci},
+    virtio::{self, Interrupts, KernelTransport, Location},
 };
 
 /// The virtio device type of a block device (virtio 1.2 §5.2).
@@ -44,9 +43,9 @@ pub(super) fn probe_all() -> Vec<BlockDevice> {
     virtio::probe_each(DEVICE_TYPE_BLOCK, "virtio-blk", |d| probe(d, opts))
 }
 
-fn probe(device: &'static PciDevice, opts: ProbeOptions) -> Result<BlockDevice, super::BlockError> {
-    let transport = PciTransport::new(KernelPci::new(device))
-        .map_err(vireo_drivers::blk::BlkError::Transport)?;
+fn probe(device: Location, opts: ProbeOptions) -> Result<BlockDevice, super::BlockError> {
+    let transport =
+        KernelTransport::new(device).map_err(vireo_drivers::blk::BlkError::Transport)?;
     let queues = transport.queue_count().min(opts.driver.queues).max(1);
     let irq = Interrupts::new(device, queues, opts.polled, "virtio-blk");
     let vectors = irq.queue_vectors(queues);

@@ -3,6 +3,7 @@
 //! Every table is reached through [`map_mmio`] and read byte by byte with bounds checks; lengths
 //! and checksums are verified before a table's contents are believed.
 
+use alloc::vec::Vec;
 use core::fmt;
 
 use crate::mm::{MapError, Mmio, map_mmio};
@@ -248,4 +249,23 @@ pub fn hpet_address(rsdp: Option<u64>) -> Result<u64, AcpiError> {
         return Err(bad);
     }
     Ok(address)
+}
+
+/// The DSDT's bytes (header included), found through the FADT (ACPI 6.5 §5.2.9: `X_DSDT` at
+/// offset 140 when the FADT is long enough and it is set, else `DSDT` at offset 40).
+pub fn read_dsdt(rsdp: Option<u64>) -> Result<Vec<u8>, AcpiError> {
+    let fadt = find_table(rsdp.ok_or(AcpiError::NoRsdp)?, b"FACP")?;
+    let bad = AcpiError::BadTable(*b"FACP");
+    let address = match fadt.le(140, 8) {
+        Some(x) if x != 0 => x,
+        _ => fadt.le(40, 4).ok_or(bad)?,
+    };
+    if address == 0 {
+        return Err(AcpiError::NotFound(*b"DSDT"));
+    }
+    let t = map_table(address)?;
+    if &t.signature() != b"DSDT" {
+        return Err(AcpiError::BadTable(t.signature()));
+    }
+    Ok((0..t.len).filter_map(|i| t.u8(i)).collect())
 }

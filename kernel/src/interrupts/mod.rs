@@ -17,7 +17,7 @@ mod vectors;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-pub use acpi::{AcpiError, IoApicEntry, IsaOverride, Madt, hpet_address, read_madt};
+pub use acpi::{AcpiError, IoApicEntry, IsaOverride, Madt, hpet_address, read_dsdt, read_madt};
 pub use exceptions::{
     DIVIDE_ERROR, DOUBLE_FAULT, ExceptionHook, GENERAL_PROTECTION, INVALID_OPCODE, PAGE_FAULT,
     exception_name, set_exception_hook,

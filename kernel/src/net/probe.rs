@@ -8,13 +8,11 @@ use smoltcp::{
     wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr, Ipv6Address},
 };
 use vireo_drivers::net::{NetDriver, NetError as DriverError, NetOptions};
-use vireo_virtio::transport::PciTransport;
 
 use super::stack::{NetDevice, QUEUES, Stack, now};
 use crate::{
     mm::DeviceAlloc,
-    pci::PciDevice,
-    virtio::{self, Interrupts, KernelPci},
+    virtio::{self, Interrupts, KernelTransport, Location},
 };
 
 /// The virtio device type of a network device (virtio 1.2 §5.1).
@@ -94,8 +92,8 @@ fn link_local(mac: [u8; 6]) -> Ipv6Address {
     )
 }
 
-fn probe(device: &'static PciDevice, opts: ProbeOptions) -> Result<NetDevice, DriverError> {
-    let transport = PciTransport::new(KernelPci::new(device))?;
+fn probe(device: Location, opts: ProbeOptions) -> Result<NetDevice, DriverError> {
+    let transport = KernelTransport::new(device)?;
     let irq = Interrupts::new(device, QUEUES, opts.polled, "virtio-net");
     let vectors = irq.queue_vectors(QUEUES);
     let mut driver = virtio::with_budget(|budget| {

@@ -13,7 +13,6 @@ use smoltcp::{
 use spin::Mutex;
 use vireo_drivers::net::{NetDriver, NetError as DriverError};
 use vireo_virtio::{
-    transport::PciTransport,
     virtio_spec::F,
     wait::{WaitQueue, Waited},
 };
@@ -22,10 +21,10 @@ use super::NetError;
 use crate::{
     mm::DeviceAlloc,
     pci::PciDevice,
-    virtio::{self, Interrupts, KernelPci, ticks_for},
+    virtio::{self, Interrupts, KernelTransport, Location, ticks_for},
 };
 
-pub(super) type Driver = NetDriver<PciTransport<KernelPci>, DeviceAlloc>;
+pub(super) type Driver = NetDriver<KernelTransport, DeviceAlloc>;
 
 /// The receive queue (virtio 1.2 §5.1.2), whose interrupt wakes waiters.
 const RX_QUEUE: u16 = 0;
@@ -300,7 +299,7 @@ pub struct NetInfo {
     pub packed: bool,
     /// `VIRTIO_F_EVENT_IDX` is in use.
     pub event_idx: bool,
-    /// Frames arrive by MSI-X interrupt (else polled).
+    /// Frames arrive by interrupt: MSI-X, or a virtio-mmio device's line (else polled).
     pub interrupts: bool,
 }
 
@@ -323,14 +322,14 @@ pub struct NetStats {
 /// A virtio-net device. All methods take `&self`; calls serialise on an internal lock that is
 /// never held while waiting.
 pub struct NetDevice {
-    pci: &'static PciDevice,
+    location: Location,
     pub(super) stack: Mutex<Stack>,
 }
 
 impl fmt::Debug for NetDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NetDevice")
-            .field("pci", &format_args!("{}", self.pci))
+            .field("location", &format_args!("{}", self.location))
             .finish_non_exhaustive()
     }
 }
@@ -338,31 +337,40 @@ impl fmt::Debug for NetDevice {
 impl fmt::Display for NetDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = self.info();
-        let (bus, dev, func) = self.pci.address();
         write!(
             f,
-            "virtio-net {bus:02x}:{dev:02x}.{func} {} mtu {}, link {}, {}{}, {}",
+            "virtio-net {} {} mtu {}, link {}, {}{}, {}",
+            self.location,
             EthernetAddress(i.mac),
             i.mtu,
             if i.link_up { "up" } else { "down" },
             if i.packed { "packed" } else { "split" },
             if i.event_idx { "+event-idx" } else { "" },
-            if i.interrupts { "MSI-X" } else { "polled" },
+            match (i.interrupts, self.location) {
+                (false, _) => "polled",
+                (true, Location::Pci(_)) => "MSI-X",
+                (true, Location::Mmio(_)) => "IRQ line",
+            },
         )
     }
 }
 
 impl NetDevice {
-    pub(super) fn new(pci: &'static PciDevice, stack: Stack) -> Self {
+    pub(super) fn new(location: Location, stack: Stack) -> Self {
         Self {
-            pci,
+            location,
             stack: Mutex::new(stack),
         }
     }
 
-    /// The PCI function.
-    pub fn pci(&self) -> &'static PciDevice {
-        self.pci
+    /// Where the device was found: a PCI function or a virtio-mmio window.
+    pub fn location(&self) -> Location {
+        self.location
+    }
+
+    /// The PCI function, when the device is one.
+    pub fn pci(&self) -> Option<&'static PciDevice> {
+        self.location.pci()
     }
 
     /// Addresses, link state and features.

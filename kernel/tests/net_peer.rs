@@ -8,6 +8,7 @@
 //! vireo-test: qemu -netdev user,id=n0 -device virtio-net-pci,netdev=n0,disable-legacy=on,packed={packed}
 //! vireo-test: append peer.tcp={peer:tcp-echo} peer.udp={peer:udp-echo}
 //! vireo-test: timeout 300
+//! vireo-test: machines q35 microvm
 
 #![no_std]
 #![no_main]

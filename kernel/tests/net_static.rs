@@ -6,6 +6,7 @@
 //! vireo-test: qemu -device virtio-net-pci,netdev=n0,disable-legacy=on,packed=on
 //! vireo-test: append vireo.net.ip=10.0.3.42/24 vireo.net.gw=10.0.3.2
 //! vireo-test: append vireo.net.packed=0 vireo.net.mrg_rxbuf=0 vireo.net.csum=0 vireo.net.ctrl_vq=0
+//! vireo-test: machines q35 microvm
 
 #![no_std]
 #![no_main]

@@ -1,6 +1,7 @@
 //! The runtime reaches the application, `alloc` works, and the command line arrives.
 //!
 //! vireo-test: append vireo.smoke=1
+//! vireo-test: machines q35 microvm
 
 #![no_std]
 #![no_main]

@@ -4,6 +4,8 @@
 
 use std::{path::Path, time::Duration};
 
+use crate::qemu::Machine;
+
 /// What an image's source asks of QEMU and of the harness.
 #[derive(Debug, Clone, Default)]
 pub struct Directives {
@@ -43,6 +45,11 @@ pub struct Directives {
     /// harness writes COUNT malformed frames to the tap for the guest's MAC, then the datagram
     /// `garbage-done COUNT` to IP:PORT (see `garbage.rs`).
     pub garbage: Option<(usize, String, String)>,
+    /// `machines q35 microvm`: the machine types the image boots on, once each (default: q35).
+    /// On microvm its `virtio-X-pci` devices become `virtio-X-device` ([`crate::qemu::device_for`]).
+    pub machines: Vec<Machine>,
+    /// The machine of one boot (set by [`expand`](Self::expand)).
+    pub machine: Machine,
     /// What `{hostport:DEFAULT}` in QEMU arguments becomes (DEFAULT when `None`); set by the
     /// harness, not by a directive.
     pub host_port: Option<u16>,
@@ -50,10 +57,15 @@ pub struct Directives {
 
 impl Directives {
     /// One `(label, directives)` per combination of the matrix axes (one unlabelled entry without
-    /// a matrix).
+    /// a matrix); more than one machine type is an axis of its own, `machine`, first.
     pub fn expand(&self) -> Vec<(String, Directives)> {
+        let machines: Vec<String> = self.machines.iter().map(ToString::to_string).collect();
+        let mut axes = self.matrix.clone();
+        if machines.len() > 1 {
+            axes.insert(0, ("machine".to_string(), machines));
+        }
         let mut combos: Vec<Vec<(&str, &str)>> = vec![Vec::new()];
-        for (key, values) in &self.matrix {
+        for (key, values) in &axes {
             combos = combos
                 .iter()
                 .flat_map(|c| {
@@ -82,6 +94,12 @@ impl Directives {
                 d.qemu = self.qemu.iter().map(subst).collect();
                 d.append = self.append.iter().map(subst).collect();
                 d.matrix.clear();
+                d.machine = combo
+                    .iter()
+                    .find(|(k, _)| *k == "machine")
+                    .and_then(|(_, m)| m.parse().ok())
+                    .or_else(|| self.machines.first().copied())
+                    .unwrap_or_default();
                 (label, d)
             })
             .collect()
@@ -135,6 +153,13 @@ pub fn parse(text: &str, prefix: &str) -> Result<Directives, String> {
                 }
             }
             "netns" => d.netns = true,
+            "machines" => {
+                for m in value.split(|c: char| c == ',' || c.is_whitespace()) {
+                    if !m.is_empty() {
+                        d.machines.push(m.parse()?);
+                    }
+                }
+            }
             "garbage" => {
                 let words: Vec<&str> = value.split_whitespace().collect();
                 let [count, mac, addr] = words[..] else {
@@ -210,6 +235,29 @@ mod tests {
             .expand();
         assert_eq!(plain.len(), 1);
         assert_eq!(plain[0].0, "");
+    }
+
+    #[test]
+    fn machines_are_an_axis() {
+        let text = "//! vireo-test: machines q35 microvm\n//! vireo-test: matrix packed=on,off\n\
+                    //! vireo-test: qemu -device virtio-blk-pci,packed={packed}\n";
+        let combos = parse(text, "vireo-test:").unwrap().expand();
+        let labels: Vec<_> = combos.iter().map(|(l, d)| (l.as_str(), d.machine)).collect();
+        assert_eq!(
+            labels,
+            [
+                ("machine=q35,packed=on", Machine::Q35),
+                ("machine=q35,packed=off", Machine::Q35),
+                ("machine=microvm,packed=on", Machine::Microvm),
+                ("machine=microvm,packed=off", Machine::Microvm),
+            ]
+        );
+        let one = parse("//! vireo-test: machines microvm\n", "vireo-test:")
+            .unwrap()
+            .expand();
+        assert_eq!((one[0].0.as_str(), one[0].1.machine), ("", Machine::Microvm));
+        assert_eq!(parse("", "vireo-test:").unwrap().expand()[0].1.machine, Machine::Q35);
+        assert!(parse("//! vireo-test: machines pc\n", "vireo-test:").is_err());
     }
 
     #[test]

@@ -33,13 +33,16 @@ use qemu::Accel;
 struct Common {
     release: bool,
     accel: Option<Accel>,
+    /// `--machine`: the machine type to boot (`run`), or the only one to test (`test`).
+    machine: Option<qemu::Machine>,
     qemu_args: Vec<String>,
 }
 
 fn usage() -> &'static str {
     "usage:
-  cargo xtask run [--example NAME] [--release] [--accel kvm|tcg] [--qemu-arg ARG]... [-- APP-ARGS...]
-  cargo xtask test [--accel kvm|tcg] [--release] [--no-host] [--show] [FILTER]
+  cargo xtask run [--example NAME] [--release] [--accel kvm|tcg] [--machine q35|microvm]
+                  [--qemu-arg ARG]... [-- APP-ARGS...]
+  cargo xtask test [--accel kvm|tcg] [--machine q35|microvm] [--release] [--no-host] [--show] [FILTER]
   cargo xtask bench virtq
   cargo xtask bench blk [--quick] [--accel kvm|tcg] [--backend null|file] [--layout split|packed]
                         [--job NAME] [--polled] [--append KERNEL-ARG]... [--qemu-arg ARG]...
@@ -81,6 +84,10 @@ fn parse_common(args: &[String], common: &mut Common) -> Result<Vec<String>, Str
                 let v = it.next().ok_or("--accel needs kvm or tcg")?;
                 common.accel = Some(v.parse()?);
             }
+            "--machine" => {
+                let v = it.next().ok_or("--machine needs q35 or microvm")?;
+                common.machine = Some(v.parse()?);
+            }
             "--qemu-arg" => common
                 .qemu_args
                 .push(it.next().ok_or("--qemu-arg needs a value")?.clone()),
@@ -110,7 +117,8 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     setup::ensure_all()?;
     let image = artifacts::build_example(&example, common.release)?;
     let accel = qemu::choose_accel(common.accel)?;
-    let dirs = directives::parse_file(&image.source, "vireo-run:")?;
+    let mut dirs = directives::parse_file(&image.source, "vireo-run:")?;
+    dirs.machine = common.machine.unwrap_or_default();
     let mut cmd = qemu::command(&image.path, accel, &dirs, &app_args.join(" "), "run")?;
     cmd.args(&common.qemu_args);
     eprintln!("xtask: booting {} ({accel})", image.path.display());

@@ -37,6 +37,8 @@ struct How<'a> {
     accel: Accel,
     extra: &'a [String],
     show: bool,
+    /// Only the boots on this machine type.
+    machine: Option<crate::qemu::Machine>,
 }
 
 /// Passed, failed and skipped counts.
@@ -99,6 +101,7 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
                     accel,
                     extra: &opts.common.qemu_args,
                     show: opts.show,
+                    machine: opts.common.machine,
                 },
             );
         }
@@ -228,7 +231,10 @@ fn jobs(images: &[Image]) -> (Vec<Job<'_>>, Tally) {
 }
 
 fn qemu_tests(images: &[Image], how: How<'_>) -> Tally {
-    let (jobs, failed) = jobs(images);
+    let (mut jobs, failed) = jobs(images);
+    if let Some(m) = how.machine {
+        jobs.retain(|j| j.dirs.machine == m);
+    }
     println!("running {} QEMU boots", jobs.len());
     // Boots that measure time run last, one at a time: a loaded host stretches their numbers.
     let (alone, shared): (Vec<_>, Vec<_>) = jobs.iter().partition(|j| j.dirs.alone);

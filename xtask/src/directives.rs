@@ -242,7 +242,10 @@ mod tests {
         let text = "//! vireo-test: machines q35 microvm\n//! vireo-test: matrix packed=on,off\n\
                     //! vireo-test: qemu -device virtio-blk-pci,packed={packed}\n";
         let combos = parse(text, "vireo-test:").unwrap().expand();
-        let labels: Vec<_> = combos.iter().map(|(l, d)| (l.as_str(), d.machine)).collect();
+        let labels: Vec<_> = combos
+            .iter()
+            .map(|(l, d)| (l.as_str(), d.machine))
+            .collect();
         assert_eq!(
             labels,
             [
@@ -255,8 +258,14 @@ mod tests {
         let one = parse("//! vireo-test: machines microvm\n", "vireo-test:")
             .unwrap()
             .expand();
-        assert_eq!((one[0].0.as_str(), one[0].1.machine), ("", Machine::Microvm));
-        assert_eq!(parse("", "vireo-test:").unwrap().expand()[0].1.machine, Machine::Q35);
+        assert_eq!(
+            (one[0].0.as_str(), one[0].1.machine),
+            ("", Machine::Microvm)
+        );
+        assert_eq!(
+            parse("", "vireo-test:").unwrap().expand()[0].1.machine,
+            Machine::Q35
+        );
         assert!(parse("//! vireo-test: machines pc\n", "vireo-test:").is_err());
     }
 

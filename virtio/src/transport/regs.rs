@@ -134,9 +134,8 @@ mod tests {
             select: RefCell::new(0),
             words: RefCell::new([0; 2]),
         };
-        let features = virtio_spec::F::VERSION_1
-            | virtio_spec::F::RING_PACKED
-            | virtio_spec::F::INDIRECT_DESC;
+        let features =
+            virtio_spec::F::VERSION_1 | virtio_spec::F::RING_PACKED | virtio_spec::F::INDIRECT_DESC;
         write_feature_windows(&regs, 0, 4, features);
         let low = features.bits().to_ne();
         assert_eq!(*regs.words.borrow(), [low as u32, (low >> 32) as u32]);

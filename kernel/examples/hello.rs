@@ -4,6 +4,7 @@
 //! `cargo xtask test` boots it too:
 //!
 //! vireo-test: app
+//! vireo-test: machines q35 microvm
 //!
 //! vireo-run: qemu -device virtio-blk-pci,drive=scratch,disable-legacy=on,serial=vireo-scratch
 //! vireo-run: qemu -drive if=none,id=scratch,format=raw,file={disk:scratch:64M}

@@ -1,7 +1,8 @@
-//! Host test support for the virtio-blk driver: a DMA allocator over `vm-memory` guest memory, a
-//! fake [`Transport`](vireo_virtio::transport::Transport) with in-memory registers, and a
-//! simulated virtio-blk device that serves split rings through rust-vmm's `virtio-queue` and
-//! packed rings through a small device side written from virtio 1.2 §2.8.
+//! Host test support for the virtio-blk and virtio-net drivers: a DMA allocator over `vm-memory`
+//! guest memory, a fake [`Transport`](vireo_virtio::transport::Transport) with in-memory
+//! registers, and simulated virtio-blk and virtio-net devices that serve split rings through
+//! rust-vmm's `virtio-queue` and packed rings through a small device side written from virtio
+//! 1.2 §2.8 (plus the checking body of the `net_rx` fuzz target).
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 

@@ -130,7 +130,17 @@ impl Stack {
     /// sender spinning on a full ring never sleeps, so the waiters' re-notification never runs).
     fn watch_tx(&mut self) {
         let now = crate::time::ticks();
-        let reclaimed = self.driver.reclaim_tx().unwrap_or(0);
+        let reclaimed = match self.driver.reclaim_tx() {
+            Ok(n) => n,
+            // The device is down (a recovery that failed): nothing to watch.
+            Err(DriverError::NotReady) => return,
+            // A transmit ring the device broke: as for a receive-side error, reset.
+            Err(e) => {
+                log::error!("virtio-net: {e}; resetting the device");
+                self.recover();
+                return;
+            }
+        };
         if reclaimed > 0 || self.driver.tx_outstanding() == 0 {
             self.tx_progress_tick = now;
         } else if now >= self.tx_progress_tick + TX_STALL_TICKS {

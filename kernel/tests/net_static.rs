@@ -23,8 +23,22 @@ use vireo::net::{
 vireo::test_main!(
     the_static_address_is_used,
     tcp_through_the_static_address,
-    tcp_through_embedded_io
+    tcp_through_embedded_io,
+    lookups_without_a_name_server
 );
+
+/// A static address and no `vireo.net.dns=`: no DNS server is known, and addresses written
+/// as text need none.
+fn lookups_without_a_name_server() {
+    assert_eq!(
+        net::lookup_host("echo.example"),
+        Err(net::NetError::NoNameServer)
+    );
+    assert_eq!(
+        net::lookup_host("10.0.3.100"),
+        Ok(alloc::vec![core::net::IpAddr::from([10, 0, 3, 100])])
+    );
+}
 
 fn the_static_address_is_used() {
     let dev = net::default_device().expect("the test attaches a virtio-net device");

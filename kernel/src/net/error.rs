@@ -25,6 +25,12 @@ pub enum NetError {
     MessageTooLarge,
     /// The device failed and could not be brought back.
     DeviceFailed,
+    /// A name lookup found no DNS server to ask.
+    NoNameServer,
+    /// Not a name a DNS query can carry (empty, a label over 63 bytes, over 255 in all).
+    InvalidName,
+    /// The DNS servers said the name does not exist, or stopped answering.
+    NameNotFound,
 }
 
 impl fmt::Display for NetError {
@@ -40,6 +46,9 @@ impl fmt::Display for NetError {
             Self::AddrInUse => "address in use",
             Self::MessageTooLarge => "message too large",
             Self::DeviceFailed => "network device failed",
+            Self::NoNameServer => "no DNS server known",
+            Self::InvalidName => "not a valid host name",
+            Self::NameNotFound => "host name not found",
         })
     }
 }
@@ -59,7 +68,8 @@ impl embedded_io::Error for NetError {
             Self::ConnectionReset => K::ConnectionReset,
             Self::NotConnected => K::NotConnected,
             Self::AddrInUse => K::AddrInUse,
-            Self::MessageTooLarge => K::InvalidInput,
+            Self::MessageTooLarge | Self::InvalidName => K::InvalidInput,
+            Self::NoNameServer | Self::NameNotFound => K::NotFound,
         }
     }
 }

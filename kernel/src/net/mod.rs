@@ -13,16 +13,19 @@
 //!   `vireo.net.polled=1` polls instead.
 //! - Addresses: IPv4 by DHCP unless the command line gives `vireo.net.ip=A.B.C.D/N` (and
 //!   `vireo.net.gw=A.B.C.D`); an IPv6 link-local address from the MAC address always.
+//! - Names: [`lookup_host`] and [`NetDevice::lookup`] ask the DNS servers of the DHCP lease, or
+//!   those of `vireo.net.dns=A.B.C.D[,A.B.C.D]`, for IPv4 addresses.
 //!
 //! Command-line options, read at probe time: `vireo.net.packed=0`, `vireo.net.indirect=0`,
 //! `vireo.net.event_idx=0`, `vireo.net.mrg_rxbuf=0`, `vireo.net.csum=0`, `vireo.net.mtu=0`,
 //! `vireo.net.ctrl_vq=0` refuse those features even when offered; `vireo.net.queue_size=N`
-//! (default 256), `vireo.net.polled=1`, `vireo.net.ip=`, `vireo.net.gw=`.
+//! (default 256), `vireo.net.polled=1`, `vireo.net.ip=`, `vireo.net.gw=`, `vireo.net.dns=`.
 //!
 //! Vireo has one CPU and no threads: a server with many connections keeps them all and uses the
 //! non-blocking calls, or [`NetDevice::wait_any`] to sleep until one of its sockets can make
 //! progress.
 
+mod dns;
 mod error;
 mod probe;
 mod stack;
@@ -38,6 +41,7 @@ use spin::Once;
 pub use embedded_io;
 
 pub use self::{
+    dns::{DEFAULT_LOOKUP_TIMEOUT, lookup_host},
     error::NetError,
     stack::{NetDevice, NetInfo, NetStats},
     tcp::{Buffers, TcpListener, TcpStream},

@@ -24,6 +24,8 @@ struct ProbeOptions {
     driver: NetOptions,
     polled: bool,
     ipv4: Option<(Ipv4Cidr, Option<Ipv4Address>)>,
+    /// `vireo.net.dns=A.B.C.D[,A.B.C.D]` (at most 4 used).
+    dns: [Option<Ipv4Address>; 4],
 }
 
 /// The value of `key=...` on the command line as text.
@@ -40,6 +42,25 @@ fn parse_cidr(s: &str) -> Option<Ipv4Cidr> {
     let (addr, prefix) = s.split_once('/').unwrap_or((s, "24"));
     let prefix: u8 = prefix.parse().ok().filter(|&p| p <= 32)?;
     Some(Ipv4Cidr::new(addr.parse().ok()?, prefix))
+}
+
+/// `vireo.net.dns=`: the DNS servers to ask instead of DHCP's.
+fn dns_servers() -> [Option<Ipv4Address>; 4] {
+    let mut servers = [None; 4];
+    let Some(list) = text_option("vireo.net.dns") else {
+        return servers;
+    };
+    let mut parsed = list.split(',').filter_map(|a| match a.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            log::warn!("virtio-net: vireo.net.dns: `{a}` is not an IPv4 address; ignored");
+            None
+        }
+    });
+    for slot in &mut servers {
+        *slot = parsed.next();
+    }
+    servers
 }
 
 fn options() -> ProbeOptions {
@@ -69,6 +90,7 @@ fn options() -> ProbeOptions {
         },
         polled: virtio::flag("vireo.net.polled", false),
         ipv4,
+        dns: dns_servers(),
     }
 }
 
@@ -116,6 +138,12 @@ fn probe(device: Location, opts: ProbeOptions) -> Result<NetDevice, DriverError>
     }
     Ok(NetDevice::new(
         device,
-        Stack::new(driver, irq, iface, opts.ipv4),
+        Stack::new(
+            driver,
+            irq,
+            iface,
+            opts.ipv4,
+            &opts.dns.iter().flatten().copied().collect::<Vec<_>>(),
+        ),
     ))
 }

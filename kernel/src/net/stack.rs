@@ -6,9 +6,9 @@ use core::{fmt, time::Duration};
 
 use smoltcp::{
     iface::{Interface, SocketHandle, SocketSet},
-    socket::{dhcpv4, tcp},
+    socket::{dhcpv4, dns, tcp},
     time::Instant as SmolInstant,
-    wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr},
+    wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr},
 };
 use spin::Mutex;
 use vireo_drivers::net::{NetDriver, NetError as DriverError};
@@ -53,6 +53,12 @@ pub(super) struct Stack {
     pub(super) sockets: SocketSet<'static>,
     /// The DHCP client, unless the address came from the command line.
     dhcp: Option<SocketHandle>,
+    /// The DNS resolver (its servers from the command line, else from DHCP).
+    pub(super) dns: SocketHandle,
+    /// DNS servers given on the command line: DHCP's are not used then.
+    static_dns: bool,
+    /// How many DNS servers the resolver knows.
+    pub(super) dns_servers: usize,
     /// The IPv4 address and gateway in use.
     ipv4: Option<(Ipv4Cidr, Option<Ipv4Address>)>,
     next_port: u16,
@@ -75,13 +81,20 @@ impl Stack {
         irq: Interrupts,
         iface: Interface,
         static_ipv4: Option<(Ipv4Cidr, Option<Ipv4Address>)>,
+        dns_servers: &[Ipv4Address],
     ) -> Self {
+        let mut sockets = SocketSet::new(Vec::new());
+        let servers: Vec<IpAddress> = dns_servers.iter().map(|&a| a.into()).collect();
+        let dns = sockets.add(dns::Socket::new(&servers, Vec::new()));
         let mut stack = Self {
             driver,
             irq,
             iface,
-            sockets: SocketSet::new(Vec::new()),
+            sockets,
             dhcp: None,
+            dns,
+            static_dns: !dns_servers.is_empty(),
+            dns_servers: servers.len(),
             ipv4: None,
             next_port: *EPHEMERAL.start(),
             closing: Vec::new(),
@@ -200,11 +213,21 @@ impl Stack {
 
     fn dhcp_events(&mut self) {
         let Some(handle) = self.dhcp else { return };
-        let update = match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
+        let (update, servers) = match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
             None => return,
-            Some(dhcpv4::Event::Configured(config)) => Some((config.address, config.router)),
-            Some(dhcpv4::Event::Deconfigured) => None,
+            Some(dhcpv4::Event::Configured(config)) => {
+                let servers: Vec<IpAddress> =
+                    config.dns_servers.iter().map(|&a| a.into()).collect();
+                (Some((config.address, config.router)), servers)
+            }
+            Some(dhcpv4::Event::Deconfigured) => (None, Vec::new()),
         };
+        if !self.static_dns {
+            self.sockets
+                .get_mut::<dns::Socket>(self.dns)
+                .update_servers(&servers);
+            self.dns_servers = servers.len();
+        }
         match update {
             Some((cidr, router)) => log::info!("virtio-net: DHCP lease {cidr}, gateway {router:?}"),
             // The client starts by reporting "no configuration": only a real loss is news.

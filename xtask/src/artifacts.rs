@@ -110,6 +110,24 @@ fn build(selection: &[&str], release: bool, kind: &str) -> Result<Vec<Image>, St
 
 /// Builds one example (application image).
 pub fn build_example(name: &str, release: bool) -> Result<Image, String> {
+    let dir = workspace_root().join("kernel/examples");
+    if !dir.join(format!("{name}.rs")).exists() && !dir.join(name).join("main.rs").exists() {
+        let mut known: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| {
+                    let name = e.ok()?.file_name().into_string().ok()?;
+                    Some(name.strip_suffix(".rs")?.to_string())
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        known.sort();
+        return Err(format!(
+            "no example `{name}` in kernel/examples/; the examples are: {} (an application of \
+             your own: `cargo xtask new PATH`)",
+            known.join(", ")
+        ));
+    }
     build(&["--example", name], release, "example")?
         .into_iter()
         .next()

@@ -62,6 +62,14 @@ pub fn boot_app(app: &App<'_>) -> Result<ExitCode, String> {
         qemu::Outcome::Success => ExitCode::SUCCESS,
         other => {
             eprintln!("xtask: {other}");
+            if other == qemu::Outcome::Other(1) && !app.common.qemu_args.is_empty() {
+                eprintln!(
+                    "xtask: QEMU refuses to start when an argument is wrong (its message is \
+                     above); check the --qemu-arg values {:?}: each is one QEMU word, so an \
+                     option and its value are two (--qemu-arg -m --qemu-arg 512M)",
+                    app.common.qemu_args
+                );
+            }
             ExitCode::FAILURE
         }
     })

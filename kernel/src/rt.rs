@@ -83,6 +83,8 @@ pub unsafe extern "C" fn vireo_kernel_entry(start_info: u64) -> ! {
     log::debug!("boot info: {boot_info:?}");
     interrupts::init_cpu();
     mm::init(boot_info);
+    // After the heap exists: the reports are kept for `cmdline::problems`.
+    crate::cmdline::report(boot_info.cmdline());
     interrupts::init_apic();
     time::init();
     pci::init();

@@ -1,13 +1,16 @@
 //! `cargo xtask`: build, boot, test and measure Vireo images.
 //!
 //! ```text
-//! cargo xtask run [--example NAME] [--release] [--accel kvm|tcg] [--qemu-arg ARG]... [-- APP-ARGS]
+//! cargo xtask run [--example NAME] [--release] [--accel kvm|tcg] [--gdb] [--qemu-arg ARG]... [-- APP-ARGS]
+//! cargo xtask new PATH [--name NAME]
 //! cargo xtask test [--accel kvm|tcg] [--release] [--no-host] [--show] [FILTER]
 //! cargo xtask bench virtq
 //! cargo xtask bench blk [--quick] [--accel kvm|tcg] [--backend null|file] [--layout split|packed] [--job NAME] [--polled] [--append WORD]
 //! cargo xtask bench net [--quick] [--accel kvm|tcg] [--backend user|tap] [--layout split|packed] [--job NAME] [--polled] [--append WORD]
 //! ```
 
+mod accel;
+mod appcheck;
 mod artifacts;
 mod bench;
 mod benchnet;
@@ -15,11 +18,14 @@ mod boot;
 mod directives;
 mod diskcheck;
 mod garbage;
+mod gdb;
 mod httpcheck;
 mod netns;
 mod netpeer;
 mod peer;
 mod qemu;
+mod runner;
+mod scaffold;
 mod setup;
 mod sitetar;
 mod test;
@@ -40,8 +46,9 @@ struct Common {
 
 fn usage() -> &'static str {
     "usage:
-  cargo xtask run [--example NAME] [--release] [--accel kvm|tcg] [--machine q35|microvm]
+  cargo xtask run [--example NAME] [--release] [--accel kvm|tcg] [--machine q35|microvm] [--gdb]
                   [--qemu-arg ARG]... [-- APP-ARGS...]
+  cargo xtask new PATH [--name NAME]
   cargo xtask test [--accel kvm|tcg] [--machine q35|microvm] [--release] [--no-host] [--show] [FILTER]
   cargo xtask bench virtq
   cargo xtask bench blk [--quick] [--accel kvm|tcg] [--backend null|file] [--layout split|packed]
@@ -56,6 +63,9 @@ fn main() -> ExitCode {
         Some("run") => run(&args[1..]),
         Some("test") => test_cmd(&args[1..]),
         Some("bench") => bench(&args[1..]),
+        Some("new") => new(&args[1..]),
+        // Hidden: the cargo runner of applications made by `new` (see `runner.rs`).
+        Some("runner") => runner::main(&args[1..]),
         // Hidden: the host side of one `bench net` job (see `netpeer.rs`).
         Some("peer-serve") => netpeer::serve(&args[1..]),
         Some("-h" | "--help" | "help") => {
@@ -106,32 +116,47 @@ fn run(args: &[String]) -> Result<ExitCode, String> {
     let rest = parse_common(args, &mut common)?;
     let mut example = "hello".to_string();
     let mut app_args = Vec::new();
+    let mut gdb = false;
     let mut it = rest.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--example" => example = it.next().ok_or("--example needs a name")?.clone(),
+            "--gdb" => gdb = true,
             "--" => app_args.extend(it.by_ref().cloned()),
             other => return Err(format!("unexpected argument `{other}`\n{}", usage())),
         }
     }
     setup::ensure_all()?;
     let image = artifacts::build_example(&example, common.release)?;
-    let accel = qemu::choose_accel(common.accel)?;
-    let mut dirs = directives::parse_file(&image.source, "vireo-run:")?;
-    dirs.machine = common.machine.unwrap_or_default();
-    let mut cmd = qemu::command(&image.path, accel, &dirs, &app_args.join(" "), "run")?;
-    cmd.args(&common.qemu_args);
-    eprintln!("xtask: booting {} ({accel})", image.path.display());
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot start QEMU: {e}"))?;
-    Ok(match qemu::outcome(status) {
-        qemu::Outcome::Success => ExitCode::SUCCESS,
-        other => {
-            eprintln!("xtask: {other}");
-            ExitCode::FAILURE
-        }
+    runner::boot_app(&runner::App {
+        elf: &image.path,
+        source: &image.source,
+        scope: "run",
+        common: &common,
+        gdb,
+        app_args: &app_args,
     })
+}
+
+fn new(args: &[String]) -> Result<ExitCode, String> {
+    let (mut path, mut name) = (None, None);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--name" => name = Some(it.next().ok_or("--name needs a package name")?.clone()),
+            s if s.starts_with('-') => return Err(format!("unknown option `{s}`\n{}", usage())),
+            _ if path.is_some() => return Err(format!("one PATH only\n{}", usage())),
+            _ => path = Some(arg.clone()),
+        }
+    }
+    let path = path.ok_or_else(|| format!("where? give a PATH\n{}", usage()))?;
+    let dir = scaffold::create(std::path::Path::new(&path), name.as_deref())?;
+    println!(
+        "created {}\n  cd {} && cargo run     # boots it in QEMU\n  cargo test              # runs its in-QEMU tests",
+        dir.display(),
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn test_cmd(args: &[String]) -> Result<ExitCode, String> {

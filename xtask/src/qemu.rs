@@ -288,8 +288,13 @@ pub fn create_disk(path: &Path, size: u64) -> Result<PathBuf, String> {
     let path = path.to_path_buf();
     let file =
         std::fs::File::create(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
-    file.set_len(size)
-        .map_err(|e| format!("sizing {}: {e}", path.display()))?;
+    file.set_len(size).map_err(|e| {
+        format!(
+            "sizing {} to {size} bytes: {e} (the disk needs that much room: free space there, or \
+             give a smaller SIZE in `{{disk:NAME:SIZE}}`)",
+            path.display()
+        )
+    })?;
     Ok(path)
 }
 

@@ -33,12 +33,15 @@ pub struct Options {
 
 /// How the boots run: the accelerator, extra QEMU arguments, and whether to show their output.
 #[derive(Debug, Clone, Copy)]
-struct How<'a> {
-    accel: Accel,
-    extra: &'a [String],
-    show: bool,
+pub struct How<'a> {
+    /// The accelerator of every boot.
+    pub accel: Accel,
+    /// QEMU arguments added to every boot (`--qemu-arg`).
+    pub extra: &'a [String],
+    /// Print every boot's serial output (`--show`).
+    pub show: bool,
     /// Only the boots on this machine type.
-    machine: Option<crate::qemu::Machine>,
+    pub machine: Option<crate::qemu::Machine>,
 }
 
 /// Passed, failed and skipped counts.
@@ -109,6 +112,11 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
             println!("xtask: {e}");
             total.failed += 1;
         }
+    }
+    // An application scaffolded outside the workspace builds, runs and tests (appcheck.rs).
+    if crate::appcheck::selected(opts.filter.as_deref()) {
+        println!("\nan application outside the workspace (cargo xtask new, cargo run, cargo test)");
+        total += crate::appcheck::check();
     }
     if total.skipped > 0 {
         println!(
@@ -230,7 +238,8 @@ fn jobs(images: &[Image]) -> (Vec<Job<'_>>, Tally) {
     (jobs, failed)
 }
 
-fn qemu_tests(images: &[Image], how: How<'_>) -> Tally {
+/// Boots every combination of every image and judges it (also the cargo runner's test mode).
+pub fn qemu_tests(images: &[Image], how: How<'_>) -> Tally {
     let (mut jobs, failed) = jobs(images);
     if let Some(m) = how.machine {
         jobs.retain(|j| j.dirs.machine == m);

@@ -7,6 +7,7 @@ use vireo_virtio::transport::Transport;
 
 use super::BlockDevice;
 use crate::{
+    cmdline,
     mm::DeviceAlloc,
     virtio::{self, Interrupts, KernelTransport, Location},
 };
@@ -22,19 +23,19 @@ pub(super) struct ProbeOptions {
 }
 
 pub(super) fn options() -> ProbeOptions {
-    let queues = virtio::option("vireo.blk.queues").map_or(4, |v| v.clamp(1, 64) as u16);
+    // Values come checked (range, power of two) from `cmdline`, which reported any it changed.
+    let queues = cmdline::number("vireo.blk.queues").map_or(4, |v| v as u16);
     ProbeOptions {
         driver: BlkOptions {
-            packed: virtio::flag("vireo.blk.packed", true),
-            indirect: virtio::flag("vireo.blk.indirect", true),
-            event_idx: virtio::flag("vireo.blk.event_idx", true),
+            packed: cmdline::flag("vireo.blk.packed", true),
+            indirect: cmdline::flag("vireo.blk.indirect", true),
+            event_idx: cmdline::flag("vireo.blk.event_idx", true),
             multi_queue: queues > 1,
             queues,
-            queue_size: virtio::option("vireo.blk.queue_size")
-                .map_or(1024, |v| v.clamp(1, 32768) as u16),
+            queue_size: cmdline::number("vireo.blk.queue_size").map_or(1024, |v| v as u16),
             ..BlkOptions::default()
         },
-        polled: virtio::flag("vireo.blk.polled", false),
+        polled: cmdline::flag("vireo.blk.polled", false),
     }
 }
 

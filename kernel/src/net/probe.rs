@@ -11,6 +11,7 @@ use vireo_drivers::net::{NetDriver, NetError as DriverError, NetOptions};
 
 use super::stack::{NetDevice, QUEUES, Stack, now};
 use crate::{
+    cmdline,
     mm::DeviceAlloc,
     virtio::{self, Interrupts, KernelTransport, Location},
 };
@@ -26,15 +27,6 @@ struct ProbeOptions {
     ipv4: Option<(Ipv4Cidr, Option<Ipv4Address>)>,
     /// `vireo.net.dns=A.B.C.D[,A.B.C.D]` (at most 4 used).
     dns: [Option<Ipv4Address>; 4],
-}
-
-/// The value of `key=...` on the command line as text.
-fn text_option(key: &str) -> Option<&'static str> {
-    crate::boot_info()
-        .cmdline()
-        .split_ascii_whitespace()
-        .filter_map(|a| a.strip_prefix(key)?.strip_prefix('='))
-        .next_back()
 }
 
 /// `A.B.C.D/N` (`/N` defaults to 24).
@@ -65,9 +57,9 @@ fn dns_servers() -> [Option<Ipv4Address>; 4] {
 
 fn options() -> ProbeOptions {
     let defaults = NetOptions::default();
-    let ipv4 = text_option("vireo.net.ip").and_then(|ip| match parse_cidr(ip) {
+    let ipv4 = cmdline::text("vireo.net.ip").and_then(|ip| match parse_cidr(ip) {
         Some(cidr) => {
-            let gw = text_option("vireo.net.gw").and_then(|g| g.parse().ok());
+            let gw = cmdline::text("vireo.net.gw").and_then(|g| g.parse().ok());
             Some((cidr, gw))
         }
         None => {
@@ -77,18 +69,18 @@ fn options() -> ProbeOptions {
     });
     ProbeOptions {
         driver: NetOptions {
-            packed: virtio::flag("vireo.net.packed", true),
-            indirect: virtio::flag("vireo.net.indirect", defaults.indirect),
-            event_idx: virtio::flag("vireo.net.event_idx", defaults.event_idx),
-            mrg_rxbuf: virtio::flag("vireo.net.mrg_rxbuf", defaults.mrg_rxbuf),
-            csum: virtio::flag("vireo.net.csum", defaults.csum),
-            mtu: virtio::flag("vireo.net.mtu", defaults.mtu),
-            ctrl_vq: virtio::flag("vireo.net.ctrl_vq", defaults.ctrl_vq),
-            queue_size: virtio::option("vireo.net.queue_size")
-                .map_or(defaults.queue_size, |v| v.clamp(2, 32768) as u16),
+            packed: cmdline::flag("vireo.net.packed", true),
+            indirect: cmdline::flag("vireo.net.indirect", defaults.indirect),
+            event_idx: cmdline::flag("vireo.net.event_idx", defaults.event_idx),
+            mrg_rxbuf: cmdline::flag("vireo.net.mrg_rxbuf", defaults.mrg_rxbuf),
+            csum: cmdline::flag("vireo.net.csum", defaults.csum),
+            mtu: cmdline::flag("vireo.net.mtu", defaults.mtu),
+            ctrl_vq: cmdline::flag("vireo.net.ctrl_vq", defaults.ctrl_vq),
+            queue_size: cmdline::number("vireo.net.queue_size")
+                .map_or(defaults.queue_size, |v| v as u16),
             ..defaults
         },
-        polled: virtio::flag("vireo.net.polled", false),
+        polled: cmdline::flag("vireo.net.polled", false),
         ipv4,
         dns: dns_servers(),
     }

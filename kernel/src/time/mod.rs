@@ -75,8 +75,10 @@ pub fn init() {
     if !tsc::is_invariant() {
         log::info!("the TSC is not invariant (CPUID.80000007h:EDX[8] clear)");
     }
-    let cmdline = crate::boot_info().cmdline();
-    let option = |o: &str| cmdline.split(' ').any(|a| a == o);
+    let option = |o: &str| {
+        let (key, value) = o.split_once('=').unwrap_or((o, ""));
+        crate::cmdline::text(key) == Some(value)
+    };
     let order = if option(HPET_REFERENCE_OPTION) {
         [TscReference::Hpet, TscReference::Pit, TscReference::Cpuid]
     } else {

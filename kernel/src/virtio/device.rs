@@ -4,7 +4,7 @@
 //! bounded waits on a queue, and reset-and-recover. `block` and `net` own their
 //! device's state and API; the plumbing is here.
 
-use alloc::vec::Vec;
+use alloc::{string::String, vec::Vec};
 use core::{fmt, time::Duration};
 
 use vireo_virtio::{
@@ -32,25 +32,6 @@ pub fn functions(device_type: u16) -> impl Iterator<Item = Location> {
         .filter(move |d| d.device_type() == device_type)
         .map(Location::Mmio);
     pci.chain(mmio)
-}
-
-/// The value of the last `KEY=N` on the kernel command line, if it parses.
-pub fn option(key: &str) -> Option<u64> {
-    option_in(crate::boot_info().cmdline(), key)
-}
-
-/// The value of the last `KEY=N` in `cmdline`, if it parses.
-pub fn option_in(cmdline: &str, key: &str) -> Option<u64> {
-    cmdline
-        .split_ascii_whitespace()
-        .filter_map(|a| a.strip_prefix(key)?.strip_prefix('='))
-        .next_back()
-        .and_then(|v| v.parse().ok())
-}
-
-/// A boolean `KEY=0|1` from the command line (any non-zero number is on), else `default`.
-pub fn flag(key: &str, default: bool) -> bool {
-    option(key).map_or(default, |v| v != 0)
 }
 
 /// How a device's used buffers are noticed: MSI-X (entry 0 for configuration changes, 1 + i for
@@ -222,11 +203,40 @@ pub fn with_budget<R>(f: impl FnOnce(&mut WaitBudget<'_>) -> R) -> R {
     f(&mut budget)
 }
 
+/// A virtio device found at boot that could not be brought up: it is absent from its type's
+/// list (`block::devices()`, `net::devices()`).
+#[derive(Debug, Clone)]
+pub struct FailedDevice {
+    /// The device type's name (`virtio-blk`, `virtio-net`).
+    pub kind: &'static str,
+    /// Where it is.
+    pub location: Location,
+    /// Why it is not usable.
+    pub reason: String,
+}
+
+impl fmt::Display for FailedDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: not usable: {}",
+            self.kind, self.location, self.reason
+        )
+    }
+}
+
+static FAILED: spin::Mutex<Vec<FailedDevice>> = spin::Mutex::new(Vec::new());
+
+/// Every device that could not be brought up at boot, and why (each was logged once, at `warn`).
+pub fn failed_devices() -> Vec<FailedDevice> {
+    FAILED.lock().clone()
+}
+
 /// Brings up every device of `device_type` with `probe`, logging each device (as `what`) or
-/// why it is not usable.
+/// why it is not usable (kept for [`failed_devices`]).
 pub fn probe_each<D: fmt::Display, E: fmt::Display>(
     device_type: u16,
-    what: &str,
+    what: &'static str,
     probe: impl Fn(Location) -> Result<D, E>,
 ) -> Vec<D> {
     functions(device_type)
@@ -236,7 +246,13 @@ pub fn probe_each<D: fmt::Display, E: fmt::Display>(
                 Some(dev)
             }
             Err(e) => {
-                log::warn!("{what} {d}: not usable: {e}");
+                let failed = FailedDevice {
+                    kind: what,
+                    location: d,
+                    reason: alloc::format!("{e}"),
+                };
+                log::warn!("{failed}");
+                FAILED.lock().push(failed);
                 None
             }
         })

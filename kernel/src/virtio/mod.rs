@@ -13,7 +13,7 @@ mod transport;
 mod wait;
 
 pub use device::{
-    Interrupts, RESET_BUDGET, flag, functions, option, option_in, probe_each, recover,
+    FailedDevice, Interrupts, RESET_BUDGET, failed_devices, functions, probe_each, recover,
     report_missed_wakeup, wait_queue, with_budget,
 };
 pub use line::{IrqLine, LineError};

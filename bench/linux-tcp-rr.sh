@@ -67,7 +67,7 @@ fio --name=rr --ioengine=net --hostname=$peer_ip --port=$port --protocol=tcp --r
 printf '\\020' | dd of=/dev/port bs=1 seek=244 count=1
 CMDS
 )
-  serial=$( (sleep 10; printf '%s\n' "$script"; sleep 50) |
+  serial=$( (sleep 10; printf '%s\n' "$script"; sleep 32) |
             timeout 75 "${inside[@]}" "${qemu[@]}" "${netdev[@]}" "${device[@]}" 2>&1 || true)
   wait $peer || true
   [ -n "${RR_DEBUG:-}" ] && printf "%s\n" "$serial" >"$RR_DEBUG"

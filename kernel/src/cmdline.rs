@@ -98,6 +98,7 @@ pub const OPTIONS: &[Spec] = &[
     ),
     spec("vireo.net.ip", Kind::Text, "DHCP"),
     spec("vireo.net.gw", Kind::Text, "none"),
+    spec("vireo.net.dns", Kind::Text, "the DHCP lease's servers"),
     spec("vireo.tsc_ref", Kind::Word(&["hpet", "pit"]), "pit"),
     spec(
         "vireo.timer",

@@ -39,7 +39,7 @@ fn parse_cidr(s: &str) -> Option<Ipv4Cidr> {
 /// `vireo.net.dns=`: the DNS servers to ask instead of DHCP's.
 fn dns_servers() -> [Option<Ipv4Address>; 4] {
     let mut servers = [None; 4];
-    let Some(list) = text_option("vireo.net.dns") else {
+    let Some(list) = cmdline::text("vireo.net.dns") else {
         return servers;
     };
     let mut parsed = list.split(',').filter_map(|a| match a.parse() {

@@ -99,7 +99,11 @@ pub const OPTIONS: &[Spec] = &[
     spec("vireo.net.ip", Kind::Text, "DHCP"),
     spec("vireo.net.gw", Kind::Text, "none"),
     spec("vireo.net.dns", Kind::Text, "the DHCP lease's servers"),
-    spec("vireo.tsc_ref", Kind::Word(&["hpet", "pit"]), "pit"),
+    spec(
+        crate::time::REFERENCE_KEY,
+        Kind::Word(crate::time::REFERENCE_NAMES),
+        "the first source that gives a figure (see vireo::time)",
+    ),
     spec(
         "vireo.timer",
         Kind::Word(&["periodic", "deadline"]),

@@ -175,7 +175,7 @@ pub(super) fn init(madt: Option<&Madt>) -> Result<(), IoApicError> {
         for input in 0..apic.inputs {
             apic.set_entry(input, ENTRY_MASKED);
         }
-        log::info!(
+        log::debug!(
             "IOAPIC at {address:#x}: id {}, GSIs {}..{}",
             apic.read(REG_ID) >> 24,
             e.gsi_base,

@@ -170,7 +170,7 @@ pub(super) fn init() -> Result<(), ApicError> {
     apic.write(REG_ESR, 0);
     apic.write(REG_ESR, 0);
     apic.write(REG_SVR, SVR_ENABLE | u32::from(SPURIOUS_VECTOR));
-    log::info!(
+    log::debug!(
         "local APIC: {} mode, id {id}, version {:#x}",
         if x2 { "x2APIC" } else { "xAPIC" },
         apic.read(REG_VERSION) & 0xff

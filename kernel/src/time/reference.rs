@@ -32,7 +32,7 @@ const MAX_WINDOW_NS: u64 = 32_000_000;
 /// A window is good enough when its readings' uncertainty is below this (parts per million):
 /// the refinement a second later needs its error over that second to stay well below half a
 /// PIT wrap (27 ms), and timeouts until then do not need better.
-const GOOD_PPM: u64 = 2_000;
+const GOOD_PPM: u64 = 4_000;
 /// The refinement's baseline: about a second after the boot window started.
 const REFINE_AFTER_NS: u64 = 1_000_000_000;
 /// Readings per stamp on a fine-grained counter; the narrowest bracket counts, so a vCPU

@@ -4,7 +4,7 @@
 use std::{
     io::Read,
     path::PathBuf,
-    process::{Command, Stdio},
+    process::{Child, ChildStdout, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -114,6 +114,30 @@ pub fn boot(job: &Job<'_>, accel: Accel, extra: &[String]) -> Result<Boot, Strin
     run_qemu(cmd, limit, dirs.qmp_on.clone(), qmp, probe)
 }
 
+/// A started QEMU: its serial output to read, and a thread collecting its stderr.
+pub struct Spawned {
+    pub child: Child,
+    pub out: ChildStdout,
+    pub stderr: thread::JoinHandle<String>,
+}
+
+/// Starts `cmd` (a QEMU command line) with stdin closed, stdout piped for the caller and stderr
+/// collected by a thread.
+pub fn spawn(mut cmd: Command) -> Result<Spawned, String> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let stderr = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = err.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    Ok(Spawned { child, out, stderr })
+}
+
 /// Checks run from the host while the image runs: once the serial output contains `text`,
 /// `check` runs, then QEMU is killed if `kill` says so (else the image goes on to its end).
 pub struct Probe<'a> {
@@ -126,19 +150,18 @@ pub struct Probe<'a> {
 /// each `(text, command)` of `triggers` sends `command` to the QMP socket `qmp` when the serial
 /// output first contains `text`; a `probe` runs when its text appears, and QEMU is killed after it.
 pub fn run_qemu(
-    mut cmd: Command,
+    cmd: Command,
     limit: Duration,
     triggers: Vec<(String, String)>,
     qmp: PathBuf,
     mut probe: Option<Probe<'_>>,
 ) -> Result<Boot, String> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
     let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
+    let Spawned {
+        mut child,
+        mut out,
+        stderr,
+    } = spawn(cmd)?;
     let probe_text = probe.as_ref().map(|p| p.text.clone());
     let probe_ready = Arc::new(AtomicBool::new(false));
     let ready = Arc::clone(&probe_ready);
@@ -169,11 +192,6 @@ pub fn run_qemu(
             }
         }
         String::from_utf8_lossy(&buf).into_owned() + &notes
-    });
-    let stderr = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = err.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
     });
     let (mut timed_out, mut report) = (false, None);
     let status = loop {

@@ -7,12 +7,14 @@
 //! cargo xtask bench virtq
 //! cargo xtask bench blk [--quick] [--accel kvm|tcg] [--backend null|file] [--layout split|packed] [--job NAME] [--polled] [--append WORD]
 //! cargo xtask bench net [--quick] [--accel kvm|tcg] [--backend user|tap] [--layout split|packed] [--job NAME] [--polled] [--append WORD]
+//! cargo xtask bench boot [--quick] [--accel kvm|tcg] [--machine NAME] [--boots N] [--clock SECS] [--clock-runs N]
 //! ```
 
 mod accel;
 mod appcheck;
 mod artifacts;
 mod bench;
+mod benchboot;
 mod benchnet;
 mod boot;
 mod directives;
@@ -54,7 +56,9 @@ fn usage() -> &'static str {
   cargo xtask bench blk [--quick] [--accel kvm|tcg] [--backend null|file] [--layout split|packed]
                         [--job NAME] [--polled] [--append KERNEL-ARG]... [--qemu-arg ARG]...
   cargo xtask bench net [--quick] [--accel kvm|tcg] [--backend user|tap] [--layout split|packed]
-                        [--job NAME] [--polled] [--append KERNEL-ARG]... [--qemu-arg ARG]..."
+                        [--job NAME] [--polled] [--append KERNEL-ARG]... [--qemu-arg ARG]...
+  cargo xtask bench boot [--quick] [--accel kvm|tcg] [--machine NAME] [--boots N] [--clock SECS]
+                         [--clock-runs N]"
 }
 
 fn main() -> ExitCode {
@@ -196,6 +200,7 @@ fn bench(args: &[String]) -> Result<ExitCode, String> {
         }
         Some("blk") => bench_blk(&args[1..]),
         Some("net") => bench_net(&args[1..]),
+        Some("boot") => bench_boot(&args[1..]),
         _ => Err(format!("which benchmark?\n{}", usage())),
     }
 }
@@ -235,4 +240,36 @@ fn bench_blk(args: &[String]) -> Result<ExitCode, String> {
 
 fn bench_net(args: &[String]) -> Result<ExitCode, String> {
     benchnet::run(&bench_options(args)?)
+}
+
+fn bench_boot(args: &[String]) -> Result<ExitCode, String> {
+    let mut opts = benchboot::Options::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        let number = |name: &str, v: String| {
+            v.parse::<u64>()
+                .map_err(|_| format!("{name} needs a number, not `{v}`"))
+        };
+        match arg.as_str() {
+            "--quick" => {
+                opts.boots = 3;
+                opts.clock_secs = 3;
+                opts.clock_runs = 1;
+            }
+            "--accel" => opts.accel = Some(value("--accel")?.parse()?),
+            "--machine" => opts.machine = Some(value("--machine")?),
+            "--boots" => opts.boots = number("--boots", value("--boots")?)? as usize,
+            "--clock" => opts.clock_secs = number("--clock", value("--clock")?)?,
+            "--clock-runs" => {
+                opts.clock_runs = number("--clock-runs", value("--clock-runs")?)? as usize;
+            }
+            other => return Err(format!("unexpected argument `{other}`\n{}", usage())),
+        }
+    }
+    benchboot::run(&opts)
 }

@@ -16,7 +16,7 @@ pub const GUEST_SUCCESS: i32 = 33;
 pub const GUEST_FAILURE: i32 = 35;
 
 /// qboot: boots in a fraction of SeaBIOS's time (it leaves PCI BARs to the kernel).
-const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 
 /// How QEMU runs the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

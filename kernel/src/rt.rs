@@ -87,9 +87,10 @@ pub unsafe extern "C" fn vireo_kernel_entry(start_info: u64) -> ! {
     interrupts::init_cpu();
     stages.mark("cpu");
     mm::init(boot_info);
+    stages.mark("mm");
     // After the heap exists: the reports are kept for `cmdline::problems`.
     crate::cmdline::report(boot_info.cmdline());
-    stages.mark("mm");
+    stages.mark("cmdline");
     interrupts::init_apic();
     stages.mark("apic");
     time::init();

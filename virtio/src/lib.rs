@@ -18,6 +18,7 @@ mod error;
 pub mod features;
 mod indirect;
 mod inflight;
+mod layout;
 mod packed;
 mod split;
 mod token;

@@ -373,3 +373,92 @@ impl<A: DmaAllocator> core::fmt::Debug for DmaBuffer<A> {
             .finish()
     }
 }
+
+/// The test DMA allocators' `unsafe impl`s (feature `test-utils`); their logic is safe code in
+/// [`mock`](crate::mock).
+#[cfg(feature = "test-utils")]
+mod test_utils {
+    extern crate std;
+
+    use core::{
+        alloc::Layout,
+        ptr::NonNull,
+        sync::atomic::{AtomicU64, Ordering},
+    };
+    use std::alloc::{GlobalAlloc, System};
+
+    use allocator_api2::alloc::{AllocError, Allocator};
+
+    use super::DmaAllocator;
+    use crate::mock::GuestDma;
+
+    // SAFETY: `allocate_block` hands out disjoint ranges of the arena, each aligned to its
+    // power-of-two class (at least the layout's size and alignment, up to 4096), valid until
+    // `deallocate_block`; clones share the arena through an `Arc`.
+    unsafe impl Allocator for GuestDma {
+        fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+            self.allocate_block(layout)
+        }
+
+        unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+            self.deallocate_block(ptr, layout);
+        }
+    }
+
+    // SAFETY: the arena is one contiguous guest region, so guest address = GUEST_BASE + offset
+    // (what `guest_addr` returns) is the device's address of every byte, and it is contiguous
+    // within each block.
+    unsafe impl DmaAllocator for GuestDma {
+        fn virt_to_phys(&self, ptr: NonNull<u8>) -> u64 {
+            self.guest_addr(ptr)
+        }
+    }
+
+    static HOST_DMA_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+    /// Identity-mapped DMA memory from the host's `System` allocator (physical = virtual), for
+    /// benchmarks and fuzz targets in which this process plays the device through the ring
+    /// addresses. Counts its allocations process-wide.
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct HostDma;
+
+    impl HostDma {
+        /// Allocations made by every `HostDma` of the process so far.
+        #[must_use]
+        pub fn allocations() -> u64 {
+            HOST_DMA_ALLOCATIONS.load(Ordering::Relaxed)
+        }
+    }
+
+    // SAFETY: forwards to `System`, whose blocks are valid until deallocated.
+    unsafe impl Allocator for HostDma {
+        fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+            HOST_DMA_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            if layout.size() == 0 {
+                return Ok(NonNull::slice_from_raw_parts(NonNull::dangling(), 0));
+            }
+            // SAFETY: `layout` has non-zero size (checked above).
+            let ptr = NonNull::new(unsafe { System.alloc_zeroed(layout) }).ok_or(AllocError)?;
+            Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
+        }
+
+        unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+            if layout.size() != 0 {
+                // SAFETY: `ptr` came from `allocate` with `layout`, which for a non-zero size
+                // got it from `System`.
+                unsafe { System.dealloc(ptr.as_ptr(), layout) }
+            }
+        }
+    }
+
+    // SAFETY: host memory stands in for device memory and the "device" is this process, so
+    // the virtual address is the address it uses.
+    unsafe impl DmaAllocator for HostDma {
+        fn virt_to_phys(&self, ptr: NonNull<u8>) -> u64 {
+            ptr.as_ptr() as u64
+        }
+    }
+}
+
+#[cfg(feature = "test-utils")]
+pub use self::test_utils::HostDma;

@@ -19,6 +19,8 @@ pub mod features;
 mod indirect;
 mod inflight;
 mod layout;
+#[cfg(feature = "test-utils")]
+pub mod mock;
 mod packed;
 mod split;
 mod token;

@@ -432,6 +432,7 @@ mod test_utils {
 
     // SAFETY: forwards to `System`, whose blocks are valid until deallocated.
     unsafe impl Allocator for HostDma {
+        #[inline]
         fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
             HOST_DMA_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
             if layout.size() == 0 {
@@ -442,6 +443,7 @@ mod test_utils {
             Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
         }
 
+        #[inline]
         unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
             if layout.size() != 0 {
                 // SAFETY: `ptr` came from `allocate` with `layout`, which for a non-zero size
@@ -454,6 +456,9 @@ mod test_utils {
     // SAFETY: host memory stands in for device memory and the "device" is this process, so
     // the virtual address is the address it uses.
     unsafe impl DmaAllocator for HostDma {
+        // Inlined across crates like the benchmark's own allocator was: it is on every
+        // dispatch's path.
+        #[inline]
         fn virt_to_phys(&self, ptr: NonNull<u8>) -> u64 {
             ptr.as_ptr() as u64
         }

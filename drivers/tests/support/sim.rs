@@ -4,21 +4,19 @@
 //! The device runs only when a test asks it to ([`Sim::serve`], [`Sim::pop`] + [`Sim::complete`]),
 //! so tests choose the completion order and can hold requests in flight.
 
-use std::{
-    cell::Cell,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
 use vireo_drivers::blk::{BlkDriver, BlkOptions};
 use vireo_virtio::{
     Notifier, RingAddresses,
-    transport::{Clock, Transport, TransportError, WaitBudget},
+    mock::{FakeClock, PackedDevice},
+    transport::{Transport, TransportError, WaitBudget},
     virtio_spec::{DeviceStatus, F, le128},
 };
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::{GuestDma, packed::PackedRing};
+use super::GuestDma;
 
 /// A device-type feature bit.
 pub const fn blk(n: u32) -> F {
@@ -381,18 +379,6 @@ impl Transport for FakeTransport {
     }
 }
 
-/// A clock that advances a microsecond per reading, so budgets expire deterministically.
-#[derive(Debug, Default)]
-pub struct TestClock(Cell<u64>);
-
-impl Clock for TestClock {
-    fn now_ns(&self) -> u64 {
-        let now = self.0.get() + 1_000;
-        self.0.set(now);
-        now
-    }
-}
-
 /// A chain the device took from a ring.
 #[derive(Clone, Debug, Default)]
 pub struct Chain {
@@ -407,14 +393,16 @@ pub struct Chain {
 
 enum DevRing {
     Split(Queue),
-    Packed(PackedRing),
+    /// The packed-ring device, and whether `VIRTIO_F_EVENT_IDX` was negotiated.
+    Packed(PackedDevice, bool),
 }
 
 /// The simulated device: state, guest memory, and the device side of each ring.
 pub struct Sim {
     pub state: Arc<Mutex<SimState>>,
     pub dma: GuestDma,
-    pub clock: TestClock,
+    /// Advances a microsecond per reading, so budgets expire deterministically.
+    pub clock: FakeClock,
     rings: Vec<Option<(u64, DevRing)>>,
 }
 
@@ -431,7 +419,7 @@ impl Sim {
         Self {
             state: Arc::new(Mutex::new(state)),
             dma,
-            clock: TestClock::default(),
+            clock: FakeClock::new(1_000),
             rings: (0..4).map(|_| None).collect(),
         }
     }
@@ -485,10 +473,11 @@ impl Sim {
             .unwrap()
             .driver_features
             .contains(F::EVENT_IDX);
+        let mem = self.mem();
         let slot = &mut self.rings[usize::from(q)];
         if slot.as_ref().is_none_or(|(epoch, _)| *epoch != setup.epoch) {
             let ring = if packed {
-                DevRing::Packed(PackedRing::new(setup.addrs, setup.size, event_idx))
+                DevRing::Packed(PackedDevice::new(&mem, setup.addrs, setup.size), event_idx)
             } else {
                 let mut queue = Queue::new(setup.size).unwrap();
                 let split = |a: u64| (Some(a as u32), Some((a >> 32) as u32));
@@ -531,7 +520,14 @@ impl Sim {
                     });
                 }
             }
-            DevRing::Packed(ring) => chains.extend(std::iter::from_fn(|| ring.pop(&mem))),
+            DevRing::Packed(ring, _) => {
+                chains.extend(std::iter::from_fn(|| ring.pop()).map(|chain| Chain {
+                    head: chain.id,
+                    desc_count: chain.desc_count,
+                    indirect: chain.indirect,
+                    descs: chain.descs,
+                }))
+            }
         }
         chains
     }
@@ -542,7 +538,7 @@ impl Sim {
         let mem = self.mem();
         match self.ring(q) {
             DevRing::Split(queue) => queue.disable_notification(&mem).unwrap(),
-            DevRing::Packed(ring) => ring.disable_notification(&mem),
+            DevRing::Packed(ring, _) => ring.disable_notification(),
         }
     }
 
@@ -553,7 +549,7 @@ impl Sim {
         let mem = self.mem();
         match self.ring(q) {
             DevRing::Split(queue) => queue.enable_notification(&mem).unwrap(),
-            DevRing::Packed(ring) => ring.enable_notification(&mem),
+            DevRing::Packed(ring, event_idx) => ring.enable_notification(*event_idx),
         }
     }
 
@@ -581,7 +577,8 @@ impl Sim {
         let mem = self.mem();
         match self.ring(q) {
             DevRing::Split(queue) => queue.add_used(&mem, chain.head, len).unwrap(),
-            DevRing::Packed(ring) => ring.add_used(&mem, chain, len),
+            // WRITE on the used descriptor when the device wrote something (§2.8.7).
+            DevRing::Packed(ring, _) => ring.write_used(chain.head, len, len > 0, chain.desc_count),
         }
     }
 

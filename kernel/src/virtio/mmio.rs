@@ -1,7 +1,7 @@
 //! virtio-mmio devices (virtio 1.2 §4.2) on machines without PCI, such as QEMU's `microvm`:
-//! found from the command line's `virtio_mmio.device=` words and from ACPI (`LNRO0005` devices in
-//! the DSDT), each window mapped and checked (magic value, version 2, device id) once, at the
-//! first call of [`devices`].
+//! found from the command line's `virtio_mmio.device=` words and, on a machine without a PCI
+//! bus, from ACPI (`LNRO0005` devices in the DSDT), each window mapped and checked (magic value,
+//! version 2, device id) once, at the first call of [`devices`].
 
 use alloc::{sync::Arc, vec::Vec};
 use core::fmt;
@@ -126,7 +126,12 @@ fn discover() -> Vec<MmioDevice> {
             Err(word) => log::warn!("virtio-mmio: `{word}` is not SIZE@BASE:IRQ[:ID]; ignored"),
         }
     }
-    if let Some(rsdp) = crate::boot_info().rsdp() {
+    // ACPI is read only where there is no PCI bus (microvm): QEMU puts virtio-mmio devices in the
+    // DSDT nowhere else, and scanning a q35 DSDT costs milliseconds under TCG and far more under
+    // an instruction-emulating hypervisor.
+    if let Some(rsdp) = crate::boot_info().rsdp()
+        && crate::pci::devices().is_empty()
+    {
         match crate::interrupts::read_dsdt(Some(rsdp)) {
             Ok(dsdt) => slots.extend(
                 mmio_slot::dsdt_slots(&dsdt)

@@ -12,6 +12,6 @@ mod entry;
 mod info;
 mod pvh;
 
-pub use entry::{EARLY_IDENTITY_LIMIT, ImageLayout, boot_stack, image_layout};
+pub use entry::{EARLY_IDENTITY_LIMIT, ImageLayout, boot_stack, entry_tsc, image_layout};
 pub use info::{BootInfo, MAX_CMDLINE, MAX_REGIONS, MemoryKind, MemoryRegion};
 pub use pvh::BootInfoError;

@@ -1,9 +1,13 @@
 //! The default application: a banner with what the kernel found.
 //!
 //! `cargo xtask run` boots it with a scratch virtio-blk disk and a virtio-net card attached, and
-//! `cargo xtask test` boots it too:
+//! `cargo xtask test` boots it too, with the same devices, on q35 and microvm, in 256 MiB and in
+//! 16 MiB of RAM (`cargo xtask bench boot` finds the smallest `-m` it runs in):
 //!
 //! vireo-test: app
+//! vireo-test: machines q35 microvm
+//! vireo-test: matrix mem=256M,16M
+//! vireo-test: qemu -m {mem}
 //!
 //! vireo-run: qemu -device virtio-blk-pci,drive=scratch,disable-legacy=on,serial=vireo-scratch
 //! vireo-run: qemu -drive if=none,id=scratch,format=raw,file={disk:scratch:64M}

@@ -24,6 +24,7 @@ extern crate alloc;
 
 pub mod arch;
 pub mod block;
+pub mod cmdline;
 pub mod console;
 pub mod exit;
 pub mod interrupts;

@@ -32,6 +32,17 @@
 //!   once it prints `serving http://`, `xtask` fetches every file under DIR from it through the
 //!   forwarded `{hostport:..}` on 127.0.0.1 and compares the bytes, checks a 404, a `HEAD`,
 //!   keep-alive and `Connection: close`, then kills QEMU; each check counts as one test.
+//! - `//! vireo-test: matrix KEY=v1,v2 ...` — one boot per combination of the axes, with `{KEY}`
+//!   replaced in the `qemu` and `append` directives.
+//! - `//! vireo-test: peer tcp-echo udp-echo` — echo servers on the host for the boot's length;
+//!   `{peer:KIND}` becomes each one's port (reached as 10.0.2.2 through user networking).
+//! - `//! vireo-test: netns` — the boot runs in a network namespace of its own with the tap
+//!   `vttap0` = 10.0.9.1/24, which `xtask` creates and deletes (as root; the boot is counted as
+//!   skipped otherwise); its peers listen on 10.0.9.1.
+//! - `//! vireo-test: garbage COUNT MAC IP:PORT` — with `netns`: once the image prints
+//!   `garbage: ready`, `xtask` writes COUNT malformed frames for MAC to the tap, then the UDP
+//!   datagram `garbage-done COUNT` to IP:PORT (`xtask/src/garbage.rs` lists the kinds).
+//! - `//! vireo-test: qmp-on TEXT => JSON` — sends a QMP command once the output contains TEXT.
 
 use crate::println;
 

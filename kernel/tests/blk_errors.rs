@@ -6,6 +6,7 @@
 //! vireo-test: qemu -device virtio-blk-pci,drive=rw,disable-legacy=on,serial=rw-disk
 //! vireo-test: qemu -drive if=none,id=rw,format=raw,file={disk:rw:4M}
 //! vireo-test: verify-disk rw
+//! vireo-test: machines q35 microvm
 
 #![no_std]
 #![no_main]

@@ -8,6 +8,7 @@
 //! vireo-test: qemu -drive if=none,id=d0,format=raw,discard=unmap,file={disk:d0:8M}
 //! vireo-test: append expect.packed={packed} expect.indirect={indirect} expect.event_idx={event_idx} expect.queues={queues} expect.lbs={lbs}
 //! vireo-test: verify-disk d0
+//! vireo-test: machines q35 microvm
 
 #![no_std]
 #![no_main]

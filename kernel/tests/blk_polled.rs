@@ -7,6 +7,7 @@
 //! vireo-test: qemu -drive if=none,id=d0,format=raw,discard=unmap,file={disk:d0:8M}
 //! vireo-test: append vireo.blk.polled=1 expect.packed={packed} expect.queues={queues}
 //! vireo-test: verify-disk d0
+//! vireo-test: machines q35 microvm
 
 #![no_std]
 #![no_main]

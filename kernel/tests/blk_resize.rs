@@ -5,6 +5,7 @@
 //! vireo-test: qemu -device virtio-blk-pci,drive=grow,disable-legacy=on,serial=grow
 //! vireo-test: qemu -drive if=none,id=grow,format=raw,file={disk:grow:4M}
 //! vireo-test: qmp-on vireo-test: resize the disk now => {"execute":"block_resize","arguments":{"device":"grow","size":8388608}}
+//! vireo-test: machines q35 microvm
 
 #![no_std]
 #![no_main]

@@ -4,6 +4,7 @@
 //!
 //! vireo-test: qemu -device virtio-blk-pci,drive=slow,disable-legacy=on,serial=slow
 //! vireo-test: qemu -drive if=none,id=slow,format=raw,throttling.iops-total=1,file={disk:slow:1M}
+//! vireo-test: machines q35 microvm
 
 #![no_std]
 #![no_main]

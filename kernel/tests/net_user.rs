@@ -14,6 +14,9 @@
 
 extern crate alloc;
 
+#[path = "support/echo.rs"]
+mod echo;
+
 use alloc::{vec, vec::Vec};
 use core::{net::SocketAddr, time::Duration};
 
@@ -55,37 +58,20 @@ fn dhcp_gives_the_user_network_address() {
 
 /// Sends `total` bytes of stream `seed` while reading the echo back, checking every byte.
 fn echo_stream(stream: &mut TcpStream, seed: u64, total: usize) {
-    let dev = net::default_device().unwrap();
-    let (mut sent, mut received) = (0, 0);
-    let mut buf = vec![0u8; 16 * 1024];
-    while received < total {
-        let mut progress = false;
-        if sent < total {
-            let chunk: Vec<u8> = (sent..total.min(sent + 8192))
-                .map(|i| byte(seed, i))
-                .collect();
-            match stream.try_write(&chunk) {
-                Ok(n) => (sent, progress) = (sent + n, n > 0),
-                Err(NetError::WouldBlock) => {}
-                Err(e) => panic!("write after {sent} bytes: {e}"),
+    echo::pump(
+        stream,
+        total,
+        |chunk, at| {
+            for (k, b) in chunk.iter_mut().enumerate() {
+                *b = byte(seed, at + k);
             }
-        }
-        match stream.try_read(&mut buf) {
-            Ok(0) => panic!("echo closed after {received} of {total} bytes"),
-            Ok(n) => {
-                for (k, &b) in buf[..n].iter().enumerate() {
-                    assert_eq!(b, byte(seed, received + k), "byte {}", received + k);
-                }
-                received += n;
-                progress = true;
+        },
+        |bytes, at| {
+            for (k, &b) in bytes.iter().enumerate() {
+                assert_eq!(b, byte(seed, at + k), "byte {}", at + k);
             }
-            Err(NetError::WouldBlock) => {}
-            Err(e) => panic!("read after {received} bytes: {e}"),
-        }
-        if !progress {
-            dev.wait_any(Some(TIMEOUT)).expect("the echo keeps coming");
-        }
-    }
+        },
+    );
 }
 
 fn tcp_echo_bulk() {

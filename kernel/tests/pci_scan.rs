@@ -197,10 +197,10 @@ fn msix_capability_is_located() {
 fn driven(dev: &vireo::pci::PciDevice) -> bool {
     vireo::block::devices()
         .iter()
-        .any(|b| core::ptr::eq(b.pci(), dev))
+        .any(|b| b.pci().is_some_and(|p| core::ptr::eq(p, dev)))
         || vireo::net::devices()
             .iter()
-            .any(|n| core::ptr::eq(n.pci(), dev))
+            .any(|n| n.pci().is_some_and(|p| core::ptr::eq(p, dev)))
 }
 
 fn msix_table_decodes_at_the_assigned_address() {

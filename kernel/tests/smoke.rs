@@ -1,6 +1,7 @@
 //! The runtime reaches the application, `alloc` works, and the command line arrives.
 //!
-//! vireo-test: append vireo.smoke=1
+//! vireo-test: append app.smoke=1
+//! vireo-test: machines q35 microvm
 
 #![no_std]
 #![no_main]
@@ -30,7 +31,7 @@ fn command_line_arrives() {
         vireo::boot_info()
             .cmdline()
             .split(' ')
-            .any(|a| a == "vireo.smoke=1")
+            .any(|a| a == "app.smoke=1")
     );
 }
 

@@ -13,21 +13,16 @@ use std::{
     alloc::{GlobalAlloc, Layout, System},
     collections::VecDeque,
     hint::black_box,
-    ptr::NonNull,
     sync::atomic::{AtomicU64, Ordering, fence},
     time::Instant,
 };
 
 use vireo_virtio::{
-    AvailBufferToken, BufferType, DmaAllocator, DmaBuffer, Notifier, PackedVq, RingAddresses,
-    SplitVq, Virtq,
-    allocator_api2::alloc::{AllocError, Allocator},
-    negotiate,
-    virtio_spec::F,
+    AvailBufferToken, BufferType, DmaBuffer, Notifier, PackedVq, RingAddresses, SplitVq, Virtq,
+    mock::HostDma, negotiate, virtio_spec::F,
 };
 
 static HEAP_ALLOCS: AtomicU64 = AtomicU64::new(0);
-static DMA_ALLOCS: AtomicU64 = AtomicU64::new(0);
 
 /// Counts every heap allocation of the process.
 struct CountingAlloc;
@@ -49,33 +44,6 @@ unsafe impl GlobalAlloc for CountingAlloc {
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc;
 
-/// DMA memory from `System`, identity-mapped (physical = virtual), counting allocations.
-#[derive(Clone, Copy, Debug)]
-struct BenchDma;
-
-// SAFETY: forwards to `System`, whose blocks are valid until deallocated.
-unsafe impl Allocator for BenchDma {
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        DMA_ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: `layout` has non-zero size (the queue and `Box<[u8]>` of non-empty data).
-        let ptr = NonNull::new(unsafe { System.alloc_zeroed(layout) }).ok_or(AllocError)?;
-        Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
-    }
-
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: `ptr` came from `allocate` with `layout`.
-        unsafe { System.dealloc(ptr.as_ptr(), layout) }
-    }
-}
-
-// SAFETY: host memory stands in for device memory; the "device" below is this process, so the
-// virtual address is the address it uses.
-unsafe impl DmaAllocator for BenchDma {
-    fn virt_to_phys(&self, ptr: NonNull<u8>) -> u64 {
-        ptr.as_ptr() as u64
-    }
-}
-
 #[derive(Debug)]
 struct NoopNotifier;
 
@@ -86,7 +54,7 @@ impl Notifier for NoopNotifier {
 }
 
 fn rd<T: Copy>(addr: u64) -> T {
-    // SAFETY: `addr` is inside a ring the queue allocated from `BenchDma` (identity-mapped) and
+    // SAFETY: `addr` is inside a ring the queue allocated from `HostDma` (identity-mapped) and
     // keeps alive for the whole benchmark; the offsets follow virtio 1.2 §2.7 / §2.8.
     unsafe { (addr as *const T).read_volatile() }
 }
@@ -192,15 +160,15 @@ impl Device for PackedDevice {
 
 const SIZE: u16 = 256;
 
-fn token(elements: usize) -> AvailBufferToken<BenchDma> {
-    let buffer = |len| DmaBuffer::new_zeroed_in(len, BenchDma).unwrap();
+fn token(elements: usize) -> AvailBufferToken<HostDma> {
+    let buffer = |len| DmaBuffer::new_zeroed_in(len, HostDma).unwrap();
     let readable = (0..elements.div_ceil(2)).map(|_| buffer(64)).collect();
     let writable = (0..elements / 2).map(|_| buffer(64)).collect();
     AvailBufferToken::new(readable, writable)
 }
 
 /// Median and minimum ns per token, heap and DMA allocations per token during the timed runs.
-fn measure<V: Virtq<BenchDma>, D: Device>(
+fn measure<V: Virtq<HostDma>, D: Device>(
     vq: &mut V,
     dev: &mut D,
     bt: BufferType,
@@ -211,7 +179,7 @@ fn measure<V: Virtq<BenchDma>, D: Device>(
     const RUNS: usize = 7;
     let mut free: Vec<_> = (0..batch).map(|_| token(elements)).collect();
     let mut queue = VecDeque::with_capacity(batch);
-    let mut round = |vq: &mut V, dev: &mut D, free: &mut Vec<AvailBufferToken<BenchDma>>| {
+    let mut round = |vq: &mut V, dev: &mut D, free: &mut Vec<AvailBufferToken<HostDma>>| {
         if batch == 1 {
             vq.dispatch(free.pop().unwrap(), bt).unwrap();
         } else {
@@ -226,10 +194,7 @@ fn measure<V: Virtq<BenchDma>, D: Device>(
     for _ in 0..1000 {
         round(vq, dev, &mut free);
     }
-    let (heap0, dma0) = (
-        HEAP_ALLOCS.load(Ordering::Relaxed),
-        DMA_ALLOCS.load(Ordering::Relaxed),
-    );
+    let (heap0, dma0) = (HEAP_ALLOCS.load(Ordering::Relaxed), HostDma::allocations());
     let mut samples = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
         let start = Instant::now();
@@ -240,7 +205,7 @@ fn measure<V: Virtq<BenchDma>, D: Device>(
     }
     let tokens = (RUNS * (TOKENS / batch) * batch) as f64;
     let heap = (HEAP_ALLOCS.load(Ordering::Relaxed) - heap0) as f64 / tokens;
-    let dma = (DMA_ALLOCS.load(Ordering::Relaxed) - dma0) as f64 / tokens;
+    let dma = (HostDma::allocations() - dma0) as f64 / tokens;
     samples.sort_by(f64::total_cmp);
     (samples[RUNS / 2], samples[0], heap, dma)
 }
@@ -275,7 +240,7 @@ fn main() {
                         let features = F::VERSION_1 | F::RING_PACKED | F::INDIRECT_DESC;
                         let features = negotiate(features, features).unwrap();
                         let mut vq =
-                            PackedVq::new(0, SIZE, features, BenchDma, NoopNotifier).unwrap();
+                            PackedVq::new(0, SIZE, features, HostDma, NoopNotifier).unwrap();
                         let mut dev = PackedDevice {
                             ring: vq.ring_addresses().descriptor_area,
                             size: SIZE,
@@ -289,7 +254,7 @@ fn main() {
                         let features = F::VERSION_1 | F::INDIRECT_DESC;
                         let features = negotiate(features, features).unwrap();
                         let mut vq =
-                            SplitVq::new(0, SIZE, features, BenchDma, NoopNotifier).unwrap();
+                            SplitVq::new(0, SIZE, features, HostDma, NoopNotifier).unwrap();
                         let mut dev = SplitDevice {
                             ring: vq.ring_addresses(),
                             size: SIZE,

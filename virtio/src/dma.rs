@@ -9,6 +9,39 @@ use core::{alloc::Layout, ptr::NonNull};
 
 use allocator_api2::alloc::{AllocError, Allocator};
 
+use crate::layout::{DESC_SIZE, Field, packed, split};
+
+/// A little-endian integer of ring memory that [`DmaRegion`] loads and stores. Sealed: only
+/// integer types, valid for every bit pattern a device may write, implement it.
+pub(crate) trait Word: Copy + sealed::Sealed {
+    /// Converts a value loaded from memory (little-endian) to native order.
+    fn le_to_ne(self) -> Self;
+    /// Converts a native value to little-endian for storing.
+    fn ne_to_le(self) -> Self;
+}
+
+mod sealed {
+    /// Keeps [`Word`](super::Word) to the integer types below.
+    pub trait Sealed {}
+}
+
+macro_rules! word {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl Word for $t {
+            #[inline(always)]
+            fn le_to_ne(self) -> Self {
+                <$t>::from_le(self)
+            }
+            #[inline(always)]
+            fn ne_to_le(self) -> Self {
+                <$t>::to_le(self)
+            }
+        }
+    )*};
+}
+word!(u16, u32, u64);
+
 /// An allocator of memory that a device may read and write (DMA), with address translation.
 ///
 /// Buffer tokens hold their elements as `Box<[u8], A>` and the queues allocate their rings and
@@ -100,56 +133,80 @@ impl<A: DmaAllocator> DmaRegion<A> {
         self.ptr.as_ptr().wrapping_add(offset).cast::<T>()
     }
 
-    /// Volatile little-endian `u16` load at `offset`.
-    #[inline]
-    pub(crate) fn read_u16(&self, offset: usize) -> u16 {
-        let ptr = self.at::<u16>(offset);
-        // SAFETY: `at` checked that `ptr` is aligned and inside the live block this region owns;
-        // any bit pattern is a valid `u16`, whatever the device wrote.
-        u16::from_le(unsafe { ptr.read_volatile() })
-    }
-
-    /// Volatile little-endian `u32` load at `offset`.
-    #[inline]
-    pub(crate) fn read_u32(&self, offset: usize) -> u32 {
-        let ptr = self.at::<u32>(offset);
-        // SAFETY: as in `read_u16`.
-        u32::from_le(unsafe { ptr.read_volatile() })
-    }
-
-    /// Volatile little-endian `u16` store at `offset`.
-    #[inline]
-    pub(crate) fn write_u16(&mut self, offset: usize, value: u16) {
-        let ptr = self.at::<u16>(offset);
-        // SAFETY: `at` checked that `ptr` is aligned and inside the live block this region owns;
-        // `&mut self` rules out a concurrent store through this region.
-        unsafe { ptr.write_volatile(value.to_le()) }
-    }
-
-    /// Writes the 16-byte descriptor `index` (both layouts: `addr` @0, `len` @8, then split
-    /// `flags` @12 and `next` @14, or packed `id` @12 and `flags` @14; virtio 1.2 §2.7.5,
-    /// §2.8.13) with one bounds check for the whole descriptor instead of one per field. With
-    /// `word14` `None` the `u16` @14 is left for the caller to write later (a packed head's
-    /// flags must be written after the rest of the chain).
+    /// Volatile little-endian load of `field`.
     #[inline(always)]
-    pub(crate) fn write_desc(
-        &mut self,
-        index: u16,
-        addr: u64,
-        len: u32,
-        word12: u16,
-        word14: Option<u16>,
-    ) {
-        let desc = self.at::<[u64; 2]>(16 * usize::from(index)).cast::<u8>();
-        // SAFETY: `at` checked that the 16 bytes at `desc` are inside the live block this
-        // region owns and that `desc` is 8-byte aligned (so each field below is aligned);
+    pub(crate) fn read<T: Word>(&self, field: Field<T>) -> T {
+        let ptr = self.at::<T>(field.offset());
+        // SAFETY: `at` checked that `ptr` is aligned and inside the live block this region owns;
+        // `Word` is sealed to integer types, for which any bit pattern the device wrote is valid.
+        unsafe { ptr.read_volatile() }.le_to_ne()
+    }
+
+    /// Volatile little-endian store of `value` into `field`.
+    #[inline(always)]
+    pub(crate) fn write<T: Word>(&mut self, field: Field<T>, value: T) {
+        let ptr = self.at::<T>(field.offset());
+        // SAFETY: `at` checked that `ptr` is aligned and inside the live block this region owns;
         // `&mut self` rules out a concurrent store through this region.
+        unsafe { ptr.write_volatile(value.ne_to_le()) }
+    }
+
+    /// A pointer to the 16-byte descriptor at byte `offset`, checked once for the whole
+    /// descriptor instead of once per field; 8-byte aligned, so every field is aligned.
+    #[inline(always)]
+    fn desc_at(&self, offset: usize) -> *mut u8 {
+        const { assert!(size_of::<[u64; 2]>() == DESC_SIZE) };
+        self.at::<[u64; 2]>(offset).cast::<u8>()
+    }
+
+    /// Writes split descriptor `index` of a descriptor table (`struct virtq_desc`, §2.7.5).
+    #[inline(always)]
+    pub(crate) fn write_split_desc(&mut self, index: u16, desc: split::Desc) {
+        let base = self.desc_at(split::desc(index));
+        // SAFETY: `desc_at` checked that the 16 bytes at `base` are inside the live block this
+        // region owns and 8-byte aligned, so each field of `virtq_desc` (offsets from `layout`,
+        // naturally aligned) is in bounds and aligned; `&mut self` rules out a concurrent store
+        // through this region.
         unsafe {
-            desc.cast::<u64>().write_volatile(addr.to_le());
-            desc.add(8).cast::<u32>().write_volatile(len.to_le());
-            desc.add(12).cast::<u16>().write_volatile(word12.to_le());
-            if let Some(word14) = word14 {
-                desc.add(14).cast::<u16>().write_volatile(word14.to_le());
+            let field = |offset| base.add(offset);
+            field(split::DESC_ADDR)
+                .cast::<u64>()
+                .write_volatile(desc.addr.to_le());
+            field(split::DESC_LEN)
+                .cast::<u32>()
+                .write_volatile(desc.len.to_le());
+            field(split::DESC_FLAGS)
+                .cast::<u16>()
+                .write_volatile(desc.flags.to_le());
+            field(split::DESC_NEXT)
+                .cast::<u16>()
+                .write_volatile(desc.next.to_le());
+        }
+    }
+
+    /// Writes `addr`, `len` and `id` of the packed descriptor at ring position `pos`
+    /// (`struct pvirtq_desc`, §2.8.13), and its `flags` when given. With `flags` `None` they are
+    /// left for the caller to write later: a packed head's flags make the chain available and
+    /// must be written after the rest of it (§2.8.21.1).
+    #[inline(always)]
+    pub(crate) fn write_packed_desc(&mut self, pos: u16, desc: packed::Desc, flags: Option<u16>) {
+        let base = self.desc_at(packed::desc(pos));
+        // SAFETY: as in `write_split_desc`, for the fields of `pvirtq_desc`.
+        unsafe {
+            let field = |offset| base.add(offset);
+            field(packed::DESC_ADDR)
+                .cast::<u64>()
+                .write_volatile(desc.addr.to_le());
+            field(packed::DESC_LEN)
+                .cast::<u32>()
+                .write_volatile(desc.len.to_le());
+            field(packed::DESC_ID)
+                .cast::<u16>()
+                .write_volatile(desc.id.to_le());
+            if let Some(flags) = flags {
+                field(packed::DESC_FLAGS)
+                    .cast::<u16>()
+                    .write_volatile(flags.to_le());
             }
         }
     }
@@ -316,3 +373,97 @@ impl<A: DmaAllocator> core::fmt::Debug for DmaBuffer<A> {
             .finish()
     }
 }
+
+/// The test DMA allocators' `unsafe impl`s (feature `test-utils`); their logic is safe code in
+/// [`mock`](crate::mock).
+#[cfg(feature = "test-utils")]
+mod test_utils {
+    extern crate std;
+
+    use core::{
+        alloc::Layout,
+        ptr::NonNull,
+        sync::atomic::{AtomicU64, Ordering},
+    };
+    use std::alloc::{GlobalAlloc, System};
+
+    use allocator_api2::alloc::{AllocError, Allocator};
+
+    use super::DmaAllocator;
+    use crate::mock::GuestDma;
+
+    // SAFETY: `allocate_block` hands out disjoint ranges of the arena, each aligned to its
+    // power-of-two class (at least the layout's size and alignment, up to 4096), valid until
+    // `deallocate_block`; clones share the arena through an `Arc`.
+    unsafe impl Allocator for GuestDma {
+        fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+            self.allocate_block(layout)
+        }
+
+        unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+            self.deallocate_block(ptr, layout);
+        }
+    }
+
+    // SAFETY: the arena is one contiguous guest region, so guest address = GUEST_BASE + offset
+    // (what `guest_addr` returns) is the device's address of every byte, and it is contiguous
+    // within each block.
+    unsafe impl DmaAllocator for GuestDma {
+        fn virt_to_phys(&self, ptr: NonNull<u8>) -> u64 {
+            self.guest_addr(ptr)
+        }
+    }
+
+    static HOST_DMA_ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+    /// Identity-mapped DMA memory from the host's `System` allocator (physical = virtual), for
+    /// benchmarks and fuzz targets in which this process plays the device through the ring
+    /// addresses. Counts its allocations process-wide.
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct HostDma;
+
+    impl HostDma {
+        /// Allocations made by every `HostDma` of the process so far.
+        #[must_use]
+        pub fn allocations() -> u64 {
+            HOST_DMA_ALLOCATIONS.load(Ordering::Relaxed)
+        }
+    }
+
+    // SAFETY: forwards to `System`, whose blocks are valid until deallocated.
+    unsafe impl Allocator for HostDma {
+        #[inline]
+        fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+            HOST_DMA_ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            if layout.size() == 0 {
+                return Ok(NonNull::slice_from_raw_parts(NonNull::dangling(), 0));
+            }
+            // SAFETY: `layout` has non-zero size (checked above).
+            let ptr = NonNull::new(unsafe { System.alloc_zeroed(layout) }).ok_or(AllocError)?;
+            Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
+        }
+
+        #[inline]
+        unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+            if layout.size() != 0 {
+                // SAFETY: `ptr` came from `allocate` with `layout`, which for a non-zero size
+                // got it from `System`.
+                unsafe { System.dealloc(ptr.as_ptr(), layout) }
+            }
+        }
+    }
+
+    // SAFETY: host memory stands in for device memory and the "device" is this process, so
+    // the virtual address is the address it uses.
+    unsafe impl DmaAllocator for HostDma {
+        // Inlined across crates like the benchmark's own allocator was: it is on every
+        // dispatch's path.
+        #[inline]
+        fn virt_to_phys(&self, ptr: NonNull<u8>) -> u64 {
+            ptr.as_ptr() as u64
+        }
+    }
+}
+
+#[cfg(feature = "test-utils")]
+pub use self::test_utils::HostDma;

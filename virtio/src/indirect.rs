@@ -1,26 +1,17 @@
 //! Indirect descriptor tables (virtio 1.2 §2.7.5.3 split, §2.8.19 packed), allocated in DMA
 //! memory for one token and freed when the token comes back.
 
-use core::alloc::Layout;
-
 use allocator_api2::alloc::AllocError;
 
 use crate::{
     dma::DmaAllocator,
     dma::DmaRegion,
+    layout::{desc_f, desc_table, packed, split},
     token::{AvailBufferToken, element_addr},
 };
 
-/// Both layouts use 16-byte descriptors.
-const DESC_SIZE: usize = 16;
-/// `VIRTQ_DESC_F_NEXT` and `VIRTQ_DESC_F_WRITE`.
-const DESC_F_NEXT: u16 = 1;
-const DESC_F_WRITE: u16 = 2;
-
 fn new_table<A: DmaAllocator>(alloc: &A, count: u16) -> Result<DmaRegion<A>, AllocError> {
-    let layout =
-        Layout::from_size_align(DESC_SIZE * usize::from(count), 16).map_err(|_| AllocError)?;
-    DmaRegion::new_zeroed(alloc, layout)
+    DmaRegion::new_zeroed(alloc, desc_table(count).map_err(|_| AllocError)?)
 }
 
 /// A split-ring indirect table: `struct virtq_desc` entries chained with NEXT/`next`
@@ -34,15 +25,21 @@ pub(crate) fn split_table<A: DmaAllocator>(
     for (n, (buffer, writable)) in token.elements().enumerate() {
         let (addr, len) = element_addr(buffer);
         let last = n + 1 == usize::from(count);
-        let mut flags = if writable { DESC_F_WRITE } else { 0 };
+        let mut flags = if writable { desc_f::WRITE } else { 0 };
         let mut next = 0;
         if !last {
-            flags |= DESC_F_NEXT;
+            flags |= desc_f::NEXT;
             // n + 1 < count <= u16::MAX.
             next = (n + 1) as u16;
         }
+        let desc = split::Desc {
+            addr,
+            len,
+            flags,
+            next,
+        };
         // n < count <= u16::MAX.
-        table.write_desc(n as u16, addr, len, flags, Some(next));
+        table.write_split_desc(n as u16, desc);
     }
     Ok(table)
 }
@@ -57,9 +54,11 @@ pub(crate) fn packed_table<A: DmaAllocator>(
     let mut table = new_table(alloc, count)?;
     for (n, (buffer, writable)) in token.elements().enumerate() {
         let (addr, len) = element_addr(buffer);
-        let flags = if writable { DESC_F_WRITE } else { 0 };
+        let flags = if writable { desc_f::WRITE } else { 0 };
+        // §2.8.19: the Buffer ID of an indirect table entry is reserved (0).
+        let desc = packed::Desc { addr, len, id: 0 };
         // n < count <= u16::MAX.
-        table.write_desc(n as u16, addr, len, 0, Some(flags));
+        table.write_packed_desc(n as u16, desc, Some(flags));
     }
     Ok(table)
 }

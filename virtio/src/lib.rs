@@ -18,6 +18,9 @@ mod error;
 pub mod features;
 mod indirect;
 mod inflight;
+mod layout;
+#[cfg(feature = "test-utils")]
+pub mod mock;
 mod packed;
 mod split;
 mod token;

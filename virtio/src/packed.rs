@@ -4,7 +4,7 @@
 use alloc::{collections::VecDeque, vec::Vec};
 use core::{alloc::Layout, fmt};
 
-use virtio_spec::F;
+use virtio_spec::{F, RingEventFlags};
 
 use crate::{
     barrier::{full_barrier, read_barrier, write_barrier},
@@ -12,34 +12,22 @@ use crate::{
     error::{DispatchError, QueueError},
     features::RingFeatures,
     inflight::{Completed, InFlight, Slots},
+    layout::{
+        desc_f, desc_table, indirect_len, notification,
+        packed::{self, EVENT_FLAGS, EVENT_OFF_WRAP, EVENT_SIZE},
+    },
     token::{AvailBufferToken, BufferType, UsedBufferToken, element_addr},
     virtq::{RingAddresses, RingState, Virtq, need_event},
 };
-
-/// Size of one `struct pvirtq_desc` (§2.8.13): addr @0, len @8, id @12, flags @14.
-const DESC_SIZE: usize = 16;
-const DESC_F_NEXT: u16 = 1;
-const DESC_F_WRITE: u16 = 2;
-const DESC_F_INDIRECT: u16 = 4;
-/// `VIRTQ_DESC_F_AVAIL` and `VIRTQ_DESC_F_USED` (§2.8.1).
-const DESC_F_AVAIL: u16 = 1 << 7;
-const DESC_F_USED: u16 = 1 << 15;
-/// `struct pvirtq_event_suppress` (§2.8.14): `off_wrap` @0, `flags` @2.
-const EVENT_OFF_WRAP: usize = 0;
-const EVENT_FLAGS: usize = 2;
-/// `RING_EVENT_FLAGS_ENABLE`, `_DISABLE`, `_DESC` (§2.8.10).
-const RING_EVENT_FLAGS_ENABLE: u16 = 0;
-const RING_EVENT_FLAGS_DISABLE: u16 = 1;
-const RING_EVENT_FLAGS_DESC: u16 = 2;
 
 /// The AVAIL/USED bits that make a descriptor available in the lap of `wrap_counter`
 /// (§2.8.1: AVAIL equal to, USED different from the driver's avail wrap counter).
 #[inline]
 fn avail_bits(wrap_counter: bool) -> u16 {
     if wrap_counter {
-        DESC_F_AVAIL
+        desc_f::AVAIL
     } else {
-        DESC_F_USED
+        desc_f::USED
     }
 }
 
@@ -90,9 +78,9 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
             return Err(QueueError::InvalidQueueSize);
         }
         // Alignments of §2.8.10.1 / §4.1.4.3: descriptor ring 16, event structures 4.
-        let ring = Layout::from_size_align(DESC_SIZE * usize::from(size), 16)
-            .map_err(|_| QueueError::InvalidQueueSize)?;
-        let event = Layout::from_size_align(4, 4).map_err(|_| QueueError::InvalidQueueSize)?;
+        let ring = desc_table(size).map_err(|_| QueueError::InvalidQueueSize)?;
+        let event =
+            Layout::from_size_align(EVENT_SIZE, 4).map_err(|_| QueueError::InvalidQueueSize)?;
         let region =
             |layout| DmaRegion::new_zeroed(&alloc, layout).map_err(|_| QueueError::AllocFailed);
         let desc = region(ring)?;
@@ -133,13 +121,13 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
 
     #[inline]
     fn write_desc(&mut self, pos: u16, addr: u64, len: u32, id: u16) {
-        self.desc.write_desc(pos, addr, len, id, None);
+        let desc = packed::Desc { addr, len, id };
+        self.desc.write_packed_desc(pos, desc, None);
     }
 
     #[inline]
     fn write_flags(&mut self, pos: u16, flags: u16) {
-        self.desc
-            .write_u16(DESC_SIZE * usize::from(pos) + 14, flags);
+        self.desc.write(packed::desc_flags(pos), flags);
     }
 
     /// Writes the token's descriptors, the head's flags last (§2.8.21.1: the device may start on
@@ -178,16 +166,16 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
         let head_flags;
         if let Some(table) = &table {
             // §2.8.19: one descriptor with INDIRECT, len covering the whole table.
-            let len = u32::from(count) * DESC_SIZE as u32;
+            let len = indirect_len(count);
             self.write_desc(head, table.phys(), len, id);
-            head_flags = DESC_F_INDIRECT | avail_bits(self.avail_wrap_counter);
+            head_flags = desc_f::INDIRECT | avail_bits(self.avail_wrap_counter);
             (self.next_avail, self.avail_wrap_counter) =
                 self.advance(self.next_avail, self.avail_wrap_counter, 1);
         } else {
             let mut flags_of_head = 0;
             let (mut pos, mut wrap) = (self.next_avail, self.avail_wrap_counter);
             let mut left = count;
-            for (buffers, write) in [(token.readable(), 0), (token.writable(), DESC_F_WRITE)] {
+            for (buffers, write) in [(token.readable(), 0), (token.writable(), desc_f::WRITE)] {
                 for buffer in buffers {
                     let (addr, len) = element_addr(buffer);
                     // §2.8.6: every descriptor carries the Buffer ID; the device uses the last
@@ -196,7 +184,7 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
                     left -= 1;
                     let mut flags = avail_bits(wrap) | write;
                     if left != 0 {
-                        flags |= DESC_F_NEXT;
+                        flags |= desc_f::NEXT;
                     }
                     if pos == head {
                         flags_of_head = flags;
@@ -233,16 +221,16 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
         // The head flags stores must be visible before reading the device's event suppression
         // (store then load: a full fence even on x86, or both sides may wait forever).
         full_barrier();
-        let flags = self.device_event.read_u16(EVENT_FLAGS) & 3;
+        let flags = packed::event_flags_of(self.device_event.read(EVENT_FLAGS));
         let kick = match flags {
-            RING_EVENT_FLAGS_DISABLE => false,
-            RING_EVENT_FLAGS_DESC if self.features.event_idx => {
-                let off_wrap = self.device_event.read_u16(EVENT_OFF_WRAP);
+            RingEventFlags::Disable => false,
+            RingEventFlags::Desc if self.features.event_idx => {
+                let off_wrap = self.device_event.read(EVENT_OFF_WRAP);
                 read_barrier();
-                let mut event = off_wrap & 0x7fff;
+                let (mut event, wrap_counter) = packed::off_wrap_of(off_wrap);
                 // An event in the previous lap lies one ring size before this lap's positions,
                 // as in Linux `virtqueue_kick_prepare_packed`.
-                if (off_wrap >> 15 != 0) != self.avail_wrap_counter {
+                if wrap_counter != self.avail_wrap_counter {
                     event = event.wrapping_sub(self.size);
                 }
                 let new = self.next_avail;
@@ -258,11 +246,11 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
 
     /// Notifies the device of this queue, with notification data when negotiated.
     fn send_notification(&self) {
-        // §2.9: vqn, next_off (15 bits) and next_wrap (bit 31).
-        let data = u32::from(self.index)
-            | u32::from(self.next_avail & 0x7fff) << 16
-            | u32::from(self.avail_wrap_counter) << 31;
-        let data = self.features.notification_data.then_some(data);
+        // §2.9: vqn, next_off and next_wrap.
+        let data = self
+            .features
+            .notification_data
+            .then(|| notification::packed(self.index, self.next_avail, self.avail_wrap_counter));
         self.notifier.notify(self.index, data);
     }
 
@@ -270,11 +258,9 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
     /// both equal to the used wrap counter). Returns its flags when it has.
     #[inline]
     fn used_flags(&self) -> Option<u16> {
-        let flags = self
-            .desc
-            .read_u16(DESC_SIZE * usize::from(self.next_used) + 14);
-        let avail = flags & DESC_F_AVAIL != 0;
-        let used = flags & DESC_F_USED != 0;
+        let flags = self.desc.read(packed::desc_flags(self.next_used));
+        let avail = flags & desc_f::AVAIL != 0;
+        let used = flags & desc_f::USED != 0;
         (avail == used && used == self.used_wrap_counter).then_some(flags)
     }
 
@@ -282,14 +268,14 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
     fn write_driver_event(&mut self) {
         if self.features.event_idx {
             // §2.8.10: notify when the device writes the used descriptor at next_used.
-            let off_wrap = self.next_used | u16::from(self.used_wrap_counter) << 15;
-            self.driver_event.write_u16(EVENT_OFF_WRAP, off_wrap);
+            let off_wrap = packed::off_wrap(self.next_used, self.used_wrap_counter);
+            self.driver_event.write(EVENT_OFF_WRAP, off_wrap);
             write_barrier();
-            self.driver_event
-                .write_u16(EVENT_FLAGS, RING_EVENT_FLAGS_DESC);
+            let flags = packed::event_flags(RingEventFlags::Desc);
+            self.driver_event.write(EVENT_FLAGS, flags);
         } else {
-            self.driver_event
-                .write_u16(EVENT_FLAGS, RING_EVENT_FLAGS_ENABLE);
+            let flags = packed::event_flags(RingEventFlags::Enable);
+            self.driver_event.write(EVENT_FLAGS, flags);
         }
     }
 
@@ -322,15 +308,14 @@ impl<A: DmaAllocator, N: Notifier> PackedVq<A, N> {
         }
         // §2.8.11 (and §2.8.21.2): read the flags before the id and length they guard.
         read_barrier();
-        let base = DESC_SIZE * usize::from(self.next_used);
-        let id = self.desc.read_u16(base + 12);
-        // §2.8.7 makes the length valid only with VIRTQ_DESC_F_WRITE set, but QEMU (7.2) never
+        let id = self.desc.read(packed::desc_id(self.next_used));
+        // §2.8.7 makes the length valid only with VIRTQ_desc_f::WRITE set, but QEMU (7.2) never
         // sets that flag on used descriptors and Linux (`virtqueue_get_buf_ctx_packed`) reads the
         // length regardless. So it is read regardless too, and trusted no more than any other
         // device value: `accept_used` bounds it by the token's device-writable capacity and
         // ignores it for a token with none.
-        let _ = flags & DESC_F_WRITE;
-        let len = self.desc.read_u32(base + 8);
+        let _ = flags & desc_f::WRITE;
+        let len = self.desc.read(packed::desc_len(self.next_used));
         // Checks id range, in-flight and length; on error the descriptor stays unconsumed.
         self.slots.accept_used(u32::from(id), len)?;
         Ok(true)
@@ -391,8 +376,8 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for PackedVq<A, N> {
 
     fn disable_notifications(&mut self) {
         self.notifications_enabled = false;
-        self.driver_event
-            .write_u16(EVENT_FLAGS, RING_EVENT_FLAGS_DISABLE);
+        let flags = packed::event_flags(RingEventFlags::Disable);
+        self.driver_event.write(EVENT_FLAGS, flags);
     }
 
     fn size(&self) -> u16 {
@@ -440,15 +425,13 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for PackedVq<A, N> {
     }
 
     fn ring_state(&self) -> RingState {
-        let event = |r: &DmaRegion<A>| (r.read_u16(EVENT_FLAGS), r.read_u16(EVENT_OFF_WRAP));
+        let event = |r: &DmaRegion<A>| (r.read(EVENT_FLAGS), r.read(EVENT_OFF_WRAP));
         RingState::Packed {
             next_avail: self.next_avail,
             avail_wrap: self.avail_wrap_counter,
             next_used: self.next_used,
             used_wrap: self.used_wrap_counter,
-            next_used_flags: self
-                .desc
-                .read_u16(DESC_SIZE * usize::from(self.next_used) + 14),
+            next_used_flags: self.desc.read(packed::desc_flags(self.next_used)),
             driver_event: event(&self.driver_event),
             device_event: event(&self.device_event),
             in_flight: self.slots.count(),

@@ -1,7 +1,7 @@
 //! The split virtqueue (virtio 1.2 §2.7): descriptor table, available ring, used ring.
 
 use alloc::{collections::VecDeque, vec::Vec};
-use core::{alloc::Layout, fmt};
+use core::fmt;
 
 use virtio_spec::{
     F,
@@ -15,22 +15,20 @@ use crate::{
     error::{DispatchError, QueueError},
     features::RingFeatures,
     inflight::{Completed, InFlight, Slots},
+    layout::{
+        Field, desc_f, desc_table, indirect_len, notification,
+        split::{
+            self, AVAIL_F_NO_INTERRUPT, AVAIL_FLAGS, AVAIL_IDX, USED_F_NO_NOTIFY, USED_FLAGS,
+            USED_IDX,
+        },
+    },
     token::{AvailBufferToken, BufferType, UsedBufferToken},
     virtq::{RingAddresses, RingState, Virtq, need_event},
 };
 
-/// Size of one `struct virtq_desc` (virtio 1.2 §2.7.5).
-const DESC_SIZE: usize = 16;
-/// `VIRTQ_DESC_F_NEXT`, `_WRITE`, `_INDIRECT` (virtio 1.2 §2.7.5).
-const DESC_F_NEXT: u16 = 1;
-const DESC_F_WRITE: u16 = 2;
-const DESC_F_INDIRECT: u16 = 4;
-/// `VIRTQ_AVAIL_F_NO_INTERRUPT` (§2.7.6) and `VIRTQ_USED_F_NO_NOTIFY` (§2.7.8).
-const AVAIL_F_NO_INTERRUPT: u16 = 1;
-const USED_F_NO_NOTIFY: u16 = 1;
-/// Offsets of `flags` and `idx` in both `struct virtq_avail` and `struct virtq_used`.
-const RING_FLAGS: usize = 0;
-const RING_IDX: usize = 2;
+/// Half the 16-bit index space: `used_event` this far from `last_used_idx` is as far away as
+/// an event can be.
+const HALF_INDEX_SPACE: u16 = 1 << 15;
 
 /// A split virtqueue driven by the driver side.
 ///
@@ -82,8 +80,7 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
         }
         // Alignments of §2.7: descriptor table 16, available ring 2, used ring 4. The rings are
         // always laid out with their event fields so that EVENT_IDX never changes the layout.
-        let desc_layout = Layout::from_size_align(DESC_SIZE * usize::from(size), 16)
-            .map_err(|_| QueueError::InvalidQueueSize)?;
+        let desc_layout = desc_table(size).map_err(|_| QueueError::InvalidQueueSize)?;
         let region =
             |layout| DmaRegion::new_zeroed(&alloc, layout).map_err(|_| QueueError::AllocFailed);
         let desc = region(desc_layout)?;
@@ -124,19 +121,27 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
         self.num_free = size;
     }
 
+    /// `used_event` at the end of the available ring (§2.7.10).
     #[inline]
-    fn used_event_offset(&self) -> usize {
-        4 + 2 * usize::from(self.size)
+    fn used_event(&self) -> Field<u16> {
+        split::used_event(self.size)
     }
 
+    /// `avail_event` at the end of the used ring (§2.7.10).
     #[inline]
-    fn avail_event_offset(&self) -> usize {
-        4 + 8 * usize::from(self.size)
+    fn avail_event(&self) -> Field<u16> {
+        split::avail_event(self.size)
     }
 
     #[inline]
     fn write_desc(region: &mut DmaRegion<A>, i: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        region.write_desc(i, addr, len, flags, Some(next));
+        let desc = split::Desc {
+            addr,
+            len,
+            flags,
+            next,
+        };
+        region.write_split_desc(i, desc);
     }
 
     /// Writes the token's descriptors and its available-ring entry, without publishing
@@ -166,13 +171,13 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
                 return fail(QueueError::AllocFailed, token);
             };
             // §2.7.5.3.1: the ring descriptor has INDIRECT and not NEXT; len covers the table.
-            let len = u32::from(count) * DESC_SIZE as u32;
-            Self::write_desc(&mut self.desc, head, table.phys(), len, DESC_F_INDIRECT, 0);
+            let len = indirect_len(count);
+            Self::write_desc(&mut self.desc, head, table.phys(), len, desc_f::INDIRECT, 0);
             (head, Some(table))
         } else {
             let (mut i, mut tail) = (head, head);
             let mut left = count;
-            for (buffers, write) in [(token.readable(), 0), (token.writable(), DESC_F_WRITE)] {
+            for (buffers, write) in [(token.readable(), 0), (token.writable(), desc_f::WRITE)] {
                 for buffer in buffers {
                     let (addr, len) = crate::token::element_addr(buffer);
                     left -= 1;
@@ -180,7 +185,7 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
                     let (flags, next) = if left == 0 {
                         (write, 0)
                     } else {
-                        (write | DESC_F_NEXT, following)
+                        (write | desc_f::NEXT, following)
                     };
                     Self::write_desc(&mut self.desc, i, addr, len, flags, next);
                     tail = i;
@@ -192,8 +197,8 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
         self.free_head = self.desc_next[usize::from(tail)];
         self.num_free -= needed;
         // §2.7.13.2: the head goes into the next available ring slot; `avail.idx` follows later.
-        let slot = usize::from(self.avail_idx & (self.size - 1));
-        self.avail.write_u16(4 + 2 * slot, head);
+        let slot = self.avail_idx & (self.size - 1);
+        self.avail.write(split::avail_ring(slot), head);
         self.avail_idx = self.avail_idx.wrapping_add(1);
         let in_flight = InFlight {
             writable_capacity,
@@ -215,14 +220,14 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
         }
         // §2.7.13.3.1: descriptors and ring entries must be visible before the new idx.
         write_barrier();
-        self.avail.write_u16(RING_IDX, new);
+        self.avail.write(AVAIL_IDX, new);
         // §2.7.13.4: the idx store must be visible before reading avail_event/flags; a store
         // then a load needs a full fence even on x86, or driver and device can both sleep.
         full_barrier();
         let kick = if self.features.event_idx {
-            need_event(self.used.read_u16(self.avail_event_offset()), new, old)
+            need_event(self.used.read(self.avail_event()), new, old)
         } else {
-            self.used.read_u16(RING_FLAGS) & USED_F_NO_NOTIFY == 0
+            self.used.read(USED_FLAGS) & USED_F_NO_NOTIFY == 0
         };
         if kick {
             self.send_notification();
@@ -232,9 +237,11 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
 
     /// Notifies the device of this queue, with notification data when negotiated.
     fn send_notification(&self) {
-        // §2.9: vqn in bits 0..16, the avail idx (next_off, next_wrap) in bits 16..32.
-        let data = u32::from(self.index) | u32::from(self.avail_idx) << 16;
-        let data = self.features.notification_data.then_some(data);
+        // §2.9: vqn and the next avail idx.
+        let data = self
+            .features
+            .notification_data
+            .then(|| notification::split(self.index, self.avail_idx));
         self.notifier.notify(self.index, data);
     }
 
@@ -262,7 +269,7 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
     /// On error nothing is consumed.
     #[inline(always)]
     fn consume_used(&mut self) -> Result<bool, QueueError> {
-        let used_idx = self.used.read_u16(RING_IDX);
+        let used_idx = self.used.read(USED_IDX);
         if used_idx == self.last_used_idx {
             return Ok(false);
         }
@@ -275,16 +282,15 @@ impl<A: DmaAllocator, N: Notifier> SplitVq<A, N> {
         }
         // §2.7.14: read used.idx before the used element it covers.
         read_barrier();
-        let offset = 4 + 8 * usize::from(self.last_used_idx & (self.size - 1));
-        let id = self.used.read_u32(offset);
-        let len = self.used.read_u32(offset + 4);
+        let (id, len) = split::used_elem(self.last_used_idx & (self.size - 1));
+        let (id, len) = (self.used.read(id), self.used.read(len));
         // Checks id range, in-flight and length; on error the element stays unconsumed.
         self.slots.accept_used(id, len)?;
         self.last_used_idx = self.last_used_idx.wrapping_add(1);
         if self.notifications_enabled && self.features.event_idx {
             // §2.7.10: ask for a notification when the next buffer is used.
-            let offset = self.used_event_offset();
-            self.avail.write_u16(offset, self.last_used_idx);
+            let used_event = self.used_event();
+            self.avail.write(used_event, self.last_used_idx);
         }
         Ok(true)
     }
@@ -333,15 +339,15 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for SplitVq<A, N> {
     fn enable_notifications(&mut self) -> bool {
         self.notifications_enabled = true;
         if self.features.event_idx {
-            let offset = self.used_event_offset();
-            self.avail.write_u16(offset, self.last_used_idx);
+            let used_event = self.used_event();
+            self.avail.write(used_event, self.last_used_idx);
         } else {
-            self.avail.write_u16(RING_FLAGS, 0);
+            self.avail.write(AVAIL_FLAGS, 0);
         }
         // §2.7.10: the store must be visible before re-reading used.idx, or a buffer used in
         // between would raise no notification.
         full_barrier();
-        self.slots.has_pending() || self.used.read_u16(RING_IDX) != self.last_used_idx
+        self.slots.has_pending() || self.used.read(USED_IDX) != self.last_used_idx
     }
 
     fn disable_notifications(&mut self) {
@@ -349,11 +355,11 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for SplitVq<A, N> {
         if self.features.event_idx {
             // The device ignores the flag with EVENT_IDX (§2.7.10); move used_event as far
             // away as possible instead, as Linux does.
-            let offset = self.used_event_offset();
-            self.avail
-                .write_u16(offset, self.last_used_idx.wrapping_add(0x8000));
+            let used_event = self.used_event();
+            let farthest = self.last_used_idx.wrapping_add(HALF_INDEX_SPACE);
+            self.avail.write(used_event, farthest);
         } else {
-            self.avail.write_u16(RING_FLAGS, AVAIL_F_NO_INTERRUPT);
+            self.avail.write(AVAIL_FLAGS, AVAIL_F_NO_INTERRUPT);
         }
     }
 
@@ -400,11 +406,11 @@ impl<A: DmaAllocator, N: Notifier> Virtq<A> for SplitVq<A, N> {
     fn ring_state(&self) -> RingState {
         RingState::Split {
             avail_idx: self.avail_idx,
-            avail_flags: self.avail.read_u16(RING_FLAGS),
-            used_event: self.avail.read_u16(self.used_event_offset()),
-            used_idx: self.used.read_u16(RING_IDX),
-            used_flags: self.used.read_u16(RING_FLAGS),
-            avail_event: self.used.read_u16(self.avail_event_offset()),
+            avail_flags: self.avail.read(AVAIL_FLAGS),
+            used_event: self.avail.read(self.used_event()),
+            used_idx: self.used.read(USED_IDX),
+            used_flags: self.used.read(USED_FLAGS),
+            avail_event: self.used.read(self.avail_event()),
             last_used_idx: self.last_used_idx,
             in_flight: self.slots.count(),
         }

@@ -4,6 +4,7 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::OnceLock,
 };
 
 use crate::setup::KERNEL_TARGET;
@@ -29,8 +30,20 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `target/` of the workspace.
+/// The target directory of an application outside the workspace, when the cargo runner boots
+/// one of its images (its disk images go there).
+static APP_TARGET_DIR: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes [`target_dir`] answer `dir` from now on (the first call wins).
+pub fn set_target_dir(dir: PathBuf) {
+    let _ = APP_TARGET_DIR.set(dir);
+}
+
+/// `target/` of the workspace (or of the application the runner boots).
 pub fn target_dir() -> PathBuf {
+    if let Some(dir) = APP_TARGET_DIR.get() {
+        return dir.clone();
+    }
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"))
@@ -97,6 +110,24 @@ fn build(selection: &[&str], release: bool, kind: &str) -> Result<Vec<Image>, St
 
 /// Builds one example (application image).
 pub fn build_example(name: &str, release: bool) -> Result<Image, String> {
+    let dir = workspace_root().join("kernel/examples");
+    if !dir.join(format!("{name}.rs")).exists() && !dir.join(name).join("main.rs").exists() {
+        let mut known: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| {
+                d.filter_map(|e| {
+                    let name = e.ok()?.file_name().into_string().ok()?;
+                    Some(name.strip_suffix(".rs")?.to_string())
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        known.sort();
+        return Err(format!(
+            "no example `{name}` in kernel/examples/; the examples are: {} (an application of \
+             your own: `cargo xtask new PATH`)",
+            known.join(", ")
+        ));
+    }
     build(&["--example", name], release, "example")?
         .into_iter()
         .next()

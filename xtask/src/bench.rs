@@ -417,9 +417,10 @@ fn progress(r: &RunRecord) {
     }
 }
 
-pub fn run(opts: &Options) -> Result<ExitCode, String> {
-    setup::ensure_all()?;
-    let accels: Vec<Accel> = match opts.accel {
+/// The accelerators a benchmark runs under: the one asked for (KVM must open), else TCG and, when
+/// `/dev/kvm` opens, KVM too.
+pub(crate) fn accels(requested: Option<Accel>) -> Result<Vec<Accel>, String> {
+    Ok(match requested {
         Some(a) => vec![qemu::choose_accel(Some(a))?],
         None => {
             let mut v = vec![Accel::Tcg];
@@ -428,7 +429,12 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
             }
             v
         }
-    };
+    })
+}
+
+pub fn run(opts: &Options) -> Result<ExitCode, String> {
+    setup::ensure_all()?;
+    let accels = accels(opts.accel)?;
     let backends = pick(&BACKENDS, &opts.backend, "backend")?;
     let layouts = pick(&LAYOUTS, &opts.layout, "layout")?;
     let jobs: Vec<&Job> = JOBS

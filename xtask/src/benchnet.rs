@@ -423,7 +423,7 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
     for &backend in &backends {
         // Created per backend and deleted at the end of its loop, or on an early return.
         let ns = if backend == "tap" {
-            Some(NetNs::create(TAP, TAP_HOST)?)
+            Some(NetNs::create(&NetNs::name_for("bench"), TAP, TAP_HOST)?)
         } else {
             None
         };

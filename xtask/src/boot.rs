@@ -4,7 +4,7 @@
 use std::{
     io::Read,
     path::PathBuf,
-    process::{Command, Stdio},
+    process::{Child, ChildStdout, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -15,7 +15,8 @@ use std::{
 
 use crate::{
     directives::Directives,
-    httpcheck,
+    garbage, httpcheck,
+    netns::NetNs,
     peer::Peers,
     qemu::{self, Accel, Outcome},
     test::{Job, Tally},
@@ -31,16 +32,31 @@ pub struct Boot {
     pub stderr: String,
     pub elapsed: Duration,
     pub timed_out: bool,
-    /// The result of the `http-check`, when it ran.
-    pub http: Option<httpcheck::Report>,
+    /// The result of the `http-check` or the `garbage` burst, when it ran.
+    pub probe: Option<httpcheck::Report>,
 }
 
 /// Serial text after which an `http-check` image serves.
 const SERVING: &str = "serving http://";
+/// Serial text after which a `garbage` image takes its burst of malformed frames.
+const GARBAGE_READY: &str = "garbage: ready";
+/// The tap of a `netns` boot, and the host's address on it.
+const TEST_TAP: &str = "vttap0";
+const TEST_TAP_HOST: &str = "10.0.9.1";
 
 pub fn boot(job: &Job<'_>, accel: Accel, extra: &[String]) -> Result<Boot, String> {
+    // The namespace is deleted when this function returns, after QEMU and the peers are gone.
+    let ns = if job.dirs.netns {
+        let name = format!("{}-{}", NetNs::name_for("test"), job.scope);
+        Some(NetNs::create(&name, TEST_TAP, TEST_TAP_HOST)?)
+    } else {
+        None
+    };
     // Peers serve until this boot is over (they stop when dropped at the end of the function).
-    let peers = Peers::start(&job.dirs.peers)?;
+    let peers = match &ns {
+        Some(ns) => ns.run_inside(|| Peers::start(&job.dirs.peers, TEST_TAP_HOST))?,
+        None => Peers::start(&job.dirs.peers, "127.0.0.1")?,
+    };
     let mut dirs = job.dirs.clone();
     for arg in dirs.qemu.iter_mut().chain(dirs.append.iter_mut()) {
         *arg = peers.substitute(arg);
@@ -53,10 +69,34 @@ pub fn boot(job: &Job<'_>, accel: Accel, extra: &[String]) -> Result<Boot, Strin
             let site = crate::artifacts::workspace_root().join(site);
             Some(Probe {
                 text: SERVING.into(),
+                kill: true,
                 check: Box::new(move || httpcheck::run(port, &site)),
             })
         }
-        None => None,
+        None => match (&dirs.garbage, &ns) {
+            (Some((count, mac, addr)), Some(ns)) => {
+                let to = garbage::Target::parse(mac, addr)?;
+                let src = ns.tap_mac()?;
+                let mut frames = garbage::frames(*count, to, src);
+                frames.push(garbage::done_marker(
+                    *count,
+                    to,
+                    src,
+                    TEST_TAP_HOST.parse().expect("an IPv4 address"),
+                ));
+                Some(Probe {
+                    text: GARBAGE_READY.into(),
+                    kill: false,
+                    check: Box::new(move || {
+                        let mut r = httpcheck::Report::default();
+                        r.check("garbage burst", garbage::inject(ns, &frames));
+                        r
+                    }),
+                })
+            }
+            (Some(_), None) => return Err("`garbage` needs the `netns` directive".into()),
+            (None, _) => None,
+        },
     };
     let dirs = &dirs;
     let mut cmd = qemu::command(&job.image.path, accel, dirs, "", &job.scope)?;
@@ -67,34 +107,61 @@ pub fn boot(job: &Job<'_>, accel: Accel, extra: &[String]) -> Result<Boot, Strin
             .arg(format!("unix:{},server=on,wait=off", qmp.display()));
     }
     cmd.args(extra);
+    if let Some(ns) = &ns {
+        cmd = ns.wrap(&cmd);
+    }
     let limit = dirs.timeout.unwrap_or(DEFAULT_TIMEOUT);
     run_qemu(cmd, limit, dirs.qmp_on.clone(), qmp, probe)
 }
 
+/// A started QEMU: its serial output to read, and a thread collecting its stderr.
+pub struct Spawned {
+    pub child: Child,
+    pub out: ChildStdout,
+    pub stderr: thread::JoinHandle<String>,
+}
+
+/// Starts `cmd` (a QEMU command line) with stdin closed, stdout piped for the caller and stderr
+/// collected by a thread.
+pub fn spawn(mut cmd: Command) -> Result<Spawned, String> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
+    let out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let stderr = thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = err.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    });
+    Ok(Spawned { child, out, stderr })
+}
+
 /// Checks run from the host while the image runs: once the serial output contains `text`,
-/// `check` runs, then QEMU is killed.
-pub struct Probe {
+/// `check` runs, then QEMU is killed if `kill` says so (else the image goes on to its end).
+pub struct Probe<'a> {
     pub text: String,
-    pub check: Box<dyn FnOnce() -> httpcheck::Report + Send>,
+    pub kill: bool,
+    pub check: Box<dyn FnOnce() -> httpcheck::Report + 'a>,
 }
 
 /// Runs `cmd` (a QEMU command line) with its serial output captured, killing it after `limit`;
 /// each `(text, command)` of `triggers` sends `command` to the QMP socket `qmp` when the serial
 /// output first contains `text`; a `probe` runs when its text appears, and QEMU is killed after it.
 pub fn run_qemu(
-    mut cmd: Command,
+    cmd: Command,
     limit: Duration,
     triggers: Vec<(String, String)>,
     qmp: PathBuf,
-    mut probe: Option<Probe>,
+    mut probe: Option<Probe<'_>>,
 ) -> Result<Boot, String> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
     let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start QEMU: {e}"))?;
-    let mut out = child.stdout.take().expect("piped");
-    let mut err = child.stderr.take().expect("piped");
+    let Spawned {
+        mut child,
+        mut out,
+        stderr,
+    } = spawn(cmd)?;
     let probe_text = probe.as_ref().map(|p| p.text.clone());
     let probe_ready = Arc::new(AtomicBool::new(false));
     let ready = Arc::clone(&probe_ready);
@@ -126,19 +193,16 @@ pub fn run_qemu(
         }
         String::from_utf8_lossy(&buf).into_owned() + &notes
     });
-    let stderr = thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = err.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    });
-    let (mut timed_out, mut http) = (false, None);
+    let (mut timed_out, mut report) = (false, None);
     let status = loop {
         if probe_ready.load(Ordering::Relaxed)
             && let Some(p) = probe.take()
         {
             // The checks bound their own time (each read, write and connect has a limit).
-            http = Some((p.check)());
-            let _ = child.kill();
+            report = Some((p.check)());
+            if p.kill {
+                let _ = child.kill();
+            }
         }
         match child.try_wait() {
             Ok(Some(status)) => break status,
@@ -162,95 +226,70 @@ pub fn run_qemu(
         stderr: stderr.join().unwrap_or_default(),
         elapsed,
         timed_out,
-        http,
+        probe: report,
     })
 }
 
 /// Counts cases: each `vireo-test: ok NAME` line is one passed test; an image that does not end with
 /// its `all N passed` line and the success code adds one failure (the case that was running).
+/// A `garbage` burst adds its own pass or failure.
 pub fn judge(dirs: &Directives, b: &Boot) -> (Tally, String) {
+    let (mut tally, mut verdict) = judge_image(dirs, b);
+    if dirs.garbage.is_some() {
+        match &b.probe {
+            Some(r) => {
+                tally += r.tally;
+                if let Some(f) = r.failures.first() {
+                    verdict = f.clone();
+                }
+            }
+            None => {
+                tally.failed += 1;
+                verdict = format!("never printed `{GARBAGE_READY}`: {}", b.outcome);
+            }
+        }
+    }
+    (tally, verdict)
+}
+
+fn judge_image(dirs: &Directives, b: &Boot) -> (Tally, String) {
     if dirs.http_check.is_some() {
-        return match &b.http {
+        return match &b.probe {
             Some(r) => (r.tally, r.failures.join("; ")),
             None => (
-                Tally {
-                    passed: 0,
-                    failed: 1,
-                },
+                Tally::new(0, 1),
                 format!("never printed `{SERVING}`: {}", b.outcome),
             ),
         };
     }
     if dirs.expect_timeout {
         return if b.timed_out {
-            (
-                Tally {
-                    passed: 1,
-                    failed: 0,
-                },
-                String::new(),
-            )
+            (Tally::new(1, 0), String::new())
         } else {
             (
-                Tally {
-                    passed: 0,
-                    failed: 1,
-                },
+                Tally::new(0, 1),
                 format!("expected to be killed at its time limit, but {}", b.outcome),
             )
         };
     }
     if b.timed_out {
         let ok = count_ok(&b.serial);
-        return (
-            Tally {
-                passed: ok,
-                failed: 1,
-            },
-            "timed out: QEMU killed".into(),
-        );
+        return (Tally::new(ok, 1), "timed out: QEMU killed".into());
     }
     if let Some(text) = &dirs.expect_failure {
         return match (b.outcome, b.serial.contains(text.as_str())) {
-            (Outcome::Failure, true) => (
-                Tally {
-                    passed: 1,
-                    failed: 0,
-                },
-                String::new(),
-            ),
+            (Outcome::Failure, true) => (Tally::new(1, 0), String::new()),
             (Outcome::Failure, false) => (
-                Tally {
-                    passed: 0,
-                    failed: 1,
-                },
+                Tally::new(0, 1),
                 format!("failed as expected but never printed `{text}`"),
             ),
-            (o, _) => (
-                Tally {
-                    passed: 0,
-                    failed: 1,
-                },
-                format!("expected a failure, but {o}"),
-            ),
+            (o, _) => (Tally::new(0, 1), format!("expected a failure, but {o}")),
         };
     }
     if dirs.app {
         return match b.outcome {
-            Outcome::Success => (
-                Tally {
-                    passed: 1,
-                    failed: 0,
-                },
-                String::new(),
-            ),
-            o => (
-                Tally {
-                    passed: 0,
-                    failed: 1,
-                },
-                o.to_string(),
-            ),
+            Outcome::Success => (Tally::new(1, 0), String::new()),
+            o => (Tally::new(0, 1), o.to_string()),
         };
     }
     let ok = count_ok(&b.serial);
@@ -266,27 +305,12 @@ pub fn judge(dirs: &Directives, b: &Boot) -> (Tally, String) {
         })
         .next_back();
     match (b.outcome, all) {
-        (Outcome::Success, Some(n)) if n == ok && ok > 0 => (
-            Tally {
-                passed: ok,
-                failed: 0,
-            },
-            String::new(),
-        ),
+        (Outcome::Success, Some(n)) if n == ok && ok > 0 => (Tally::new(ok, 0), String::new()),
         (Outcome::Success, _) => (
-            Tally {
-                passed: ok,
-                failed: 1,
-            },
+            Tally::new(ok, 1),
             "exited with success without finishing its cases".into(),
         ),
-        (o, _) => (
-            Tally {
-                passed: ok,
-                failed: 1,
-            },
-            o.to_string(),
-        ),
+        (o, _) => (Tally::new(ok, 1), o.to_string()),
     }
 }
 
@@ -308,7 +332,7 @@ mod tests {
             stderr: String::new(),
             elapsed: Duration::ZERO,
             timed_out: false,
-            http: None,
+            probe: None,
         }
     }
 

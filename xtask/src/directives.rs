@@ -4,6 +4,8 @@
 
 use std::{path::Path, time::Duration};
 
+use crate::qemu::Machine;
+
 /// What an image's source asks of QEMU and of the harness.
 #[derive(Debug, Clone, Default)]
 pub struct Directives {
@@ -35,6 +37,19 @@ pub struct Directives {
     /// every file under DIR (relative to the repository root) from it over the forwarded host
     /// port, compares the bytes, checks a 404 and a `HEAD`, and kills QEMU.
     pub http_check: Option<String>,
+    /// `netns`: the boot runs in a network namespace of its own that the harness creates with
+    /// the tap `vttap0` = 10.0.9.1/24 and deletes afterwards (root only: skipped otherwise);
+    /// its peers listen on 10.0.9.1 there.
+    pub netns: bool,
+    /// `garbage COUNT MAC IP:PORT` (with `netns`): once the guest prints `garbage: ready`, the
+    /// harness writes COUNT malformed frames to the tap for the guest's MAC, then the datagram
+    /// `garbage-done COUNT` to IP:PORT (see `garbage.rs`).
+    pub garbage: Option<(usize, String, String)>,
+    /// `machines q35 microvm`: the machine types the image boots on, once each (default: q35).
+    /// On microvm its `virtio-X-pci` devices become `virtio-X-device` ([`crate::qemu::device_for`]).
+    pub machines: Vec<Machine>,
+    /// The machine of one boot (set by [`expand`](Self::expand)).
+    pub machine: Machine,
     /// What `{hostport:DEFAULT}` in QEMU arguments becomes (DEFAULT when `None`); set by the
     /// harness, not by a directive.
     pub host_port: Option<u16>,
@@ -42,10 +57,15 @@ pub struct Directives {
 
 impl Directives {
     /// One `(label, directives)` per combination of the matrix axes (one unlabelled entry without
-    /// a matrix).
+    /// a matrix); more than one machine type is an axis of its own, `machine`, first.
     pub fn expand(&self) -> Vec<(String, Directives)> {
+        let machines: Vec<String> = self.machines.iter().map(ToString::to_string).collect();
+        let mut axes = self.matrix.clone();
+        if machines.len() > 1 {
+            axes.insert(0, ("machine".to_string(), machines));
+        }
         let mut combos: Vec<Vec<(&str, &str)>> = vec![Vec::new()];
-        for (key, values) in &self.matrix {
+        for (key, values) in &axes {
             combos = combos
                 .iter()
                 .flat_map(|c| {
@@ -74,6 +94,12 @@ impl Directives {
                 d.qemu = self.qemu.iter().map(subst).collect();
                 d.append = self.append.iter().map(subst).collect();
                 d.matrix.clear();
+                d.machine = combo
+                    .iter()
+                    .find(|(k, _)| *k == "machine")
+                    .and_then(|(_, m)| m.parse().ok())
+                    .or_else(|| self.machines.first().copied())
+                    .unwrap_or_default();
                 (label, d)
             })
             .collect()
@@ -126,6 +152,24 @@ pub fn parse(text: &str, prefix: &str) -> Result<Directives, String> {
                     ));
                 }
             }
+            "netns" => d.netns = true,
+            "machines" => {
+                for m in value.split(|c: char| c == ',' || c.is_whitespace()) {
+                    if !m.is_empty() {
+                        d.machines.push(m.parse()?);
+                    }
+                }
+            }
+            "garbage" => {
+                let words: Vec<&str> = value.split_whitespace().collect();
+                let [count, mac, addr] = words[..] else {
+                    return Err(format!("`garbage {value}` is not `COUNT MAC IP:PORT`"));
+                };
+                let count = count
+                    .parse()
+                    .map_err(|_| format!("bad garbage count `{count}`"))?;
+                d.garbage = Some((count, mac.to_string(), addr.to_string()));
+            }
             "http-check" if !value.is_empty() => d.http_check = Some(value.to_string()),
             "verify-disk" if !value.is_empty() => d.verify_disks.push(value.to_string()),
             "timeout" => {
@@ -149,6 +193,7 @@ mod tests {
         let text = "//! A test.\n//!\n//! vireo-test: qemu -m 5G -device x\n//! vireo-run: qemu -no\n\
                     //! vireo-test: append log=debug a=b\n//! vireo-test: timeout 9\n\
                     //! vireo-test: alone\n//! vireo-test: http-check kernel/examples/site\n\
+                    //! vireo-test: netns\n//! vireo-test: garbage 10 52:54:00:12:34:56 10.0.9.2:4000\n\
                     //! vireo-test: expect-failure page fault at\nfn main() {}\n";
         let d = parse(text, "vireo-test:").unwrap();
         assert_eq!(d.qemu, ["-m", "5G", "-device", "x"]);
@@ -157,6 +202,11 @@ mod tests {
         assert!(d.alone);
         assert_eq!(d.http_check.as_deref(), Some("kernel/examples/site"));
         assert_eq!(d.expect_failure.as_deref(), Some("page fault at"));
+        assert!(d.netns);
+        assert_eq!(
+            d.garbage,
+            Some((10, "52:54:00:12:34:56".into(), "10.0.9.2:4000".into()))
+        );
         let q = parse(
             "//! vireo-test: qmp-on go now => {\"execute\":\"x\"}\n",
             "vireo-test:",
@@ -188,8 +238,47 @@ mod tests {
     }
 
     #[test]
+    fn machines_are_an_axis() {
+        let text = "//! vireo-test: machines q35 microvm\n//! vireo-test: matrix packed=on,off\n\
+                    //! vireo-test: qemu -device virtio-blk-pci,packed={packed}\n";
+        let combos = parse(text, "vireo-test:").unwrap().expand();
+        let labels: Vec<_> = combos
+            .iter()
+            .map(|(l, d)| (l.as_str(), d.machine))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("machine=q35,packed=on", Machine::Q35),
+                ("machine=q35,packed=off", Machine::Q35),
+                ("machine=microvm,packed=on", Machine::Microvm),
+                ("machine=microvm,packed=off", Machine::Microvm),
+            ]
+        );
+        let one = parse("//! vireo-test: machines microvm\n", "vireo-test:")
+            .unwrap()
+            .expand();
+        assert_eq!(
+            (one[0].0.as_str(), one[0].1.machine),
+            ("", Machine::Microvm)
+        );
+        assert_eq!(
+            parse("", "vireo-test:").unwrap().expand()[0].1.machine,
+            Machine::Q35
+        );
+        assert!(parse("//! vireo-test: machines pc\n", "vireo-test:").is_err());
+    }
+
+    #[test]
     fn rejects_unknown_directives() {
         assert!(parse("//! vireo-test: qemmu -x\n", "vireo-test:").is_err());
         assert!(parse("//! vireo-test: timeout soon\n", "vireo-test:").is_err());
+        assert!(
+            parse(
+                "//! vireo-test: garbage 10 52:54:00:12:34:56\n",
+                "vireo-test:"
+            )
+            .is_err()
+        );
     }
 }

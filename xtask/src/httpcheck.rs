@@ -159,7 +159,8 @@ pub struct Report {
 }
 
 impl Report {
-    fn check(&mut self, what: &str, result: Result<(), String>) {
+    /// Counts `result`: a pass, or a failure described as `what: error`.
+    pub fn check(&mut self, what: &str, result: Result<(), String>) {
         match result {
             Ok(()) => self.tally.passed += 1,
             Err(e) => {

@@ -16,7 +16,7 @@ pub const GUEST_SUCCESS: i32 = 33;
 pub const GUEST_FAILURE: i32 = 35;
 
 /// qboot: boots in a fraction of SeaBIOS's time (it leaves PCI BARs to the kernel).
-const QBOOT: &str = "/usr/share/qemu/qboot.rom";
+pub const QBOOT: &str = "/usr/share/qemu/qboot.rom";
 
 /// How QEMU runs the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,79 @@ pub fn choose_accel(requested: Option<Accel>) -> Result<Accel, String> {
     }
 }
 
+/// The machine type a boot uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Machine {
+    /// `-machine q35` with qboot (SeaBIOS without it): PCI Express, virtio-pci devices.
+    #[default]
+    Q35,
+    /// `-machine microvm` (its own qboot): no PCI; virtio-mmio devices, found by the kernel from
+    /// ACPI (or the command line when ACPI is off), one interrupt line each.
+    Microvm,
+}
+
+impl std::str::FromStr for Machine {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "q35" => Ok(Self::Q35),
+            "microvm" => Ok(Self::Microvm),
+            _ => Err(format!("unknown machine `{s}` (q35 or microvm)")),
+        }
+    }
+}
+
+impl fmt::Display for Machine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Q35 => "q35",
+            Self::Microvm => "microvm",
+        })
+    }
+}
+
+/// Properties of a virtio PCI device that mean nothing to its virtio-mmio form; dropped when a
+/// `-device virtio-X-pci,...` argument is carried over to `microvm`.
+const PCI_ONLY_PROPERTIES: [&str; 6] = [
+    "disable-legacy",
+    "disable-modern",
+    "vectors",
+    "romfile",
+    "rombar",
+    "multifunction",
+];
+
+/// A `-device` value for `machine`: on `microvm`, `virtio-X-pci` becomes `virtio-X-device` without
+/// its PCI-only properties. A device placed on the PCI topology (`bus=`, `addr=`) or any other
+/// PCI device cannot be carried over: an error names it.
+pub fn device_for(machine: Machine, device: &str) -> Result<String, String> {
+    if machine == Machine::Q35 {
+        return Ok(device.to_string());
+    }
+    let mut parts = device.split(',');
+    let model = parts.next().unwrap_or_default();
+    let Some(kind) = model
+        .strip_prefix("virtio-")
+        .and_then(|m| m.strip_suffix("-pci"))
+    else {
+        return Ok(device.to_string());
+    };
+    let mut out = vec![format!("virtio-{kind}-device")];
+    for p in parts {
+        let key = p.split('=').next().unwrap_or_default();
+        if key == "bus" || key == "addr" {
+            return Err(format!(
+                "`-device {device}` sits on the PCI topology: it cannot boot on {machine}"
+            ));
+        }
+        if !PCI_ONLY_PROPERTIES.contains(&key) {
+            out.push(p.to_string());
+        }
+    }
+    Ok(out.join(","))
+}
+
 /// The arguments that select the accelerator and CPU model.
 pub fn accel_args(accel: Accel) -> Vec<String> {
     let args: &[&str] = match accel {
@@ -83,19 +156,21 @@ pub fn command(
     scope: &str,
 ) -> Result<Command, String> {
     let mut cmd = Command::new(QEMU);
-    cmd.args([
-        "-machine",
-        "q35",
-        "-smp",
-        "1",
-        "-nodefaults",
-        "-display",
-        "none",
-    ]);
+    let machine = dirs.machine;
+    cmd.args(["-machine", &machine.to_string()]);
+    cmd.args(["-smp", "1", "-nodefaults", "-display", "none"]);
     cmd.args(["-serial", "stdio", "-no-reboot"]);
     cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
-    if Path::new(QBOOT).exists() {
-        cmd.args(["-bios", QBOOT]);
+    match machine {
+        Machine::Q35 if Path::new(QBOOT).exists() => {
+            cmd.args(["-bios", QBOOT]);
+        }
+        Machine::Q35 => {}
+        // microvm boots with its own qboot build; its virtio-mmio devices are legacy (version 1)
+        // unless told otherwise, and Vireo drives version 2.
+        Machine::Microvm => {
+            cmd.args(["-global", "virtio-mmio.force-legacy=false"]);
+        }
     }
     if !dirs.qemu.iter().any(|a| a == "-m") {
         cmd.args(["-m", "256M"]);
@@ -113,8 +188,16 @@ pub fn command(
     if !cmdline.is_empty() {
         cmd.arg("-append").arg(cmdline.join(" "));
     }
+    let mut device_next = false;
     for arg in &dirs.qemu {
-        cmd.arg(expand(arg, scope, dirs.host_port)?);
+        let arg = expand(arg, scope, dirs.host_port)?;
+        let arg = if device_next {
+            device_for(machine, &arg)?
+        } else {
+            arg
+        };
+        device_next = arg == "-device";
+        cmd.arg(arg);
     }
     Ok(cmd)
 }
@@ -205,8 +288,13 @@ pub fn create_disk(path: &Path, size: u64) -> Result<PathBuf, String> {
     let path = path.to_path_buf();
     let file =
         std::fs::File::create(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
-    file.set_len(size)
-        .map_err(|e| format!("sizing {}: {e}", path.display()))?;
+    file.set_len(size).map_err(|e| {
+        format!(
+            "sizing {} to {size} bytes: {e} (the disk needs that much room: free space there, or \
+             give a smaller SIZE in `{{disk:NAME:SIZE}}`)",
+            path.display()
+        )
+    })?;
     Ok(path)
 }
 

@@ -20,7 +20,9 @@ fn ensure_target() -> Result<(), String> {
         .args(["--print", "sysroot"])
         .current_dir(&root)
         .output()
-        .map_err(|e| format!("cannot run rustc: {e}"))?;
+        .map_err(|e| {
+            format!("cannot run rustc ({e}): install Rust with rustup (https://rustup.rs)")
+        })?;
     let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_string();
     if Path::new(&sysroot)
         .join("lib/rustlib")
@@ -35,7 +37,12 @@ fn ensure_target() -> Result<(), String> {
         .args(["target", "add", KERNEL_TARGET])
         .current_dir(&root)
         .status()
-        .map_err(|e| format!("cannot run rustup: {e}"))?;
+        .map_err(|e| {
+            format!(
+                "cannot run rustup ({e}) to add the {KERNEL_TARGET} target: install rustup \
+                 (https://rustup.rs), or add the target to your Rust installation"
+            )
+        })?;
     if status.success() {
         Ok(())
     } else {
@@ -62,7 +69,10 @@ fn ensure_qemu() -> Result<(), String> {
     if qemu_present() {
         return Ok(());
     }
-    const INSTALL: &str = "apt-get update && apt-get install -y qemu-system-x86";
+    // Without recommends: qboot (qemu-system-data) and SeaBIOS are dependencies, and the
+    // recommended packages (GUI, audio, OVMF, block back-ends) are nothing a headless boot uses.
+    const INSTALL: &str =
+        "apt-get update && apt-get install -y --no-install-recommends qemu-system-x86";
     let is_root = Command::new("id")
         .arg("-u")
         .output()

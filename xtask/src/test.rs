@@ -27,19 +27,48 @@ pub struct Options {
     pub host: bool,
     /// Only images whose name contains this.
     pub filter: Option<String>,
+    /// Print every boot's whole serial output, passed or failed (`--show`).
+    pub show: bool,
 }
 
-/// Passed and failed counts.
+/// How the boots run: the accelerator, extra QEMU arguments, and whether to show their output.
+#[derive(Debug, Clone, Copy)]
+pub struct How<'a> {
+    /// The accelerator of every boot.
+    pub accel: Accel,
+    /// QEMU arguments added to every boot (`--qemu-arg`).
+    pub extra: &'a [String],
+    /// Print every boot's serial output (`--show`).
+    pub show: bool,
+    /// Only the boots on this machine type.
+    pub machine: Option<crate::qemu::Machine>,
+}
+
+/// Passed, failed and skipped counts.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Tally {
     pub passed: usize,
     pub failed: usize,
+    /// Boots not run because this machine cannot (e.g. a network namespace without root).
+    pub skipped: usize,
+}
+
+impl Tally {
+    /// `passed` and `failed`, nothing skipped.
+    pub fn new(passed: usize, failed: usize) -> Self {
+        Self {
+            passed,
+            failed,
+            skipped: 0,
+        }
+    }
 }
 
 impl std::ops::AddAssign for Tally {
     fn add_assign(&mut self, o: Self) {
         self.passed += o.passed;
         self.failed += o.failed;
+        self.skipped += o.skipped;
     }
 }
 
@@ -69,12 +98,31 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
                 })
                 .collect();
             println!("\nrunning {} in-QEMU images ({accel})", images.len());
-            total += qemu_tests(&images, accel, &opts.common.qemu_args);
+            total += qemu_tests(
+                &images,
+                How {
+                    accel,
+                    extra: &opts.common.qemu_args,
+                    show: opts.show,
+                    machine: opts.common.machine,
+                },
+            );
         }
         Err(e) => {
             println!("xtask: {e}");
             total.failed += 1;
         }
+    }
+    // An application scaffolded outside the workspace builds, runs and tests (appcheck.rs).
+    if crate::appcheck::selected(opts.filter.as_deref()) {
+        println!("\nan application outside the workspace (cargo xtask new, cargo run, cargo test)");
+        total += crate::appcheck::check();
+    }
+    if total.skipped > 0 {
+        println!(
+            "\n{} skipped: boots in a network namespace need root (run as root to include them)",
+            total.skipped
+        );
     }
     println!("\n{} passed, {} failed", total.passed, total.failed);
     Ok(if total.failed == 0 {
@@ -97,10 +145,7 @@ fn host_tests() -> Tally {
         Ok(c) => c,
         Err(e) => {
             println!("xtask: cannot run cargo test: {e}");
-            return Tally {
-                passed: 0,
-                failed: 1,
-            };
+            return Tally::new(0, 1);
         }
     };
     let mut tally = Tally::default();
@@ -134,10 +179,7 @@ fn parse_libtest_result(line: &str) -> Option<Tally> {
                 .ok()
         })
     };
-    Some(Tally {
-        passed: count("passed")?,
-        failed: count("failed")?,
-    })
+    Some(Tally::new(count("passed")?, count("failed")?))
 }
 
 /// One boot of a test image: one combination of its matrix.
@@ -196,20 +238,24 @@ fn jobs(images: &[Image]) -> (Vec<Job<'_>>, Tally) {
     (jobs, failed)
 }
 
-fn qemu_tests(images: &[Image], accel: Accel, extra: &[String]) -> Tally {
-    let (jobs, failed) = jobs(images);
+/// Boots every combination of every image and judges it (also the cargo runner's test mode).
+pub fn qemu_tests(images: &[Image], how: How<'_>) -> Tally {
+    let (mut jobs, failed) = jobs(images);
+    if let Some(m) = how.machine {
+        jobs.retain(|j| j.dirs.machine == m);
+    }
     println!("running {} QEMU boots", jobs.len());
     // Boots that measure time run last, one at a time: a loaded host stretches their numbers.
     let (alone, shared): (Vec<_>, Vec<_>) = jobs.iter().partition(|j| j.dirs.alone);
     let threads = thread::available_parallelism().map_or(1, |n| n.get());
-    let mut total = run_pool(&shared, threads, accel, extra);
-    total += run_pool(&alone, 1, accel, extra);
+    let mut total = run_pool(&shared, threads, how);
+    total += run_pool(&alone, 1, how);
     total += failed;
     total
 }
 
 /// Runs `jobs` on `threads` threads at most, printing each report as it comes.
-fn run_pool(jobs: &[&Job<'_>], threads: usize, accel: Accel, extra: &[String]) -> Tally {
+fn run_pool(jobs: &[&Job<'_>], threads: usize, how: How<'_>) -> Tally {
     let next = AtomicUsize::new(0);
     let total = Mutex::new(Tally::default());
     thread::scope(|s| {
@@ -218,7 +264,7 @@ fn run_pool(jobs: &[&Job<'_>], threads: usize, accel: Accel, extra: &[String]) -
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(job) = jobs.get(i) else { break };
-                    let (tally, report) = run_job(job, accel, extra);
+                    let (tally, report) = run_job(job, how);
                     print!("{report}");
                     *total.lock().expect("no panics while holding it") += tally;
                 }
@@ -229,18 +275,21 @@ fn run_pool(jobs: &[&Job<'_>], threads: usize, accel: Accel, extra: &[String]) -
 }
 
 /// Boots one job and judges it; returns the tally and the text to print.
-fn run_job(job: &Job<'_>, accel: Accel, extra: &[String]) -> (Tally, String) {
+fn run_job(job: &Job<'_>, how: How<'_>) -> (Tally, String) {
     let (name, dirs) = (&job.label, &job.dirs);
-    let b = match boot(job, accel, extra) {
+    if dirs.netns && !crate::netns::is_root() {
+        return (
+            Tally {
+                skipped: 1,
+                ..Tally::default()
+            },
+            format!("test {name} ... skipped (a network namespace and a tap need root)\n"),
+        );
+    }
+    let b = match boot(job, how.accel, how.extra) {
         Ok(b) => b,
         Err(e) => {
-            return (
-                Tally {
-                    passed: 0,
-                    failed: 1,
-                },
-                format!("test {name} ... FAILED\n  {e}\n"),
-            );
+            return (Tally::new(0, 1), format!("test {name} ... FAILED\n  {e}\n"));
         }
     };
     let (mut tally, mut verdict) = judge(dirs, &b);
@@ -265,6 +314,9 @@ fn run_job(job: &Job<'_>, accel: Accel, extra: &[String]) -> (Tally, String) {
         }
     }
     let mut report = String::new();
+    if how.show {
+        report.push_str(&format!("--- serial output of {name} ---\n{}", b.serial));
+    }
     let secs = b.elapsed.as_secs_f64();
     if tally.failed == 0 {
         report.push_str(&format!(

@@ -141,3 +141,85 @@ fn ones_sub(a: u16, b: u16) -> u16 {
     let sum = u32::from(a) + u32::from(!b);
     ((sum & 0xffff) + (sum >> 16)) as u16
 }
+
+/// The upper-layer packet an Ethernet frame carries as smoltcp 0.14 (this workspace's
+/// features) would see it: (IPv6, protocol, offset, length). IPv4: version 4, header of 20
+/// bytes or more, total length from the header to the frame's end at most, no fragment. IPv6:
+/// version 6, payload inside the frame, up to four hop-by-hop or destination-options headers
+/// walked. `None` otherwise. (The tests' own reading, written apart from the driver's.)
+pub fn ip_payload(frame: &[u8]) -> Option<(bool, u8, usize, usize)> {
+    let word = |at: usize| -> Option<usize> {
+        Some(usize::from(*frame.get(at)?) << 8 | usize::from(*frame.get(at + 1)?))
+    };
+    match word(12)? {
+        0x0800 => {
+            let vhl = *frame.get(ETH)?;
+            let (version, header) = (vhl >> 4, usize::from(vhl & 15) * 4);
+            let total = word(ETH + 2)?;
+            let fragmented = word(ETH + 6)? & 0x3fff != 0;
+            let fits = header >= 20 && total >= header && ETH + total <= frame.len();
+            (version == 4 && fits && !fragmented)
+                .then(|| (false, frame[ETH + 9], ETH + header, total - header))
+        }
+        0x86dd => {
+            if frame.len() < ETH + 40 || frame[ETH] >> 4 != 6 {
+                return None;
+            }
+            let end = ETH + 40 + word(ETH + 4)?;
+            if end > frame.len() {
+                return None;
+            }
+            let (mut next, mut at) = (frame[ETH + 6], ETH + 40);
+            for _ in 0..4 {
+                if next != 0 && next != 60 {
+                    break;
+                }
+                if at + 2 > end {
+                    return None;
+                }
+                next = frame[at];
+                at += 8 + usize::from(frame[at + 1]) * 8;
+                if at > end {
+                    return None;
+                }
+            }
+            Some((true, next, at, end - at))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a received frame's TCP or UDP checksum is right (`Some(true)`; UDP over IPv4 sent
+/// without one counts as right), wrong (`Some(false)`), or the frame carries no TCP or UDP
+/// packet smoltcp would take (`None`; a UDP length outside 8..=the IP payload included).
+pub fn checksum_verdict(frame: &[u8]) -> Option<bool> {
+    let (ipv6, proto, start, len) = ip_payload(frame)?;
+    let packet = &frame[start..start + len];
+    let packet = match proto {
+        6 => packet,
+        17 => {
+            let udp_len = usize::from(u16::from_be_bytes([*packet.get(4)?, *packet.get(5)?]));
+            if udp_len < 8 || udp_len > len {
+                return None;
+            }
+            if !ipv6 && packet[6..8] == [0, 0] {
+                return Some(true);
+            }
+            &packet[..udp_len]
+        }
+        _ => return None,
+    };
+    let addresses = if ipv6 {
+        &frame[ETH + 8..ETH + 40]
+    } else {
+        &frame[ETH + 12..ETH + 20]
+    };
+    let mut pseudo = addresses.to_vec();
+    pseudo.extend_from_slice(&(packet.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, proto]);
+    let a = u32::from(ones_complement_sum(&pseudo));
+    let b = u32::from(ones_complement_sum(packet));
+    let total = (a + b) % 0xffff;
+    // Ones' complement: a sum of 0xffff (negative zero) or 0 folds to "all ones".
+    Some(total == 0 && (a + b) != 0)
+}

@@ -94,6 +94,8 @@ pub struct NetSim {
     pub ctrl_silent: bool,
     /// Once the driver uses the control queue, the device stops finishing resets.
     pub stick_reset_on_ctrl: bool,
+    /// tx notifications [`serve_tx_notified`](Self::serve_tx_notified) has acted on.
+    tx_notifications_served: usize,
 }
 
 impl NetSim {
@@ -212,6 +214,31 @@ impl NetSim {
         out
     }
 
+    /// Runs the tx queue as a device that waits for notifications does (QEMU's virtio-net):
+    /// only if a tx notification came since the last call; then, with notifications off,
+    /// takes every frame, asks for notifications again (with `EVENT_IDX`: from the next
+    /// position it will read) and looks once more, until no frame came in meanwhile.
+    pub fn serve_tx_notified(&mut self) -> Vec<([u8; HEADER_LEN], Vec<u8>)> {
+        let received = self
+            .state()
+            .notifications
+            .iter()
+            .filter(|&&q| q == 1)
+            .count();
+        if received == self.tx_notifications_served || !self.live(1) {
+            return Vec::new();
+        }
+        self.tx_notifications_served = received;
+        let mut out = Vec::new();
+        loop {
+            self.sim.disable_notification(1);
+            out.extend(self.take_tx());
+            if !self.sim.enable_notification(1) {
+                return out;
+            }
+        }
+    }
+
     /// Answers every pending control command.
     pub fn serve_ctrl(&mut self) {
         if !self.live(2) {
@@ -297,6 +324,7 @@ impl Net {
             ctrl_ack: 0,
             ctrl_silent: false,
             stick_reset_on_ctrl: false,
+            tx_notifications_served: 0,
         }));
         let clock = NetClock {
             now: Cell::new(0),

@@ -4,21 +4,19 @@
 //! The device runs only when a test asks it to ([`Sim::serve`], [`Sim::pop`] + [`Sim::complete`]),
 //! so tests choose the completion order and can hold requests in flight.
 
-use std::{
-    cell::Cell,
-    sync::{Arc, Mutex},
-};
+use std::sync::{Arc, Mutex};
 
 use vireo_drivers::blk::{BlkDriver, BlkOptions};
 use vireo_virtio::{
     Notifier, RingAddresses,
-    transport::{Clock, Transport, TransportError, WaitBudget},
+    mock::{FakeClock, PackedDevice},
+    transport::{Transport, TransportError, WaitBudget},
     virtio_spec::{DeviceStatus, F, le128},
 };
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::{GuestDma, packed::PackedRing};
+use super::GuestDma;
 
 /// A device-type feature bit.
 pub const fn blk(n: u32) -> F {
@@ -148,7 +146,12 @@ pub struct SimState {
     pub max_queue_size: u16,
     pub queues: Vec<Option<QueueSetup>>,
     pub epoch: u64,
+    /// Every notification the device received, by queue index, in order.
     pub notifications: Vec<u16>,
+    /// Queues whose next notification the device loses (one entry per lost notification).
+    pub lose_next_notification: Vec<u16>,
+    /// The notifications the device lost, by queue index.
+    pub lost_notifications: Vec<u16>,
     pub disk: Vec<u8>,
     pub serial: [u8; 20],
     pub seen: Vec<Seen>,
@@ -200,6 +203,8 @@ impl SimState {
             queues: vec![None; 4],
             epoch: 0,
             notifications: Vec::new(),
+            lose_next_notification: Vec::new(),
+            lost_notifications: Vec::new(),
             disk: Vec::new(),
             serial,
             seen: Vec::new(),
@@ -223,13 +228,23 @@ impl SimState {
 #[derive(Clone, Debug)]
 pub struct FakeTransport(pub Arc<Mutex<SimState>>);
 
-/// Records a notification in the shared state.
+/// Records a notification in the shared state (or loses it, when the test asked for that).
 #[derive(Clone, Debug)]
 pub struct FakeNotifier(Arc<Mutex<SimState>>);
 
 impl Notifier for FakeNotifier {
     fn notify(&self, queue_index: u16, _notification_data: Option<u32>) {
-        self.0.lock().unwrap().notifications.push(queue_index);
+        let mut s = self.0.lock().unwrap();
+        let lose = s
+            .lose_next_notification
+            .iter()
+            .position(|&q| q == queue_index);
+        if let Some(at) = lose {
+            s.lose_next_notification.remove(at);
+            s.lost_notifications.push(queue_index);
+        } else {
+            s.notifications.push(queue_index);
+        }
     }
 }
 
@@ -364,18 +379,6 @@ impl Transport for FakeTransport {
     }
 }
 
-/// A clock that advances a microsecond per reading, so budgets expire deterministically.
-#[derive(Debug, Default)]
-pub struct TestClock(Cell<u64>);
-
-impl Clock for TestClock {
-    fn now_ns(&self) -> u64 {
-        let now = self.0.get() + 1_000;
-        self.0.set(now);
-        now
-    }
-}
-
 /// A chain the device took from a ring.
 #[derive(Clone, Debug, Default)]
 pub struct Chain {
@@ -390,14 +393,16 @@ pub struct Chain {
 
 enum DevRing {
     Split(Queue),
-    Packed(PackedRing),
+    /// The packed-ring device, and whether `VIRTIO_F_EVENT_IDX` was negotiated.
+    Packed(PackedDevice, bool),
 }
 
 /// The simulated device: state, guest memory, and the device side of each ring.
 pub struct Sim {
     pub state: Arc<Mutex<SimState>>,
     pub dma: GuestDma,
-    pub clock: TestClock,
+    /// Advances a microsecond per reading, so budgets expire deterministically.
+    pub clock: FakeClock,
     rings: Vec<Option<(u64, DevRing)>>,
 }
 
@@ -414,7 +419,7 @@ impl Sim {
         Self {
             state: Arc::new(Mutex::new(state)),
             dma,
-            clock: TestClock::default(),
+            clock: FakeClock::new(1_000),
             rings: (0..4).map(|_| None).collect(),
         }
     }
@@ -468,10 +473,11 @@ impl Sim {
             .unwrap()
             .driver_features
             .contains(F::EVENT_IDX);
+        let mem = self.mem();
         let slot = &mut self.rings[usize::from(q)];
         if slot.as_ref().is_none_or(|(epoch, _)| *epoch != setup.epoch) {
             let ring = if packed {
-                DevRing::Packed(PackedRing::new(setup.addrs.descriptor_area, setup.size))
+                DevRing::Packed(PackedDevice::new(&mem, setup.addrs, setup.size), event_idx)
             } else {
                 let mut queue = Queue::new(setup.size).unwrap();
                 let split = |a: u64| (Some(a as u32), Some((a >> 32) as u32));
@@ -514,9 +520,37 @@ impl Sim {
                     });
                 }
             }
-            DevRing::Packed(ring) => chains.extend(std::iter::from_fn(|| ring.pop(&mem))),
+            DevRing::Packed(ring, _) => {
+                chains.extend(std::iter::from_fn(|| ring.pop()).map(|chain| Chain {
+                    head: chain.id,
+                    desc_count: chain.desc_count,
+                    indirect: chain.indirect,
+                    descs: chain.descs,
+                }))
+            }
         }
         chains
+    }
+
+    /// Asks the driver not to notify `q`, a hint (a split ring with `EVENT_IDX` has no flag
+    /// for it: its event index just stays where it was).
+    pub fn disable_notification(&mut self, q: u16) {
+        let mem = self.mem();
+        match self.ring(q) {
+            DevRing::Split(queue) => queue.disable_notification(&mem).unwrap(),
+            DevRing::Packed(ring, _) => ring.disable_notification(),
+        }
+    }
+
+    /// Asks the driver to notify `q` when it makes buffers available again (with `EVENT_IDX`:
+    /// from the next position the device will read, virtio 1.2 §2.7.10, §2.8.10). Returns
+    /// whether buffers are available already: the device must look again before it waits.
+    pub fn enable_notification(&mut self, q: u16) -> bool {
+        let mem = self.mem();
+        match self.ring(q) {
+            DevRing::Split(queue) => queue.enable_notification(&mem).unwrap(),
+            DevRing::Packed(ring, event_idx) => ring.enable_notification(*event_idx),
+        }
     }
 
     /// Executes `chain` against the disk and puts it in the used ring.
@@ -543,7 +577,8 @@ impl Sim {
         let mem = self.mem();
         match self.ring(q) {
             DevRing::Split(queue) => queue.add_used(&mem, chain.head, len).unwrap(),
-            DevRing::Packed(ring) => ring.add_used(&mem, chain, len),
+            // WRITE on the used descriptor when the device wrote something (§2.8.7).
+            DevRing::Packed(ring, _) => ring.write_used(chain.head, len, len > 0, chain.desc_count),
         }
     }
 

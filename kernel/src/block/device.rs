@@ -6,16 +6,16 @@ use core::{fmt, time::Duration};
 
 use spin::{Mutex, Once};
 use vireo_drivers::blk::{BlkDriver, BlkError, Output, Request, RequestId, RequestKind};
-use vireo_virtio::{transport::PciTransport, virtio_spec::F};
+use vireo_virtio::virtio_spec::F;
 
 use super::{BlockError, Completion};
 use crate::{
     mm::DeviceAlloc,
     pci::PciDevice,
-    virtio::{Interrupts, KernelPci},
+    virtio::{Interrupts, KernelTransport, Location},
 };
 
-pub(super) type Driver = BlkDriver<PciTransport<KernelPci>, DeviceAlloc>;
+pub(super) type Driver = BlkDriver<KernelTransport, DeviceAlloc>;
 
 /// The time a device gets to complete one request before the wait fails, by default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,7 +99,7 @@ pub struct BlockInfo {
 /// A virtio-blk device. All methods take `&self`: the device is shared, and calls serialise on an
 /// internal lock that is never held while waiting.
 pub struct BlockDevice {
-    pci: &'static PciDevice,
+    location: Location,
     serial: Once<String>,
     pub(super) inner: Mutex<Inner>,
 }
@@ -107,7 +107,7 @@ pub struct BlockDevice {
 impl fmt::Debug for BlockDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BlockDevice")
-            .field("pci", &format_args!("{}", self.pci))
+            .field("location", &format_args!("{}", self.location))
             .field("serial", &self.serial())
             .finish_non_exhaustive()
     }
@@ -116,10 +116,10 @@ impl fmt::Debug for BlockDevice {
 impl fmt::Display for BlockDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = self.info();
-        let (bus, dev, func) = self.pci.address();
         write!(
             f,
-            "virtio-blk {bus:02x}:{dev:02x}.{func} serial {:?}: {} blocks of {} bytes{}, {} queue(s), {}{}{}, {}",
+            "virtio-blk {} serial {:?}: {} blocks of {} bytes{}, {} queue(s), {}{}{}, {}",
+            self.location,
             self.serial(),
             i.blocks,
             i.block_size,
@@ -128,25 +128,24 @@ impl fmt::Display for BlockDevice {
             if i.packed { "packed" } else { "split" },
             if i.indirect { "+indirect" } else { "" },
             if i.event_idx { "+event-idx" } else { "" },
-            if i.interrupts { "MSI-X" } else { "polled" },
+            match (i.interrupts, self.location) {
+                (false, _) => "polled",
+                (true, Location::Pci(_)) => "MSI-X",
+                (true, Location::Mmio(_)) => "IRQ line",
+            },
         )
     }
 }
 
 impl BlockDevice {
-    pub(super) fn new(
-        pci: &'static PciDevice,
-        driver: Driver,
-        irq: Interrupts,
-        serial: String,
-    ) -> Self {
+    pub(super) fn new(location: Location, driver: Driver, irq: Interrupts, serial: String) -> Self {
         let queues = usize::from(driver.queue_count());
         let serial_once = Once::new();
         if !serial.is_empty() {
             serial_once.call_once(|| serial);
         }
         Self {
-            pci,
+            location,
             serial: serial_once,
             inner: Mutex::new(Inner {
                 driver,
@@ -174,9 +173,14 @@ impl BlockDevice {
         Ok(())
     }
 
-    /// The PCI function.
-    pub fn pci(&self) -> &'static PciDevice {
-        self.pci
+    /// Where the device was found: a PCI function or a virtio-mmio window.
+    pub fn location(&self) -> Location {
+        self.location
+    }
+
+    /// The PCI function, when the device is one.
+    pub fn pci(&self) -> Option<&'static PciDevice> {
+        self.location.pci()
     }
 
     /// The serial number the device reports (QEMU `serial=`), empty if it has none.

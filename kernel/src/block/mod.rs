@@ -61,7 +61,11 @@ pub fn buffer(len: usize) -> Result<Buffer, BlockError> {
 
 static DEVICES: Once<Vec<BlockDevice>> = Once::new();
 
-/// Every block device found at boot, in PCI order.
+/// Every block device brought up at boot, in PCI order (then virtio-mmio devices).
+///
+/// A device that could not be brought up (a refused feature set, a queue it cannot offer, a
+/// device error during set-up) is absent: it was logged once at boot with the reason, and
+/// [`crate::virtio::failed_devices`] lists it.
 pub fn devices() -> &'static [BlockDevice] {
     DEVICES.get().map_or(&[], Vec::as_slice)
 }

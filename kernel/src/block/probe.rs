@@ -3,13 +3,13 @@
 use alloc::{string::String, vec::Vec};
 
 use vireo_drivers::blk::{BlkDriver, BlkOptions};
-use vireo_virtio::transport::{PciTransport, Transport};
+use vireo_virtio::transport::Transport;
 
 use super::BlockDevice;
 use crate::{
+    cmdline,
     mm::DeviceAlloc,
-    pci::PciDevice,
-    virtio::{self, Interrupts, KernelPci},
+    virtio::{self, Interrupts, KernelTransport, Location},
 };
 
 /// The virtio device type of a block device (virtio 1.2 §5.2).
@@ -23,19 +23,19 @@ pub(super) struct ProbeOptions {
 }
 
 pub(super) fn options() -> ProbeOptions {
-    let queues = virtio::option("vireo.blk.queues").map_or(4, |v| v.clamp(1, 64) as u16);
+    // Values come checked (range, power of two) from `cmdline`, which reported any it changed.
+    let queues = cmdline::number("vireo.blk.queues").map_or(4, |v| v as u16);
     ProbeOptions {
         driver: BlkOptions {
-            packed: virtio::flag("vireo.blk.packed", true),
-            indirect: virtio::flag("vireo.blk.indirect", true),
-            event_idx: virtio::flag("vireo.blk.event_idx", true),
+            packed: cmdline::flag("vireo.blk.packed", true),
+            indirect: cmdline::flag("vireo.blk.indirect", true),
+            event_idx: cmdline::flag("vireo.blk.event_idx", true),
             multi_queue: queues > 1,
             queues,
-            queue_size: virtio::option("vireo.blk.queue_size")
-                .map_or(1024, |v| v.clamp(1, 32768) as u16),
+            queue_size: cmdline::number("vireo.blk.queue_size").map_or(1024, |v| v as u16),
             ..BlkOptions::default()
         },
-        polled: virtio::flag("vireo.blk.polled", false),
+        polled: cmdline::flag("vireo.blk.polled", false),
     }
 }
 
@@ -44,9 +44,9 @@ pub(super) fn probe_all() -> Vec<BlockDevice> {
     virtio::probe_each(DEVICE_TYPE_BLOCK, "virtio-blk", |d| probe(d, opts))
 }
 
-fn probe(device: &'static PciDevice, opts: ProbeOptions) -> Result<BlockDevice, super::BlockError> {
-    let transport = PciTransport::new(KernelPci::new(device))
-        .map_err(vireo_drivers::blk::BlkError::Transport)?;
+fn probe(device: Location, opts: ProbeOptions) -> Result<BlockDevice, super::BlockError> {
+    let transport =
+        KernelTransport::new(device).map_err(vireo_drivers::blk::BlkError::Transport)?;
     let queues = transport.queue_count().min(opts.driver.queues).max(1);
     let irq = Interrupts::new(device, queues, opts.polled, "virtio-blk");
     let vectors = irq.queue_vectors(queues);

@@ -27,13 +27,10 @@ impl Log for ConsoleLogger {
     fn flush(&self) {}
 }
 
-/// Parses `log=LEVEL` out of a command line (`None` if absent or not a level).
+/// Parses `log=LEVEL` out of a command line (`None` if absent or not a level; a bad value is
+/// reported at boot by [`crate::cmdline`]).
 pub fn level_from_cmdline(cmdline: &str) -> Option<LevelFilter> {
-    cmdline
-        .split_ascii_whitespace()
-        .filter_map(|arg| arg.strip_prefix("log="))
-        .next_back()
-        .and_then(|level| level.parse().ok())
+    crate::cmdline::level_in(cmdline)
 }
 
 /// Installs the console logger with the level named on `cmdline` (`info` by default).

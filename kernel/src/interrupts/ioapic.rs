@@ -1,11 +1,11 @@
-//! The IOAPIC (Intel 82093AA datasheet) and the legacy 8259 PIC, which is remapped and masked.
+//! The IOAPICs (Intel 82093AA datasheet) and the legacy 8259 PIC, which is remapped and masked.
 
 use core::fmt;
 
 use spin::Mutex;
 
 use super::{
-    acpi::{IsaOverride, MAX_OVERRIDES, Madt},
+    acpi::{IsaOverride, MAX_IOAPICS, MAX_OVERRIDES, Madt},
     lapic,
     vectors::{PIC_VECTOR_BASE, VectorError},
 };
@@ -67,8 +67,6 @@ struct IoApic {
     regs: Mmio,
     gsi_base: u32,
     inputs: u32,
-    overrides: [IsaOverride; MAX_OVERRIDES],
-    override_count: usize,
 }
 
 impl IoApic {
@@ -91,8 +89,28 @@ impl IoApic {
     }
 }
 
-/// The first IOAPIC (QEMU has one; further ones are logged and not used).
-static IOAPIC: Mutex<Option<IoApic>> = Mutex::new(None);
+/// Every IOAPIC the MADT lists (QEMU's `microvm` has two), and the ISA overrides.
+struct IoApics {
+    apics: [Option<IoApic>; MAX_IOAPICS],
+    overrides: [IsaOverride; MAX_OVERRIDES],
+    override_count: usize,
+}
+
+impl IoApics {
+    /// The IOAPIC serving `gsi`, and the input number there.
+    fn serving(&self, gsi: u32) -> Result<(&IoApic, u32), IoApicError> {
+        self.apics
+            .iter()
+            .flatten()
+            .find_map(|a| {
+                let input = gsi.checked_sub(a.gsi_base).filter(|i| *i < a.inputs)?;
+                Some((a, input))
+            })
+            .ok_or(IoApicError::NoSuchGsi(gsi))
+    }
+}
+
+static IOAPICS: Mutex<Option<IoApics>> = Mutex::new(None);
 
 /// Remaps the 8259 PICs to vectors 0x20..=0x2F and masks every line.
 fn disable_pic() {
@@ -123,44 +141,53 @@ fn disable_pic() {
     w(&mut data2, 0xff);
 }
 
-/// Masks the PIC, maps the IOAPIC the MADT names (or the default one) and masks all its inputs.
+/// Masks the PIC (when there is one), maps every IOAPIC the MADT names (or the PC default one
+/// without a MADT) and masks all their inputs.
 pub(super) fn init(madt: Option<&Madt>) -> Result<(), IoApicError> {
     if madt.is_none_or(|m| m.has_8259) {
         disable_pic();
     }
-    let (address, gsi_base) = match madt.and_then(|m| m.ioapics().first()) {
-        Some(e) => (u64::from(e.address), e.gsi_base),
-        None => (DEFAULT_IOAPIC_ADDRESS, 0),
+    let default = [super::IoApicEntry {
+        id: 0,
+        address: DEFAULT_IOAPIC_ADDRESS as u32,
+        gsi_base: 0,
+    }];
+    let entries = match madt {
+        Some(m) if !m.ioapics().is_empty() => m.ioapics(),
+        _ => &default,
     };
-    if let Some(m) = madt
-        && m.ioapics().len() > 1
-    {
-        log::warn!("{} IOAPICs; only the first is used", m.ioapics().len());
-    }
-    // SAFETY: `address` is the IOAPIC's register window (from the MADT or the PC default); its
-    // registers steer interrupts and never access memory.
-    let regs = unsafe { map_mmio(address, 0x20) }.map_err(IoApicError::Map)?;
-    let mut apic = IoApic {
-        regs,
-        gsi_base,
-        inputs: 0,
+    let mut all = IoApics {
+        apics: [const { None }; MAX_IOAPICS],
         overrides: [IsaOverride::default(); MAX_OVERRIDES],
         override_count: 0,
     };
-    apic.inputs = ((apic.read(REG_VERSION) >> 16) & 0xff) + 1;
+    for (slot, e) in all.apics.iter_mut().zip(entries) {
+        let address = u64::from(e.address);
+        // SAFETY: `address` is an IOAPIC's register window (from the MADT or the PC default);
+        // its registers steer interrupts and never access memory.
+        let regs = unsafe { map_mmio(address, 0x20) }.map_err(IoApicError::Map)?;
+        let mut apic = IoApic {
+            regs,
+            gsi_base: e.gsi_base,
+            inputs: 0,
+        };
+        apic.inputs = ((apic.read(REG_VERSION) >> 16) & 0xff) + 1;
+        for input in 0..apic.inputs {
+            apic.set_entry(input, ENTRY_MASKED);
+        }
+        log::debug!(
+            "IOAPIC at {address:#x}: id {}, GSIs {}..{}",
+            apic.read(REG_ID) >> 24,
+            e.gsi_base,
+            e.gsi_base + apic.inputs
+        );
+        *slot = Some(apic);
+    }
     if let Some(m) = madt {
-        apic.override_count = m.overrides().len();
-        apic.overrides[..apic.override_count].copy_from_slice(m.overrides());
+        all.override_count = m.overrides().len();
+        all.overrides[..all.override_count].copy_from_slice(m.overrides());
     }
-    for input in 0..apic.inputs {
-        apic.set_entry(input, ENTRY_MASKED);
-    }
-    log::info!(
-        "IOAPIC at {address:#x}: id {}, GSIs {gsi_base}..{}",
-        apic.read(REG_ID) >> 24,
-        gsi_base + apic.inputs
-    );
-    *IOAPIC.lock() = Some(apic);
+    *IOAPICS.lock() = Some(all);
     Ok(())
 }
 
@@ -170,12 +197,8 @@ pub fn route_gsi(gsi: u32, vector: u8, trigger: Trigger) -> Result<(), IoApicErr
         return Err(IoApicError::Vector(VectorError::Reserved(vector)));
     }
     x86_64::instructions::interrupts::without_interrupts(|| {
-        let guard = IOAPIC.lock();
-        let apic = guard.as_ref().ok_or(IoApicError::NotReady)?;
-        let input = gsi
-            .checked_sub(apic.gsi_base)
-            .filter(|i| *i < apic.inputs)
-            .ok_or(IoApicError::NoSuchGsi(gsi))?;
+        let guard = IOAPICS.lock();
+        let (apic, input) = guard.as_ref().ok_or(IoApicError::NotReady)?.serving(gsi)?;
         let mut entry = u64::from(vector) | (u64::from(lapic::boot_apic_id() & 0xff) << 56);
         if matches!(trigger, Trigger::LevelHigh | Trigger::LevelLow) {
             entry |= ENTRY_LEVEL;
@@ -191,12 +214,8 @@ pub fn route_gsi(gsi: u32, vector: u8, trigger: Trigger) -> Result<(), IoApicErr
 /// Masks global system interrupt `gsi`.
 pub fn mask_gsi(gsi: u32) -> Result<(), IoApicError> {
     x86_64::instructions::interrupts::without_interrupts(|| {
-        let guard = IOAPIC.lock();
-        let apic = guard.as_ref().ok_or(IoApicError::NotReady)?;
-        let input = gsi
-            .checked_sub(apic.gsi_base)
-            .filter(|i| *i < apic.inputs)
-            .ok_or(IoApicError::NoSuchGsi(gsi))?;
+        let guard = IOAPICS.lock();
+        let (apic, input) = guard.as_ref().ok_or(IoApicError::NotReady)?.serving(gsi)?;
         apic.set_entry(input, ENTRY_MASKED);
         Ok(())
     })
@@ -205,7 +224,7 @@ pub fn mask_gsi(gsi: u32) -> Result<(), IoApicError> {
 /// The GSI and signalling of ISA IRQ `irq`, after the MADT's interrupt source overrides.
 pub fn isa_irq_gsi(irq: u8) -> (u32, Trigger) {
     let found = x86_64::instructions::interrupts::without_interrupts(|| {
-        let guard = IOAPIC.lock();
+        let guard = IOAPICS.lock();
         guard.as_ref().and_then(|a| {
             a.overrides[..a.override_count]
                 .iter()

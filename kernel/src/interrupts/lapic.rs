@@ -47,6 +47,8 @@ const ICR_LEVEL_ASSERT: u32 = 1 << 14;
 const ICR_SHORTHAND_SELF: u32 = 0b01 << 18;
 /// Timer divide configuration value for "divide by 16".
 pub(crate) const TIMER_DIVIDE_16: u32 = 0b0011;
+/// Timer divide configuration value for "divide by 1".
+pub(crate) const TIMER_DIVIDE_1: u32 = 0b1011;
 
 enum Access {
     X2Apic,
@@ -168,7 +170,7 @@ pub(super) fn init() -> Result<(), ApicError> {
     apic.write(REG_ESR, 0);
     apic.write(REG_ESR, 0);
     apic.write(REG_SVR, SVR_ENABLE | u32::from(SPURIOUS_VECTOR));
-    log::info!(
+    log::debug!(
         "local APIC: {} mode, id {id}, version {:#x}",
         if x2 { "x2APIC" } else { "xAPIC" },
         apic.read(REG_VERSION) & 0xff

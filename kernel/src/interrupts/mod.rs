@@ -17,7 +17,7 @@ mod vectors;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-pub use acpi::{AcpiError, IoApicEntry, IsaOverride, Madt, hpet_address, read_madt};
+pub use acpi::{AcpiError, IoApicEntry, IsaOverride, Madt, hpet_address, read_dsdt, read_madt};
 pub use exceptions::{
     DIVIDE_ERROR, DOUBLE_FAULT, ExceptionHook, GENERAL_PROTECTION, INVALID_OPCODE, PAGE_FAULT,
     exception_name, set_exception_hook,
@@ -25,8 +25,8 @@ pub use exceptions::{
 pub use idt::InterruptFrame;
 pub use lapic::{ApicError, boot_apic_id, is_x2apic, send_self_ipi};
 pub(crate) use lapic::{
-    TIMER_DIVIDE_16, has_tsc_deadline, set_tsc_deadline, timer_current, timer_start_masked,
-    timer_start_periodic, timer_start_tsc_deadline,
+    TIMER_DIVIDE_1, TIMER_DIVIDE_16, has_tsc_deadline, set_tsc_deadline, timer_current,
+    timer_start_masked, timer_start_periodic, timer_start_tsc_deadline,
 };
 pub(crate) use vectors::set_fixed_handler;
 pub use vectors::{

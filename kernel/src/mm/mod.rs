@@ -149,7 +149,7 @@ pub fn init(boot_info: &BootInfo) {
     // SAFETY: as for the heap.
     unsafe { device::init(pool_phys, pool_size as usize) };
     let s = stats();
-    log::info!(
+    log::debug!(
         "mm: {} MiB RAM, heap {} MiB at {heap_phys:#x}, DeviceAlloc pool {} MiB at {pool_phys:#x}, {} frames free",
         s.ram_bytes / MIB,
         s.heap_bytes as u64 / MIB,

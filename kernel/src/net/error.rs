@@ -25,6 +25,12 @@ pub enum NetError {
     MessageTooLarge,
     /// The device failed and could not be brought back.
     DeviceFailed,
+    /// A name lookup found no DNS server to ask.
+    NoNameServer,
+    /// Not a name a DNS query can carry (empty, a label over 63 bytes, over 255 in all).
+    InvalidName,
+    /// The DNS servers said the name does not exist, or stopped answering.
+    NameNotFound,
 }
 
 impl fmt::Display for NetError {
@@ -40,8 +46,30 @@ impl fmt::Display for NetError {
             Self::AddrInUse => "address in use",
             Self::MessageTooLarge => "message too large",
             Self::DeviceFailed => "network device failed",
+            Self::NoNameServer => "no DNS server known",
+            Self::InvalidName => "not a valid host name",
+            Self::NameNotFound => "host name not found",
         })
     }
 }
 
 impl core::error::Error for NetError {}
+
+impl embedded_io::Error for NetError {
+    fn kind(&self) -> embedded_io::ErrorKind {
+        use embedded_io::ErrorKind as K;
+        match self {
+            Self::NoDevice | Self::DeviceFailed => K::Other,
+            Self::Unaddressable => K::AddrNotAvailable,
+            Self::TimedOut => K::TimedOut,
+            // The blocking traits never produce it; kept apart from a real failure.
+            Self::WouldBlock => K::Interrupted,
+            Self::ConnectionRefused => K::ConnectionRefused,
+            Self::ConnectionReset => K::ConnectionReset,
+            Self::NotConnected => K::NotConnected,
+            Self::AddrInUse => K::AddrInUse,
+            Self::MessageTooLarge | Self::InvalidName => K::InvalidInput,
+            Self::NoNameServer | Self::NameNotFound => K::NotFound,
+        }
+    }
+}

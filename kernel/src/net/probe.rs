@@ -8,13 +8,12 @@ use smoltcp::{
     wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr, Ipv6Address},
 };
 use vireo_drivers::net::{NetDriver, NetError as DriverError, NetOptions};
-use vireo_virtio::transport::PciTransport;
 
 use super::stack::{NetDevice, QUEUES, Stack, now};
 use crate::{
+    cmdline,
     mm::DeviceAlloc,
-    pci::PciDevice,
-    virtio::{self, Interrupts, KernelPci},
+    virtio::{self, Interrupts, KernelTransport, Location},
 };
 
 /// The virtio device type of a network device (virtio 1.2 §5.1).
@@ -26,15 +25,8 @@ struct ProbeOptions {
     driver: NetOptions,
     polled: bool,
     ipv4: Option<(Ipv4Cidr, Option<Ipv4Address>)>,
-}
-
-/// The value of `key=...` on the command line as text.
-fn text_option(key: &str) -> Option<&'static str> {
-    crate::boot_info()
-        .cmdline()
-        .split_ascii_whitespace()
-        .filter_map(|a| a.strip_prefix(key)?.strip_prefix('='))
-        .next_back()
+    /// `vireo.net.dns=A.B.C.D[,A.B.C.D]` (at most 4 used).
+    dns: [Option<Ipv4Address>; 4],
 }
 
 /// `A.B.C.D/N` (`/N` defaults to 24).
@@ -44,11 +36,30 @@ fn parse_cidr(s: &str) -> Option<Ipv4Cidr> {
     Some(Ipv4Cidr::new(addr.parse().ok()?, prefix))
 }
 
+/// `vireo.net.dns=`: the DNS servers to ask instead of DHCP's.
+fn dns_servers() -> [Option<Ipv4Address>; 4] {
+    let mut servers = [None; 4];
+    let Some(list) = cmdline::text("vireo.net.dns") else {
+        return servers;
+    };
+    let mut parsed = list.split(',').filter_map(|a| match a.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            log::warn!("virtio-net: vireo.net.dns: `{a}` is not an IPv4 address; ignored");
+            None
+        }
+    });
+    for slot in &mut servers {
+        *slot = parsed.next();
+    }
+    servers
+}
+
 fn options() -> ProbeOptions {
     let defaults = NetOptions::default();
-    let ipv4 = text_option("vireo.net.ip").and_then(|ip| match parse_cidr(ip) {
+    let ipv4 = cmdline::text("vireo.net.ip").and_then(|ip| match parse_cidr(ip) {
         Some(cidr) => {
-            let gw = text_option("vireo.net.gw").and_then(|g| g.parse().ok());
+            let gw = cmdline::text("vireo.net.gw").and_then(|g| g.parse().ok());
             Some((cidr, gw))
         }
         None => {
@@ -58,21 +69,22 @@ fn options() -> ProbeOptions {
     });
     ProbeOptions {
         driver: NetOptions {
-            packed: virtio::flag("vireo.net.packed", true),
-            indirect: virtio::flag("vireo.net.indirect", defaults.indirect),
-            event_idx: virtio::flag("vireo.net.event_idx", defaults.event_idx),
-            mrg_rxbuf: virtio::flag("vireo.net.mrg_rxbuf", defaults.mrg_rxbuf),
-            csum: virtio::flag("vireo.net.csum", defaults.csum),
-            tso: virtio::flag("vireo.net.tso", defaults.tso),
-            host_tso: virtio::flag("vireo.net.host_tso", defaults.host_tso),
-            mtu: virtio::flag("vireo.net.mtu", defaults.mtu),
-            ctrl_vq: virtio::flag("vireo.net.ctrl_vq", defaults.ctrl_vq),
-            queue_size: virtio::option("vireo.net.queue_size")
-                .map_or(defaults.queue_size, |v| v.clamp(2, 32768) as u16),
+            packed: cmdline::flag("vireo.net.packed", true),
+            indirect: cmdline::flag("vireo.net.indirect", defaults.indirect),
+            event_idx: cmdline::flag("vireo.net.event_idx", defaults.event_idx),
+            mrg_rxbuf: cmdline::flag("vireo.net.mrg_rxbuf", defaults.mrg_rxbuf),
+            csum: cmdline::flag("vireo.net.csum", defaults.csum),
+            tso: cmdline::flag("vireo.net.tso", defaults.tso),
+            host_tso: cmdline::flag("vireo.net.host_tso", defaults.host_tso),
+            mtu: cmdline::flag("vireo.net.mtu", defaults.mtu),
+            ctrl_vq: cmdline::flag("vireo.net.ctrl_vq", defaults.ctrl_vq),
+            queue_size: cmdline::number("vireo.net.queue_size")
+                .map_or(defaults.queue_size, |v| v as u16),
             ..defaults
         },
-        polled: virtio::flag("vireo.net.polled", false),
+        polled: cmdline::flag("vireo.net.polled", false),
         ipv4,
+        dns: dns_servers(),
     }
 }
 
@@ -96,8 +108,8 @@ fn link_local(mac: [u8; 6]) -> Ipv6Address {
     )
 }
 
-fn probe(device: &'static PciDevice, opts: ProbeOptions) -> Result<NetDevice, DriverError> {
-    let transport = PciTransport::new(KernelPci::new(device))?;
+fn probe(device: Location, opts: ProbeOptions) -> Result<NetDevice, DriverError> {
+    let transport = KernelTransport::new(device)?;
     let irq = Interrupts::new(device, QUEUES, opts.polled, "virtio-net");
     let vectors = irq.queue_vectors(QUEUES);
     let mut driver = virtio::with_budget(|budget| {
@@ -120,6 +132,12 @@ fn probe(device: &'static PciDevice, opts: ProbeOptions) -> Result<NetDevice, Dr
     }
     Ok(NetDevice::new(
         device,
-        Stack::new(driver, irq, iface, opts.ipv4),
+        Stack::new(
+            driver,
+            irq,
+            iface,
+            opts.ipv4,
+            &opts.dns.iter().flatten().copied().collect::<Vec<_>>(),
+        ),
     ))
 }

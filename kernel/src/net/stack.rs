@@ -6,14 +6,13 @@ use core::{fmt, time::Duration};
 
 use smoltcp::{
     iface::{Interface, SocketHandle, SocketSet},
-    socket::{dhcpv4, tcp},
+    socket::{dhcpv4, dns, tcp},
     time::Instant as SmolInstant,
-    wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr},
+    wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr},
 };
 use spin::Mutex;
 use vireo_drivers::net::{NetDriver, NetError as DriverError};
 use vireo_virtio::{
-    transport::PciTransport,
     virtio_spec::{F, net},
     wait::{WaitQueue, Waited},
 };
@@ -22,10 +21,10 @@ use super::NetError;
 use crate::{
     mm::DeviceAlloc,
     pci::PciDevice,
-    virtio::{self, Interrupts, KernelPci, ticks_for},
+    virtio::{self, Interrupts, KernelTransport, Location, ticks_for},
 };
 
-pub(super) type Driver = NetDriver<PciTransport<KernelPci>, DeviceAlloc>;
+pub(super) type Driver = NetDriver<KernelTransport, DeviceAlloc>;
 
 /// The receive queue (virtio 1.2 §5.1.2), whose interrupt wakes waiters.
 const RX_QUEUE: u16 = 0;
@@ -54,6 +53,12 @@ pub(super) struct Stack {
     pub(super) sockets: SocketSet<'static>,
     /// The DHCP client, unless the address came from the command line.
     dhcp: Option<SocketHandle>,
+    /// The DNS resolver (its servers from the command line, else from DHCP).
+    pub(super) dns: SocketHandle,
+    /// DNS servers given on the command line: DHCP's are not used then.
+    static_dns: bool,
+    /// How many DNS servers the resolver knows.
+    pub(super) dns_servers: usize,
     /// The IPv4 address and gateway in use.
     ipv4: Option<(Ipv4Cidr, Option<Ipv4Address>)>,
     next_port: u16,
@@ -76,13 +81,20 @@ impl Stack {
         irq: Interrupts,
         iface: Interface,
         static_ipv4: Option<(Ipv4Cidr, Option<Ipv4Address>)>,
+        dns_servers: &[Ipv4Address],
     ) -> Self {
+        let mut sockets = SocketSet::new(Vec::new());
+        let servers: Vec<IpAddress> = dns_servers.iter().map(|&a| a.into()).collect();
+        let dns = sockets.add(dns::Socket::new(&servers, Vec::new()));
         let mut stack = Self {
             driver,
             irq,
             iface,
-            sockets: SocketSet::new(Vec::new()),
+            sockets,
             dhcp: None,
+            dns,
+            static_dns: !dns_servers.is_empty(),
+            dns_servers: servers.len(),
             ipv4: None,
             next_port: *EPHEMERAL.start(),
             closing: Vec::new(),
@@ -131,7 +143,17 @@ impl Stack {
     /// sender spinning on a full ring never sleeps, so the waiters' re-notification never runs).
     fn watch_tx(&mut self) {
         let now = crate::time::ticks();
-        let reclaimed = self.driver.reclaim_tx().unwrap_or(0);
+        let reclaimed = match self.driver.reclaim_tx() {
+            Ok(n) => n,
+            // The device is down (a recovery that failed): nothing to watch.
+            Err(DriverError::NotReady) => return,
+            // A transmit ring the device broke: as for a receive-side error, reset.
+            Err(e) => {
+                log::error!("virtio-net: {e}; resetting the device");
+                self.recover();
+                return;
+            }
+        };
         if reclaimed > 0 || self.driver.tx_outstanding() == 0 {
             self.tx_progress_tick = now;
         } else if now >= self.tx_progress_tick + TX_STALL_TICKS {
@@ -191,11 +213,21 @@ impl Stack {
 
     fn dhcp_events(&mut self) {
         let Some(handle) = self.dhcp else { return };
-        let update = match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
+        let (update, servers) = match self.sockets.get_mut::<dhcpv4::Socket>(handle).poll() {
             None => return,
-            Some(dhcpv4::Event::Configured(config)) => Some((config.address, config.router)),
-            Some(dhcpv4::Event::Deconfigured) => None,
+            Some(dhcpv4::Event::Configured(config)) => {
+                let servers: Vec<IpAddress> =
+                    config.dns_servers.iter().map(|&a| a.into()).collect();
+                (Some((config.address, config.router)), servers)
+            }
+            Some(dhcpv4::Event::Deconfigured) => (None, Vec::new()),
         };
+        if !self.static_dns {
+            self.sockets
+                .get_mut::<dns::Socket>(self.dns)
+                .update_servers(&servers);
+            self.dns_servers = servers.len();
+        }
         match update {
             Some((cidr, router)) => log::info!("virtio-net: DHCP lease {cidr}, gateway {router:?}"),
             // The client starts by reporting "no configuration": only a real loss is news.
@@ -309,7 +341,7 @@ pub struct NetInfo {
     /// `VIRTIO_NET_F_HOST_TSO4` is in use: the device cuts TCP/IPv4 segments of up to 64 KiB
     /// that smoltcp sends (`vireo.net.host_tso`).
     pub host_tso: bool,
-    /// Frames arrive by MSI-X interrupt (else polled).
+    /// Frames arrive by interrupt: MSI-X, or a virtio-mmio device's line (else polled).
     pub interrupts: bool,
 }
 
@@ -332,14 +364,14 @@ pub struct NetStats {
 /// A virtio-net device. All methods take `&self`; calls serialise on an internal lock that is
 /// never held while waiting.
 pub struct NetDevice {
-    pci: &'static PciDevice,
+    location: Location,
     pub(super) stack: Mutex<Stack>,
 }
 
 impl fmt::Debug for NetDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NetDevice")
-            .field("pci", &format_args!("{}", self.pci))
+            .field("location", &format_args!("{}", self.location))
             .finish_non_exhaustive()
     }
 }
@@ -347,10 +379,10 @@ impl fmt::Debug for NetDevice {
 impl fmt::Display for NetDevice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let i = self.info();
-        let (bus, dev, func) = self.pci.address();
         write!(
             f,
-            "virtio-net {bus:02x}:{dev:02x}.{func} {} mtu {}, link {}, {}{}{}{}{}, {}",
+            "virtio-net {} {} mtu {}, link {}, {}{}{}{}{}, {}",
+            self.location,
             EthernetAddress(i.mac),
             i.mtu,
             if i.link_up { "up" } else { "down" },
@@ -359,22 +391,31 @@ impl fmt::Display for NetDevice {
             if i.guest_csum { "+guest-csum" } else { "" },
             if i.guest_tso { "+guest-tso" } else { "" },
             if i.host_tso { "+host-tso" } else { "" },
-            if i.interrupts { "MSI-X" } else { "polled" },
+            match (i.interrupts, self.location) {
+                (false, _) => "polled",
+                (true, Location::Pci(_)) => "MSI-X",
+                (true, Location::Mmio(_)) => "IRQ line",
+            },
         )
     }
 }
 
 impl NetDevice {
-    pub(super) fn new(pci: &'static PciDevice, stack: Stack) -> Self {
+    pub(super) fn new(location: Location, stack: Stack) -> Self {
         Self {
-            pci,
+            location,
             stack: Mutex::new(stack),
         }
     }
 
-    /// The PCI function.
-    pub fn pci(&self) -> &'static PciDevice {
-        self.pci
+    /// Where the device was found: a PCI function or a virtio-mmio window.
+    pub fn location(&self) -> Location {
+        self.location
+    }
+
+    /// The PCI function, when the device is one.
+    pub fn pci(&self) -> Option<&'static PciDevice> {
+        self.location.pci()
     }
 
     /// Addresses, link state and features.

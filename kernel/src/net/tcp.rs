@@ -254,6 +254,50 @@ impl TcpStream {
     }
 }
 
+/// `embedded-io`'s blocking traits over the stream's own calls: `read` waits for at least one
+/// byte (`Ok(0)` only at the end of the stream), `write` for room for at least one, both up to
+/// their timeouts; `flush` waits until the peer acknowledged everything written.
+impl embedded_io::ErrorType for TcpStream {
+    type Error = NetError;
+}
+
+impl embedded_io::Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
+        TcpStream::read(self, buf)
+    }
+}
+
+impl embedded_io::Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> Result<usize, NetError> {
+        TcpStream::write(self, buf)
+    }
+
+    fn flush(&mut self) -> Result<(), NetError> {
+        TcpStream::flush(self)
+    }
+}
+
+impl embedded_io::ReadReady for TcpStream {
+    /// Whether `read` would return at once: data has arrived, or the stream has ended.
+    fn read_ready(&mut self) -> Result<bool, NetError> {
+        let mut s = self.dev.stack.lock();
+        s.poll();
+        let socket = self.socket(&mut s);
+        Ok(socket.can_recv() || !socket.may_recv())
+    }
+}
+
+impl embedded_io::WriteReady for TcpStream {
+    /// Whether `write` would return at once: the send buffer has room, or the stream is closed
+    /// for sending (the write then fails at once).
+    fn write_ready(&mut self) -> Result<bool, NetError> {
+        let mut s = self.dev.stack.lock();
+        s.poll();
+        let socket = self.socket(&mut s);
+        Ok(socket.can_send() || !socket.may_send())
+    }
+}
+
 impl Drop for TcpStream {
     fn drop(&mut self) {
         let mut s = self.dev.stack.lock();

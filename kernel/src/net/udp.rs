@@ -14,9 +14,13 @@ use super::{
     stack::{Stack, deadline},
 };
 
-/// Datagrams a socket made by [`UdpSocket::bind`] queues each way, and their total bytes.
-const DEFAULT_DATAGRAMS: usize = 64;
-const DEFAULT_BYTES: usize = 64 * 1024;
+/// Datagrams a socket made by [`UdpSocket::bind`] queues on receive, and their total bytes:
+/// more than the device's receive ring holds (256 buffers by default), so a stack run that takes
+/// in a full ring while the application was busy drops nothing (Linux's default receive buffer
+/// is 208 KiB).
+const DEFAULT_RX: (usize, usize) = (512, 256 * 1024);
+/// The same for sending: the queue drains as fast as the device takes frames.
+const DEFAULT_TX: (usize, usize) = (64, 64 * 1024);
 
 /// A UDP socket bound to a local port. Dropping it unbinds the port.
 #[derive(Debug)]
@@ -34,7 +38,7 @@ impl UdpSocket {
     /// # Errors
     /// [`NetError::AddrInUse`], [`NetError::NoDevice`].
     pub fn bind(port: u16) -> Result<Self, NetError> {
-        Self::bind_on(default_device()?, port, DEFAULT_DATAGRAMS, DEFAULT_BYTES)
+        Self::bind_sized(default_device()?, port, DEFAULT_RX, DEFAULT_TX)
     }
 
     /// Binds `port` of `dev`, queueing at most `datagrams` datagrams of `bytes` bytes in all in
@@ -48,19 +52,29 @@ impl UdpSocket {
         datagrams: usize,
         bytes: usize,
     ) -> Result<Self, NetError> {
+        Self::bind_sized(dev, port, (datagrams, bytes), (datagrams, bytes))
+    }
+
+    /// Binds with `(datagrams, bytes)` queues for receiving and for sending.
+    fn bind_sized(
+        dev: &'static NetDevice,
+        port: u16,
+        rx: (usize, usize),
+        tx: (usize, usize),
+    ) -> Result<Self, NetError> {
         let mut s = dev.stack.lock();
         let port = match port {
             0 => s.ephemeral_port()?,
             p if s.port_in_use(p) => return Err(NetError::AddrInUse),
             p => p,
         };
-        let buffer = || {
+        let buffer = |(datagrams, bytes): (usize, usize)| {
             PacketBuffer::new(
                 vec![PacketMetadata::EMPTY; datagrams.max(1)],
                 vec![0; bytes.max(1)],
             )
         };
-        let mut socket = udp::Socket::new(buffer(), buffer());
+        let mut socket = udp::Socket::new(buffer(rx), buffer(tx));
         socket.bind(port).map_err(|_| NetError::AddrInUse)?;
         let handle = s.sockets.add(socket);
         Ok(Self {
@@ -135,21 +149,37 @@ impl UdpSocket {
     /// Receives one datagram into `buf` (the rest of a longer one is dropped), waiting up to the
     /// read timeout; returns its length and sender.
     ///
+    /// A datagram already queued is taken without running the stack; the stack runs (taking in
+    /// every frame the device holds) only when the queue is empty. A receiver under a flood thus
+    /// pays for one stack run per queue-full of datagrams, not per datagram.
+    ///
     /// # Errors
     /// [`NetError::TimedOut`].
     pub fn recv_from(&self, buf: &mut [u8]) -> Result<(usize, SocketAddr), NetError> {
+        if let Some(r) = self.queued(buf) {
+            return r;
+        }
         let deadline = deadline(self.read_timeout);
         self.dev.wait(deadline, |s| Self::recv(self.socket(s), buf))
     }
 
-    /// Receives a datagram if one has arrived.
+    /// Receives a datagram if one has arrived (queued, or with the device after a stack run).
     ///
     /// # Errors
     /// [`NetError::WouldBlock`].
     pub fn try_recv_from(&self, buf: &mut [u8]) -> Result<(usize, SocketAddr), NetError> {
+        if let Some(r) = self.queued(buf) {
+            return r;
+        }
         let mut s = self.dev.stack.lock();
         s.poll();
         Self::recv(self.socket(&mut s), buf).unwrap_or(Err(NetError::WouldBlock))
+    }
+
+    /// A datagram from the socket's queue, without running the stack.
+    fn queued(&self, buf: &mut [u8]) -> Option<Result<(usize, SocketAddr), NetError>> {
+        let mut s = self.dev.stack.lock();
+        Self::recv(self.socket(&mut s), buf)
     }
 
     fn recv(

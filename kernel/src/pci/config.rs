@@ -75,6 +75,20 @@ impl fmt::Display for PciAddress {
 // serializes configuration cycles: whoever holds it owns the address/data pair.
 static CONFIG_ADDRESS: Mutex<Port<u32>> = Mutex::new(unsafe { Port::new(0xCF8) });
 
+/// Whether configuration mechanism #1 exists: CONFIG_ADDRESS keeps the enable bit written to it
+/// (what Linux's `pci_check_type1` looks at). Without a host bridge decoding 0xCF8 (QEMU
+/// `microvm` without `pcie=on`) the port reads all-ones and there is no bus to scan.
+pub(crate) fn mechanism_present() -> bool {
+    x86_64::instructions::interrupts::without_interrupts(|| {
+        let mut address = CONFIG_ADDRESS.lock();
+        let saved = address.read();
+        address.write(0x8000_0000);
+        let present = address.read() == 0x8000_0000;
+        address.write(saved);
+        present
+    })
+}
+
 /// Runs `f` on the data port for `offset`'s byte lane, with `offset`'s dword of `addr` selected,
 /// holding the lock with interrupts off (so an interrupt handler that touches configuration space
 /// cannot deadlock against the code it interrupted).

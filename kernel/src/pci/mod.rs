@@ -37,9 +37,14 @@ pub use virtio::{VIRTIO_VENDOR_ID, VirtioCapKind, VirtioPciCap};
 static DEVICES: Once<Vec<PciDevice>> = Once::new();
 
 /// Scans the bus, assigns BARs the firmware left unassigned, enables decoding, and logs one line
-/// per function. Runs once; later calls do nothing.
+/// per function (at `debug`). A machine without configuration mechanism #1 (QEMU `microvm`) has
+/// no bus: the list stays empty. Runs once; later calls do nothing.
 pub fn init() {
     DEVICES.call_once(|| {
+        if !config::mechanism_present() {
+            log::info!("pci: nothing decodes CONFIG_ADDRESS (0xCF8): no PCI bus");
+            return Vec::new();
+        }
         let mut devices = scan::scan();
         assign::assign(
             &mut devices,
@@ -47,7 +52,7 @@ pub fn init() {
             physical_address_bits(),
         );
         for dev in &devices {
-            log::info!("pci {dev}");
+            log::debug!("pci {dev}");
             for bar in dev.bars() {
                 log::debug!("pci {}:   {bar}", dev.pci_address());
             }

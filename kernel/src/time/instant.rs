@@ -2,22 +2,55 @@
 
 use core::{
     ops::{Add, AddAssign, Sub, SubAssign},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{AtomicU64, Ordering, fence},
     time::Duration,
 };
 
 use super::tsc::rdtsc;
 
-/// TSC value at which the clock reads zero.
+/// The clock is `BASE_NS + (tsc - BASE_TSC) * NS_PER_CYCLE_32 >> 32`. The three change together
+/// when a refined TSC frequency arrives (in the timer interrupt), so readers check `SEQ`: it is
+/// bumped before and after every change and a reader that saw it move reads again. The writer
+/// runs with interrupts off on the only CPU, so a reader never sees a change half done, only one
+/// that happened between its loads.
+static SEQ: AtomicU64 = AtomicU64::new(0);
+/// TSC value at which the clock reads `BASE_NS`.
 static BASE_TSC: AtomicU64 = AtomicU64::new(0);
+/// The clock at `BASE_TSC`.
+static BASE_NS: AtomicU64 = AtomicU64::new(0);
 /// Nanoseconds per TSC cycle, as a 32.32 fixed-point number (0 until calibrated).
 static NS_PER_CYCLE_32: AtomicU64 = AtomicU64::new(0);
 
+fn ns_per_cycle_32(tsc_hz: u64) -> u64 {
+    ((1_000_000_000u128 << 32) / u128::from(tsc_hz.max(1))) as u64
+}
+
 /// Starts the clock at zero now, ticking `tsc_hz` cycles per second.
 pub(super) fn start(tsc_hz: u64) {
-    let mult = ((1_000_000_000u128 << 32) / u128::from(tsc_hz.max(1))) as u64;
-    BASE_TSC.store(rdtsc(), Ordering::Relaxed);
-    NS_PER_CYCLE_32.store(mult, Ordering::Release);
+    set(rdtsc(), 0, ns_per_cycle_32(tsc_hz));
+}
+
+/// From now on, ticks at `tsc_hz` cycles per second, continuing from the current reading (the
+/// clock neither jumps nor goes back). Call with interrupts off.
+pub(super) fn set_rate(tsc_hz: u64) {
+    let tsc = rdtsc();
+    let now = reading_at(tsc).0;
+    set(tsc, now, ns_per_cycle_32(tsc_hz));
+}
+
+fn set(base_tsc: u64, base_ns: u64, mult: u64) {
+    SEQ.fetch_add(1, Ordering::AcqRel);
+    BASE_TSC.store(base_tsc, Ordering::Relaxed);
+    BASE_NS.store(base_ns, Ordering::Relaxed);
+    NS_PER_CYCLE_32.store(mult, Ordering::Relaxed);
+    SEQ.fetch_add(1, Ordering::AcqRel);
+}
+
+/// The clock at TSC value `tsc` (the base if `tsc` is before it).
+fn reading_at(tsc: u64) -> Instant {
+    let cycles = tsc.saturating_sub(BASE_TSC.load(Ordering::Relaxed));
+    let ns = (u128::from(cycles) * u128::from(NS_PER_CYCLE_32.load(Ordering::Relaxed))) >> 32;
+    Instant(BASE_NS.load(Ordering::Relaxed) + ns as u64)
 }
 
 /// A reading of the monotonic clock: nanoseconds since the clock started (at `time::init`).
@@ -32,9 +65,15 @@ impl Instant {
 
     /// The current time.
     pub fn now() -> Instant {
-        let mult = NS_PER_CYCLE_32.load(Ordering::Acquire);
-        let cycles = rdtsc().saturating_sub(BASE_TSC.load(Ordering::Relaxed));
-        Instant(((u128::from(cycles) * u128::from(mult)) >> 32) as u64)
+        loop {
+            let seq = SEQ.load(Ordering::Acquire);
+            let now = reading_at(rdtsc());
+            // The loads above complete before `SEQ` is looked at again.
+            fence(Ordering::Acquire);
+            if SEQ.load(Ordering::Relaxed) == seq {
+                return now;
+            }
+        }
     }
 
     /// Time since the clock started.

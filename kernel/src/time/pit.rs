@@ -1,10 +1,15 @@
-//! The 8254 PIT's channel 2 as a reference clock. Channel 2 is gated through port 0x61 and raises
-//! no interrupt, so it can be counted down freely while the TSC is compared against it.
+//! The 8254 PIT's channel 2 as a free-running reference counter. Channel 2 is gated through port
+//! 0x61 and raises no interrupt; once started it counts down from 0xffff in mode 0 and keeps
+//! counting (wrapping every 55 ms) for good, so a later reading can be compared with an earlier
+//! one as long as the TSC says how many wraps lie between them.
 //!
-//! The count is read with the counter-latch command rather than by waiting for OUT2 to rise:
-//! an emulated PIT computes a latched count from its clock at the moment of the read, while OUT2
+//! The count is read with the counter-latch command rather than by waiting for OUT2 to rise: an
+//! emulated PIT computes a latched count from its clock at the moment of the read, while OUT2
 //! rises only when the emulator's timer fires, which a loaded host can delay.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use super::{reference::Stamp, tsc::rdtsc};
 use crate::arch::port::Port;
 
 /// The PIT's input clock, in Hz.
@@ -22,116 +27,85 @@ const CHANNEL2_MODE0: u8 = 0b1011_0000;
 /// Counter-latch command for channel 2.
 const CHANNEL2_LATCH: u8 = 0b1000_0000;
 
-/// Most count reads in one measurement (a missing PIT must not hang the boot).
-const MAX_POLLS: u32 = 1_000_000;
+/// Reads without a change of count after which the PIT is taken as absent. A counting PIT
+/// changes every 838 ns and a port read takes far more than 838 / 256 ns, so a present PIT
+/// always changes within this many reads; a missing one reads 0xffff for ever.
+const STILL_READS: u32 = 256;
 
-/// One measurement: how many `counter` units passed while the PIT counted `counts` cycles.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Measurement {
-    /// Units of the measured counter.
-    pub units: u64,
-    /// PIT cycles.
-    pub counts: u64,
-    /// How far off `units` may be: the widths of the two reads' brackets.
-    pub uncertainty: u64,
-}
+/// Whether channel 2 has been started (it is never reprogrammed afterwards: a calibration in
+/// progress compares against its running count).
+static STARTED: AtomicBool = AtomicBool::new(false);
 
-/// One latched read: the count, the counter at the latch (midpoint estimate) and the width of the
-/// bracket around the latch command.
-#[derive(Clone, Copy)]
-struct Read {
-    count: u16,
-    at: u64,
-    width: u64,
-}
-
-/// Reads taken at each end of a measurement; the one with the narrowest bracket is used, so a
-/// vCPU descheduled in the middle of one read does not skew the result.
-const READS_PER_END: usize = 4;
-
-struct Channel2 {
+/// PIT channel 2, counting.
+pub(super) struct Pit {
     data: Port<u8>,
     command: Port<u8>,
 }
 
-impl Channel2 {
-    /// Latches and reads the count, with the counter's value at the latch (the midpoint of
-    /// readings just before and after the latch command).
-    fn read(&mut self, counter: &impl Fn() -> u64) -> Read {
-        let before = counter();
+impl Pit {
+    /// Starts channel 2 (the first time only) and checks that it counts. `None` if it does not:
+    /// no PIT (QEMU `-machine microvm,pit=off`).
+    pub(super) fn start() -> Option<Pit> {
+        // SAFETY: ports 0x42, 0x43 and 0x61 are the PIT's channel 2, its mode register and the
+        // system control port B; programming them affects only timer 2 and the (disabled)
+        // speaker, and without a PIT the writes go nowhere.
+        let (mut pit, mut gate) = unsafe {
+            (
+                Pit {
+                    data: Port::new(PORT_CHANNEL2),
+                    command: Port::new(PORT_COMMAND),
+                },
+                Port::<u8>::new(PORT_GATE),
+            )
+        };
+        if !STARTED.swap(true, Ordering::AcqRel) {
+            let saved = gate.read();
+            gate.write((saved & !SPEAKER) | GATE2);
+            pit.command.write(CHANNEL2_MODE0);
+            pit.data.write(0xff);
+            pit.data.write(0xff);
+        }
+        let first = pit.count();
+        (0..STILL_READS)
+            .any(|_| pit.count() != first)
+            .then_some(pit)
+    }
+
+    /// Latches and reads the count (low byte, then high byte).
+    fn count(&mut self) -> u16 {
         self.command.write(CHANNEL2_LATCH);
-        let after = counter();
-        let lo = self.data.read();
-        let hi = self.data.read();
-        let width = after.wrapping_sub(before);
-        Read {
-            count: u16::from_le_bytes([lo, hi]),
-            at: before + width / 2,
-            width,
-        }
+        u16::from_le_bytes([self.data.read(), self.data.read()])
     }
 
-    /// The read with the narrowest bracket out of `first` and `READS_PER_END - 1` more.
-    fn best_read(&mut self, first: Read, counter: &impl Fn() -> u64) -> Read {
-        let mut best = first;
-        for _ in 1..READS_PER_END {
-            let r = self.read(counter);
-            if r.width < best.width {
-                best = r;
-            }
-        }
-        best
+    /// Ticks counted since the start, modulo 2^16 (the count runs down; this runs up).
+    pub(super) fn ticks(&mut self) -> u64 {
+        u64::from(0u16.wrapping_sub(self.count()))
     }
-}
 
-/// Lets the PIT count down at least `window` cycles (at most 65_000) and returns how far `counter`
-/// advanced meanwhile. `None` if the PIT does not count (absent) or the wait exceeds
-/// `max_counter_units` or the poll budget.
-pub(super) fn measure(
-    window: u16,
-    max_counter_units: u64,
-    counter: impl Fn() -> u64,
-) -> Option<Measurement> {
-    let window = window.min(65_000);
-    // SAFETY: ports 0x42, 0x43 and 0x61 are the PIT's channel 2, its mode register and the
-    // system control port B; programming them affects only timer 2 and the (disabled) speaker.
-    let (mut ch2, mut gate) = unsafe {
-        (
-            Channel2 {
-                data: Port::new(PORT_CHANNEL2),
-                command: Port::new(PORT_COMMAND),
-            },
-            Port::<u8>::new(PORT_GATE),
-        )
-    };
-    let saved = gate.read();
-    gate.write((saved & !SPEAKER) | GATE2);
-    ch2.command.write(CHANNEL2_MODE0);
-    ch2.data.write(0xff);
-    ch2.data.write(0xff);
-    // The first read may see the count before it was loaded; start from the next ones.
-    let _ = ch2.read(&counter);
-    let first = ch2.read(&counter);
-    let start = ch2.best_read(first, &counter);
-    let mut result = None;
-    for _ in 0..MAX_POLLS {
-        let r = ch2.read(&counter);
-        if r.count > start.count || r.at.wrapping_sub(start.at) > max_counter_units {
-            break; // wrapped or reloaded (not a counting PIT), or too slow
-        }
-        if start.count - r.count >= window {
-            let end = ch2.best_read(r, &counter);
-            if end.count > start.count {
-                break;
+    /// The TSC at the moment the count changes: reads until it does, and dates the change by
+    /// the reads around it. The count is quantised to 838 ns; its change is an instant the TSC
+    /// can bracket far more tightly. `None` if the count stands still.
+    pub(super) fn stamp(&mut self) -> Option<Stamp> {
+        let mut last = self.count();
+        // The TSC just before the previous read's latch command.
+        let mut previous_latch = rdtsc();
+        for _ in 0..STILL_READS {
+            let before = rdtsc();
+            self.command.write(CHANNEL2_LATCH);
+            let latched = rdtsc();
+            let count = u16::from_le_bytes([self.data.read(), self.data.read()]);
+            if count != last {
+                // The change happened after the previous latch and at or before this one.
+                let width = latched.wrapping_sub(previous_latch);
+                return Some(Stamp {
+                    ticks: u64::from(0u16.wrapping_sub(count)),
+                    tsc: previous_latch + width / 2,
+                    width,
+                });
             }
-            result = Some(Measurement {
-                units: end.at - start.at,
-                counts: u64::from(start.count - end.count),
-                uncertainty: start.width + end.width,
-            });
-            break;
+            last = count;
+            previous_latch = before;
         }
+        None
     }
-    gate.write(saved & !(SPEAKER | GATE2));
-    result
 }

@@ -1,9 +1,10 @@
-//! The kernel's device layer, shared by every virtio device type: finding a type's functions,
-//! command-line options, interrupts (MSI-X entry 0 for configuration changes and 1 + i for queue
-//! i, or polling), bounded waits on a queue, and reset-and-recover. `block` and `net` own their
+//! The kernel's device layer, shared by every virtio device type: finding a type's devices (PCI
+//! functions and virtio-mmio windows), command-line options, interrupts (MSI-X entry 0 for
+//! configuration changes and 1 + i for queue i; a virtio-mmio device's one line; or polling),
+//! bounded waits on a queue, and reset-and-recover. `block` and `net` own their
 //! device's state and API; the plumbing is here.
 
-use alloc::vec::Vec;
+use alloc::{string::String, vec::Vec};
 use core::{fmt, time::Duration};
 
 use vireo_virtio::{
@@ -11,45 +12,34 @@ use vireo_virtio::{
     wait::{self, WaitQueue, Waited},
 };
 
-use super::{IrqEvent, IrqWait, KernelClock, MsixVectors};
-use crate::pci::{self, PciDevice};
+use super::{IrqEvent, IrqWait, KernelClock, Location, MsixVectors, line::IrqLine, mmio};
+use crate::pci;
 
 /// The time a device gets to reset.
 pub const RESET_BUDGET: Duration = Duration::from_secs(1);
 /// Polled waits look at the clock this often (a clock read can cost a VM exit).
 const POLLS_PER_CLOCK_CHECK: u32 = 1024;
 
-/// Every virtio PCI function of `device_type` (virtio 1.2 §5: 1 network, 2 block, ...), modern
-/// or transitional, in PCI order.
-pub fn functions(device_type: u16) -> impl Iterator<Item = &'static PciDevice> {
-    pci::devices()
+/// Every device of `device_type` (virtio 1.2 §5: 1 network, 2 block, ...): the virtio PCI
+/// functions (modern or transitional) in PCI order, then the virtio-mmio devices.
+pub fn functions(device_type: u16) -> impl Iterator<Item = Location> {
+    let pci = pci::devices()
         .iter()
         .filter(move |d| pci_device_type(*d).is_ok_and(|t| t == device_type))
-}
-
-/// The value of the last `KEY=N` on the kernel command line, if it parses.
-pub fn option(key: &str) -> Option<u64> {
-    option_in(crate::boot_info().cmdline(), key)
-}
-
-/// The value of the last `KEY=N` in `cmdline`, if it parses.
-pub fn option_in(cmdline: &str, key: &str) -> Option<u64> {
-    cmdline
-        .split_ascii_whitespace()
-        .filter_map(|a| a.strip_prefix(key)?.strip_prefix('='))
-        .next_back()
-        .and_then(|v| v.parse().ok())
-}
-
-/// A boolean `KEY=0|1` from the command line (any non-zero number is on), else `default`.
-pub fn flag(key: &str, default: bool) -> bool {
-    option(key).map_or(default, |v| v != 0)
+        .map(Location::Pci);
+    let mmio = mmio::devices()
+        .iter()
+        .filter(move |d| d.device_type() == device_type)
+        .map(Location::Mmio);
+    pci.chain(mmio)
 }
 
 /// How a device's used buffers are noticed: MSI-X (entry 0 for configuration changes, 1 + i for
-/// queue i), or polling. Dropping it masks and frees the vectors.
+/// queue i), a virtio-mmio device's line (shared by its queues and configuration changes), or
+/// polling. Dropping it masks and frees the vectors.
 pub struct Interrupts {
     msix: Option<MsixVectors>,
+    line: Option<IrqLine>,
     polled: bool,
     /// The configuration vector's count when a change was last handled.
     config_seen: u64,
@@ -59,28 +49,34 @@ impl fmt::Debug for Interrupts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Interrupts")
             .field("msix", &self.msix)
+            .field("line", &self.line)
             .field("polled", &self.polled)
             .finish_non_exhaustive()
     }
 }
 
 impl Interrupts {
-    /// One MSI-X vector per queue plus one for configuration changes on `device`, unless `polled`;
-    /// polling when MSI-X cannot be set up (said in the log, as `what`).
-    pub fn new(device: &'static PciDevice, queues: u16, polled: bool, what: &str) -> Self {
-        let msix = if polled {
-            None
-        } else {
-            match MsixVectors::enable(device, 1 + usize::from(queues)) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    log::warn!("{what} {device}: {e}; completions will be polled");
-                    None
-                }
+    /// For a PCI function, one MSI-X vector per queue plus one for configuration changes; for a
+    /// virtio-mmio device, its line routed through the IOAPIC; nothing when `polled`. Polling
+    /// when the interrupts cannot be set up (said in the log, as `what`).
+    pub fn new(device: Location, queues: u16, polled: bool, what: &str) -> Self {
+        let (mut msix, mut line) = (None, None);
+        if !polled {
+            let set_up = match device {
+                Location::Pci(d) => MsixVectors::enable(d, 1 + usize::from(queues))
+                    .map(|m| msix = Some(m))
+                    .map_err(|e| alloc::format!("{e}")),
+                Location::Mmio(d) => IrqLine::route(d)
+                    .map(|l| line = Some(l))
+                    .map_err(|e| alloc::format!("{e}")),
+            };
+            if let Err(e) = set_up {
+                log::warn!("{what} {device}: {e}; completions will be polled");
             }
-        };
+        }
         Self {
             msix,
+            line,
             polled,
             config_seen: 0,
         }
@@ -101,7 +97,7 @@ impl Interrupts {
 
     /// Whether waits sleep on interrupts (vectors exist and polling was not asked for).
     pub fn interrupt_driven(&self) -> bool {
-        self.msix.is_some() && !self.polled
+        (self.msix.is_some() || self.line.is_some()) && !self.polled
     }
 
     /// Switches between polling (`true`) and sleeping on interrupts (needs vectors).
@@ -114,15 +110,19 @@ impl Interrupts {
         if self.polled {
             return None;
         }
+        if let Some(line) = &self.line {
+            return Some(line.event());
+        }
         self.msix.as_ref()?.event(usize::from(queue) + 1)
     }
 
     /// Whether the configuration vector fired since the last call that said so.
     pub fn config_changed(&mut self) -> bool {
-        let Some(event) = self.msix.as_ref().and_then(|m| m.event(0)) else {
-            return false;
+        let count = match (&self.line, self.msix.as_ref().and_then(|m| m.event(0))) {
+            (Some(line), _) => line.config_count(),
+            (None, Some(event)) => event.count(),
+            (None, None) => return false,
         };
-        let count = event.count();
         let changed = count != self.config_seen;
         self.config_seen = count;
         changed
@@ -130,6 +130,9 @@ impl Interrupts {
 
     /// Interrupts received on the queues' vectors so far.
     pub fn queue_interrupts(&self) -> u64 {
+        if let Some(line) = &self.line {
+            return line.event().count();
+        }
         self.msix.as_ref().map_or(0, |m| {
             (1..m.len())
                 .filter_map(|entry| m.event(entry))
@@ -138,8 +141,12 @@ impl Interrupts {
         })
     }
 
-    /// Masks or unmasks `queue`'s vector (tests take interrupts away with it).
+    /// Masks or unmasks `queue`'s vector (tests take interrupts away with it); a virtio-mmio
+    /// device's line serves every queue, so masking it masks them all.
     pub fn mask_queue(&self, queue: u16, masked: bool) {
+        if let Some(line) = &self.line {
+            line.set_masked(masked);
+        }
         if let Some(m) = &self.msix {
             m.set_masked(usize::from(queue) + 1, masked);
         }
@@ -196,12 +203,41 @@ pub fn with_budget<R>(f: impl FnOnce(&mut WaitBudget<'_>) -> R) -> R {
     f(&mut budget)
 }
 
-/// Brings up every function of `device_type` with `probe`, logging each device (as `what`) or
-/// why it is not usable.
+/// A virtio device found at boot that could not be brought up: it is absent from its type's
+/// list (`block::devices()`, `net::devices()`).
+#[derive(Debug, Clone)]
+pub struct FailedDevice {
+    /// The device type's name (`virtio-blk`, `virtio-net`).
+    pub kind: &'static str,
+    /// Where it is.
+    pub location: Location,
+    /// Why it is not usable.
+    pub reason: String,
+}
+
+impl fmt::Display for FailedDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: not usable: {}",
+            self.kind, self.location, self.reason
+        )
+    }
+}
+
+static FAILED: spin::Mutex<Vec<FailedDevice>> = spin::Mutex::new(Vec::new());
+
+/// Every device that could not be brought up at boot, and why (each was logged once, at `warn`).
+pub fn failed_devices() -> Vec<FailedDevice> {
+    FAILED.lock().clone()
+}
+
+/// Brings up every device of `device_type` with `probe`, logging each device (as `what`) or
+/// why it is not usable (kept for [`failed_devices`]).
 pub fn probe_each<D: fmt::Display, E: fmt::Display>(
     device_type: u16,
-    what: &str,
-    probe: impl Fn(&'static PciDevice) -> Result<D, E>,
+    what: &'static str,
+    probe: impl Fn(Location) -> Result<D, E>,
 ) -> Vec<D> {
     functions(device_type)
         .filter_map(|d| match probe(d) {
@@ -210,7 +246,13 @@ pub fn probe_each<D: fmt::Display, E: fmt::Display>(
                 Some(dev)
             }
             Err(e) => {
-                log::warn!("{what} {d}: not usable: {e}");
+                let failed = FailedDevice {
+                    kind: what,
+                    location: d,
+                    reason: alloc::format!("{e}"),
+                };
+                log::warn!("{failed}");
+                FAILED.lock().push(failed);
                 None
             }
         })

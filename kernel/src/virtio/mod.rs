@@ -4,16 +4,21 @@
 //! recovery). The core never touches the machine directly; this module is the only bridge.
 
 mod device;
+mod line;
+pub mod mmio;
 mod msix;
 mod pci;
 mod platform;
+mod transport;
 mod wait;
 
 pub use device::{
-    Interrupts, RESET_BUDGET, flag, functions, option, option_in, probe_each, recover,
+    FailedDevice, Interrupts, RESET_BUDGET, failed_devices, functions, probe_each, recover,
     report_missed_wakeup, wait_queue, with_budget,
 };
+pub use line::{IrqLine, LineError};
 pub use msix::{IrqEvent, MsixError, MsixVectors, ticks_for};
 pub use pci::KernelPci;
 pub use platform::{KernelClock, MmioRegs};
+pub use transport::{KernelNotifier, KernelTransport, Location};
 pub use wait::IrqWait;

@@ -17,7 +17,8 @@ use crate::{
 /// How many times each vector has fired.
 static EVENTS: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
 
-fn count_event(vector: u8) {
+/// Counts one interrupt on `vector` (the handler of MSI-X vectors; lines count used buffers).
+pub(super) fn count_event(vector: u8) {
     EVENTS[usize::from(vector)].fetch_add(1, Ordering::Release);
 }
 
@@ -28,6 +29,11 @@ pub struct IrqEvent {
 }
 
 impl IrqEvent {
+    /// The event of `vector`.
+    pub(super) fn of(vector: u8) -> Self {
+        Self { vector }
+    }
+
     /// The vector.
     pub fn vector(&self) -> u8 {
         self.vector

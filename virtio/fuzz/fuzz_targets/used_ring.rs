@@ -5,44 +5,22 @@
 
 #![no_main]
 
-use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    collections::HashSet,
-    ptr::NonNull,
-};
+use std::collections::HashSet;
 
 use libfuzzer_sys::fuzz_target;
 use vireo_virtio::{
-    AvailBufferToken, BufferType, DmaAllocator, DmaBuffer, Notifier, PackedVq, SplitVq, Virtq,
-    allocator_api2::alloc::{AllocError, Allocator},
+    AvailBufferToken,
+    BufferType,
+    DmaBuffer,
+    Notifier,
+    PackedVq,
+    SplitVq,
+    Virtq,
+    // Host memory, identity-mapped: the fuzzer is the device and writes through the addresses.
+    mock::HostDma,
     negotiate,
     virtio_spec::F,
 };
-
-/// Host memory, identity-mapped: the fuzzer is the device and writes through the addresses.
-#[derive(Clone, Copy, Debug)]
-struct Dma;
-
-// SAFETY: forwards to `System`.
-unsafe impl Allocator for Dma {
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the queue and the tokens below never ask for zero-sized blocks.
-        let ptr = NonNull::new(unsafe { System.alloc_zeroed(layout) }).ok_or(AllocError)?;
-        Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
-    }
-
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: `ptr` came from `allocate` with `layout`.
-        unsafe { System.dealloc(ptr.as_ptr(), layout) }
-    }
-}
-
-// SAFETY: identity mapping; the "device" is this process.
-unsafe impl DmaAllocator for Dma {
-    fn virt_to_phys(&self, ptr: NonNull<u8>) -> u64 {
-        ptr.as_ptr() as u64
-    }
-}
 
 #[derive(Debug)]
 struct Quiet;
@@ -57,8 +35,8 @@ fn poke<T: Copy>(addr: u64, value: T) {
     unsafe { (addr as *mut T).write_volatile(value) }
 }
 
-fn token(tag: u64, readable: usize, writable: usize) -> AvailBufferToken<Dma> {
-    let buffer = |len: usize| DmaBuffer::new_zeroed_in(len, Dma).unwrap();
+fn token(tag: u64, readable: usize, writable: usize) -> AvailBufferToken<HostDma> {
+    let buffer = |len: usize| DmaBuffer::new_zeroed_in(len, HostDma).unwrap();
     let r = (0..readable).map(|i| buffer(1 + i)).collect();
     let w = (0..writable).map(|i| buffer(8 + i)).collect();
     AvailBufferToken::new(r, w).with_tag(tag)
@@ -68,7 +46,11 @@ fuzz_target!(|data: &[u8]| {
     let mut bytes = data.iter().copied();
     let Some(first) = bytes.next() else { return };
     let packed = first & 1 != 0;
-    let size = if packed { u16::from(first >> 1).max(1) } else { 1 << (first >> 1) % 6 };
+    let size = if packed {
+        u16::from(first >> 1).max(1)
+    } else {
+        1 << (first >> 1) % 6
+    };
     let mut wanted = F::INDIRECT_DESC | F::EVENT_IDX;
     if packed {
         wanted |= F::RING_PACKED;
@@ -77,10 +59,10 @@ fuzz_target!(|data: &[u8]| {
         wanted |= F::IN_ORDER;
     }
     let features = negotiate(F::VERSION_1 | wanted, wanted).unwrap();
-    let mut vq: Box<dyn Virtq<Dma>> = if packed {
-        Box::new(PackedVq::new(0, size, features, Dma, Quiet).unwrap())
+    let mut vq: Box<dyn Virtq<HostDma>> = if packed {
+        Box::new(PackedVq::new(0, size, features, HostDma, Quiet).unwrap())
     } else {
-        Box::new(SplitVq::new(0, size, features, Dma, Quiet).unwrap())
+        Box::new(SplitVq::new(0, size, features, HostDma, Quiet).unwrap())
     };
     let addrs = vq.ring_addresses();
     let mut in_flight = HashSet::new();
@@ -94,7 +76,11 @@ fuzz_target!(|data: &[u8]| {
         let len = u32::from(next());
         match op % 6 {
             0 => {
-                let bt = if arg & 1 != 0 { BufferType::Indirect } else { BufferType::Direct };
+                let bt = if arg & 1 != 0 {
+                    BufferType::Indirect
+                } else {
+                    BufferType::Direct
+                };
                 let readable = usize::from(arg >> 1 & 3);
                 let writable = usize::from(arg >> 3 & 3);
                 match vq.dispatch(token(tag, readable, writable), bt) {

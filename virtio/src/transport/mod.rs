@@ -14,6 +14,7 @@ mod error;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod fake;
 mod mmio;
+pub mod mmio_slot;
 mod pci;
 mod pci_caps;
 mod regs;

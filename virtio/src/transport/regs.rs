@@ -69,7 +69,13 @@ pub(crate) fn read_feature_windows<R: RegisterBlock + ?Sized>(
     virtio_spec::F::from_bits_retain(virtio_spec::le128::from_ne(bits))
 }
 
-/// Writes the 128 feature bits through a select/window register pair.
+/// Writes the 128 feature bits through a select/window register pair, window 1 last.
+///
+/// QEMU's virtio-mmio (7.2) takes any non-zero select as window 1: there, windows 2 and 3 (zero)
+/// land on window 1, and writing it last leaves bits 32..63 (`VIRTIO_F_VERSION_1`,
+/// `VIRTIO_F_RING_PACKED`) as the driver chose them; written first, they would be wiped and the
+/// device would run the split layout under a driver using packed. A device that follows the
+/// spec gets all four windows either way.
 pub(crate) fn write_feature_windows<R: RegisterBlock + ?Sized>(
     regs: &R,
     select: usize,
@@ -77,9 +83,61 @@ pub(crate) fn write_feature_windows<R: RegisterBlock + ?Sized>(
     features: virtio_spec::F,
 ) {
     let bits = features.bits().to_ne();
-    for index in 0..4u32 {
+    for index in [0u32, 2, 3, 1] {
         regs.write_u32(select, index);
         // Truncation intended: one 32-bit window.
         regs.write_u32(window, (bits >> (32 * index)) as u32);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use core::cell::RefCell;
+
+    use super::*;
+
+    /// A feature window that behaves as QEMU's virtio-mmio does: any non-zero select is window 1.
+    struct ClampingWindows {
+        select: RefCell<u32>,
+        words: RefCell<[u32; 2]>,
+    }
+
+    impl RegisterBlock for ClampingWindows {
+        fn len(&self) -> usize {
+            8
+        }
+        fn read_u8(&self, _: usize) -> u8 {
+            0
+        }
+        fn read_u16(&self, _: usize) -> u16 {
+            0
+        }
+        fn read_u32(&self, offset: usize) -> u32 {
+            match offset {
+                4 => self.words.borrow()[usize::from(*self.select.borrow() != 0)],
+                _ => *self.select.borrow(),
+            }
+        }
+        fn write_u8(&self, _: usize, _: u8) {}
+        fn write_u16(&self, _: usize, _: u16) {}
+        fn write_u32(&self, offset: usize, value: u32) {
+            match offset {
+                4 => self.words.borrow_mut()[usize::from(*self.select.borrow() != 0)] = value,
+                _ => *self.select.borrow_mut() = value,
+            }
+        }
+    }
+
+    #[test]
+    fn window_one_survives_a_device_that_clamps_the_select() {
+        let regs = ClampingWindows {
+            select: RefCell::new(0),
+            words: RefCell::new([0; 2]),
+        };
+        let features =
+            virtio_spec::F::VERSION_1 | virtio_spec::F::RING_PACKED | virtio_spec::F::INDIRECT_DESC;
+        write_feature_windows(&regs, 0, 4, features);
+        let low = features.bits().to_ne();
+        assert_eq!(*regs.words.borrow(), [low as u32, (low >> 32) as u32]);
     }
 }

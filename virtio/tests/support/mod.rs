@@ -1,11 +1,10 @@
-//! Host test support: a DMA allocator over `vm-memory` guest memory whose physical addresses
-//! are offset from the virtual ones (so a missing translation shows), a counting notifier, the
-//! device-side "service" both simulated devices perform, and rust-vmm's `virtio-queue` as a
-//! split-ring device.
+//! Host test support: a counting notifier, the device-side "service" both simulated devices
+//! perform, and rust-vmm's `virtio-queue` as a split-ring device. The DMA allocator and the
+//! packed-ring device are the crate's own test doubles (`vireo_virtio::mock`, feature
+//! `test-utils`).
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
-pub mod dma;
 pub mod packed_device;
 pub mod vmm_device;
 
@@ -13,7 +12,7 @@ use std::{cell::RefCell, rc::Rc};
 
 use vireo_virtio::{AvailBufferToken, Notifier};
 
-pub use self::dma::GuestDma;
+pub use vireo_virtio::mock::GuestDma;
 
 /// One notification: queue index and notification data.
 pub type Notification = (u16, Option<u32>);

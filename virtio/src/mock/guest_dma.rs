@@ -1,18 +1,21 @@
-//! A [`DmaAllocator`] over one `vm-memory` region (shared with the drivers' tests, which include
-//! this file): guest ("physical") addresses start at
-//! [`GUEST_BASE`], far from the host addresses the driver sees, so a driver that hands the
-//! device a virtual address makes the device fault. Freed blocks are poisoned.
+//! [`GuestDma`]: a [`DmaAllocator`](crate::DmaAllocator) over one `vm-memory` region. Guest
+//! ("physical") addresses start at [`GUEST_BASE`], far from the host addresses the driver sees,
+//! so a driver that hands the device a virtual address makes the device fault. Freed blocks are
+//! poisoned.
+//!
+//! Everything here is safe code; the `unsafe impl`s of `Allocator` and `DmaAllocator` that
+//! forward to it live in `dma.rs`, the crate's one module allowed `unsafe`.
 
-use std::{
-    ptr::NonNull,
-    sync::{Arc, Mutex},
-};
+use alloc::{sync::Arc, vec, vec::Vec};
+use core::{alloc::Layout, ptr::NonNull};
+extern crate std;
 
-use vireo_virtio::{
-    DmaAllocator, DmaBuffer,
-    allocator_api2::alloc::{AllocError, Allocator, Layout},
-};
+use std::sync::Mutex;
+
+use allocator_api2::alloc::AllocError;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+
+use crate::DmaBuffer;
 
 /// Guest address of the first byte of the arena.
 pub const GUEST_BASE: u64 = 0x7_4000_0000;
@@ -28,23 +31,19 @@ struct State {
 
 struct Inner {
     mem: GuestMemoryMmap,
-    host: *mut u8,
+    /// The host address of the arena's first byte, its provenance exposed (so that block
+    /// pointers can be made from it without `unsafe` or a raw pointer that is not `Send`).
+    host: usize,
     size: usize,
     state: Mutex<State>,
 }
-
-// SAFETY: `host` points into the mapping owned by `mem`, which lives as long as `Inner`; all
-// mutable state is behind the mutex.
-unsafe impl Send for Inner {}
-// SAFETY: as above.
-unsafe impl Sync for Inner {}
 
 /// The test DMA allocator; clones share one arena.
 #[derive(Clone)]
 pub struct GuestDma(Arc<Inner>);
 
-impl std::fmt::Debug for GuestDma {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl core::fmt::Debug for GuestDma {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("GuestDma")
             .field("size", &self.0.size)
             .finish()
@@ -52,12 +51,19 @@ impl std::fmt::Debug for GuestDma {
 }
 
 impl GuestDma {
+    /// An arena of `size` bytes of guest memory at [`GUEST_BASE`].
+    ///
+    /// # Panics
+    ///
+    /// If the memory cannot be mapped.
+    #[must_use]
     pub fn new(size: usize) -> Self {
         let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(GUEST_BASE), size)])
             .expect("guest memory");
         let host = mem
             .get_host_address(GuestAddress(GUEST_BASE))
-            .expect("host address");
+            .expect("host address")
+            .expose_provenance();
         let state = State {
             bump: 0,
             free: vec![Vec::new(); 64],
@@ -73,21 +79,29 @@ impl GuestDma {
     }
 
     /// The guest memory, as the device sees it.
+    #[must_use]
     pub fn mem(&self) -> &GuestMemoryMmap {
         &self.0.mem
     }
 
     /// A DMA buffer holding `data`.
+    ///
+    /// # Panics
+    ///
+    /// If the arena is exhausted.
+    #[must_use]
     pub fn buffer(&self, data: &[u8]) -> DmaBuffer<GuestDma> {
         DmaBuffer::from_slice_in(data, self.clone()).expect("DMA arena exhausted")
     }
 
     /// Number of live allocations (to check that indirect tables are freed).
+    #[must_use]
     pub fn live(&self) -> usize {
         self.0.state.lock().unwrap().live
     }
 
     /// Number of allocations ever made (to check that steady-state requests allocate nothing).
+    #[must_use]
     pub fn allocations(&self) -> usize {
         self.0.state.lock().unwrap().total
     }
@@ -100,13 +114,10 @@ impl GuestDma {
             .next_power_of_two()
             .trailing_zeros() as usize
     }
-}
 
-// SAFETY: blocks are disjoint ranges of the arena, each aligned to its power-of-two class (at
-// least the layout's size and alignment, up to 4096), valid until deallocated; clones share the
-// arena through the `Arc`.
-unsafe impl Allocator for GuestDma {
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+    /// Allocates a block for `layout`: a disjoint range of the arena aligned to its power-of-two
+    /// class (at least the layout's size and alignment, up to 4096). `Allocator::allocate`.
+    pub(crate) fn allocate_block(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         let class = Self::class(layout);
         let mut state = self.0.state.lock().unwrap();
         let offset = match state.free[class].pop() {
@@ -124,17 +135,22 @@ unsafe impl Allocator for GuestDma {
         };
         state.live += 1;
         state.total += 1;
-        let ptr = NonNull::new(self.0.host.wrapping_add(offset)).ok_or(AllocError)?;
+        let ptr = NonNull::new(core::ptr::with_exposed_provenance_mut::<u8>(
+            self.0.host + offset,
+        ))
+        .ok_or(AllocError)?;
         Ok(NonNull::slice_from_raw_parts(ptr, layout.size()))
     }
 
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+    /// Poisons and frees a block that `allocate_block` returned for `layout`.
+    /// `Allocator::deallocate`.
+    pub(crate) fn deallocate_block(&self, ptr: NonNull<u8>, layout: Layout) {
         // Empty blocks hold a dangling pointer that was never allocated here.
-        let inside = (ptr.as_ptr() as usize).wrapping_sub(self.0.host as usize) < self.0.size;
+        let inside = (ptr.as_ptr().addr()).wrapping_sub(self.0.host) < self.0.size;
         if layout.size() == 0 && !inside {
             return;
         }
-        let offset = ptr.as_ptr() as usize - self.0.host as usize;
+        let offset = ptr.as_ptr().addr() - self.0.host;
         let poison = vec![0xA5; 1 << Self::class(layout)];
         self.0
             .mem
@@ -144,13 +160,15 @@ unsafe impl Allocator for GuestDma {
         state.live -= 1;
         state.free[Self::class(layout)].push(offset);
     }
-}
 
-// SAFETY: the arena is one contiguous guest region, so guest address = GUEST_BASE + offset is
-// the device's address of every byte, and it is contiguous within each block.
-unsafe impl DmaAllocator for GuestDma {
-    fn virt_to_phys(&self, ptr: NonNull<u8>) -> u64 {
-        let offset = (ptr.as_ptr() as usize).wrapping_sub(self.0.host as usize);
+    /// The guest address of `ptr`, which points into the arena: `GUEST_BASE` + its offset, so
+    /// contiguous within each block. `DmaAllocator::virt_to_phys`.
+    ///
+    /// # Panics
+    ///
+    /// If `ptr` is outside the arena.
+    pub(crate) fn guest_addr(&self, ptr: NonNull<u8>) -> u64 {
+        let offset = ptr.as_ptr().addr().wrapping_sub(self.0.host);
         assert!(
             offset < self.0.size,
             "virt_to_phys of memory outside the DMA arena"

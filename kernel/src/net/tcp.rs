@@ -10,8 +10,12 @@ use super::{
     stack::{Stack, deadline},
 };
 
-/// Receive and send buffer sizes of a socket made without [`Buffers`].
-const DEFAULT_BUFFER: usize = 64 * 1024;
+/// The receive buffer of a socket made without [`Buffers`]: the window it offers. With guest
+/// TSO one coalesced segment is 64 KiB, so a 64 KiB window would let the peer send one segment
+/// per round trip (Linux starts its receive buffers at 128 KiB and grows them).
+const DEFAULT_RX_BUFFER: usize = 256 * 1024;
+/// The send buffer of a socket made without [`Buffers`].
+const DEFAULT_TX_BUFFER: usize = 64 * 1024;
 /// Connections a listener keeps open for `accept` at once, by default.
 const DEFAULT_BACKLOG: usize = 8;
 
@@ -27,8 +31,8 @@ pub struct Buffers {
 impl Default for Buffers {
     fn default() -> Self {
         Self {
-            rx: DEFAULT_BUFFER,
-            tx: DEFAULT_BUFFER,
+            rx: DEFAULT_RX_BUFFER,
+            tx: DEFAULT_TX_BUFFER,
         }
     }
 }

@@ -25,7 +25,7 @@
 //!
 //! Command line: `job=NAME secs=S warmup=S peer=A.B.C.D:PORT [tail=S] [sockbuf=BYTES]`, plus the
 //! kernel's `vireo.net.*` options (xtask gives `vireo.net.ip=10.0.2.15/24`). `sockbuf` sizes the
-//! socket's buffers each way: TCP's (default 64 KiB, the kernel's default: the receive window),
+//! socket's buffers each way: TCP's (default: the kernel's, 256 KiB receiving, 64 KiB sending),
 //! or UDP's (`sockbuf / 64` datagrams; default: `UdpSocket::bind`'s 512 datagrams in 256 KiB receiving, 64 in 64 KiB sending).
 //!
 //! vireo-run: qemu -netdev user,id=n0 -device virtio-net-pci,netdev=n0,disable-legacy=on

@@ -70,7 +70,7 @@ pub enum Machine {
     /// `-machine q35` with qboot (SeaBIOS without it): PCI Express, virtio-pci devices.
     #[default]
     Q35,
-    /// `-machine microvm` (its own qboot): no PCI; virtio-mmio devices, found by the kernel from
+    /// `-machine microvm` (with qboot too): no PCI; virtio-mmio devices, found by the kernel from
     /// ACPI (or the command line when ACPI is off), one interrupt line each.
     Microvm,
 }
@@ -161,16 +161,15 @@ pub fn command(
     cmd.args(["-smp", "1", "-nodefaults", "-display", "none"]);
     cmd.args(["-serial", "stdio", "-no-reboot"]);
     cmd.args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
-    match machine {
-        Machine::Q35 if Path::new(QBOOT).exists() => {
-            cmd.args(["-bios", QBOOT]);
-        }
-        Machine::Q35 => {}
-        // microvm boots with its own qboot build; its virtio-mmio devices are legacy (version 1)
-        // unless told otherwise, and Vireo drives version 2.
-        Machine::Microvm => {
-            cmd.args(["-global", "virtio-mmio.force-legacy=false"]);
-        }
+    // qboot on both machines when installed (microvm's own default, `bios-microvm.bin`, is a
+    // SeaBIOS build in Debian's QEMU).
+    if Path::new(QBOOT).exists() {
+        cmd.args(["-bios", QBOOT]);
+    }
+    if machine == Machine::Microvm {
+        // Its virtio-mmio devices are legacy (version 1) unless told otherwise, and Vireo drives
+        // version 2.
+        cmd.args(["-global", "virtio-mmio.force-legacy=false"]);
     }
     if !dirs.qemu.iter().any(|a| a == "-m") {
         cmd.args(["-m", "256M"]);

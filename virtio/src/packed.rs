@@ -35,6 +35,52 @@ fn avail_bits(wrap_counter: bool) -> u16 {
 ///
 /// Every value the device writes (used descriptor flags, Buffer ID and length, the device event
 /// suppression structure) is checked or only compared before use; see [`Virtq`].
+///
+/// # Example
+///
+/// A round trip against the test doubles (feature `test-utils`): the DMA allocator
+/// `vireo_virtio::mock::GuestDma` and the spec-derived device side of the ring,
+/// `vireo_virtio::mock::PackedDevice`.
+///
+/// ```
+/// use vireo_virtio::{
+///     AvailBufferToken, BufferType, Notifier, PackedVq, Virtq,
+///     mock::{GuestDma, PackedDevice},
+///     negotiate,
+///     virtio_spec::F,
+/// };
+/// use vm_memory::Bytes;
+///
+/// /// Records nothing: this device polls.
+/// struct Quiet;
+/// impl Notifier for Quiet {
+///     fn notify(&self, _queue_index: u16, _notification_data: Option<u32>) {}
+/// }
+///
+/// let dma = GuestDma::new(1 << 20);
+/// let wanted = F::VERSION_1 | F::RING_PACKED;
+/// let negotiated = negotiate(wanted, wanted).unwrap();
+/// // Packed rings need not be a power of two.
+/// let mut vq = PackedVq::new(0, 6, negotiated, dma.clone(), Quiet).unwrap();
+/// let mut device = PackedDevice::new(dma.mem(), vq.ring_addresses(), 6);
+///
+/// let token = AvailBufferToken::new(vec![dma.buffer(b"ping")], vec![dma.buffer(&[0; 16])])
+///     .with_tag(42);
+/// vq.dispatch(token, BufferType::Direct).unwrap();
+///
+/// // The device takes the buffer, answers in its writable element and marks it used.
+/// let chain = device.pop().expect("an available buffer");
+/// assert_eq!(chain.readable(dma.mem()), b"ping");
+/// let (reply, capacity) = chain.writable().next().unwrap();
+/// assert_eq!(capacity, 16);
+/// dma.mem().write_slice(b"pong", reply).unwrap();
+/// device.write_used(chain.id, 4, true, chain.desc_count);
+///
+/// let used = vq.poll().unwrap().expect("a used buffer");
+/// assert_eq!(used.tag(), 42);
+/// assert_eq!(used.written().next(), Some(&b"pong"[..]));
+/// assert_eq!(vq.in_flight(), 0);
+/// ```
 pub struct PackedVq<A: DmaAllocator, N: Notifier> {
     /// Descriptor ring (§2.8.13), 16-byte aligned.
     desc: DmaRegion<A>,

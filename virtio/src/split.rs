@@ -36,6 +36,67 @@ const HALF_INDEX_SPACE: u16 = 1 << 15;
 /// so chains are never walked through memory the device can write. Every value the device
 /// writes (`used.idx`, used ids and lengths, `avail_event`, `used.flags`) is checked or only
 /// compared before use; see [`Virtq`].
+///
+/// # Example
+///
+/// A round trip over the test DMA allocator (`vireo_virtio::mock::GuestDma`, feature
+/// `test-utils`), with the example playing the device: it reads the available ring and the
+/// descriptor, writes the reply into the device-writable buffer and publishes a used element
+/// (`struct virtq_used_elem`, virtio 1.2 §2.7.8) through guest memory.
+///
+/// ```
+/// use vireo_virtio::{
+///     AvailBufferToken, BufferType, Notifier, SplitVq, Virtq, mock::GuestDma, negotiate,
+///     virtio_spec::F,
+/// };
+/// use vm_memory::{Address, Bytes, GuestAddress};
+///
+/// /// Records nothing: this device polls.
+/// struct Quiet;
+/// impl Notifier for Quiet {
+///     fn notify(&self, _queue_index: u16, _notification_data: Option<u32>) {}
+/// }
+///
+/// let dma = GuestDma::new(1 << 20);
+/// let negotiated = negotiate(F::VERSION_1, F::VERSION_1).unwrap();
+/// let mut vq = SplitVq::new(0, 8, negotiated, dma.clone(), Quiet).unwrap();
+///
+/// // One device-readable request and one device-writable reply buffer.
+/// let token = AvailBufferToken::new(vec![dma.buffer(b"ping")], vec![dma.buffer(&[0; 16])])
+///     .with_tag(7);
+/// vq.dispatch(token, BufferType::Direct).unwrap();
+/// assert_eq!(vq.free_descriptors(), 6);
+/// assert!(vq.poll().unwrap().is_none(), "the device has not used it yet");
+///
+/// // The device: avail.idx is 1 and avail.ring[0] names the chain's head descriptor.
+/// let mem = dma.mem();
+/// let addrs = vq.ring_addresses();
+/// let avail = GuestAddress(addrs.driver_area);
+/// assert_eq!(mem.read_obj::<u16>(avail.unchecked_add(2)).unwrap(), 1);
+/// let head: u16 = mem.read_obj(avail.unchecked_add(4)).unwrap();
+/// // Descriptor `head`: addr (le64), len (le32), flags (le16), next (le16), §2.7.5.
+/// let desc = GuestAddress(addrs.descriptor_area + 16 * u64::from(head));
+/// let request: u64 = mem.read_obj(desc).unwrap();
+/// let mut bytes = [0; 4];
+/// mem.read_slice(&mut bytes, GuestAddress(request)).unwrap();
+/// assert_eq!(&bytes, b"ping");
+/// let next: u16 = mem.read_obj(desc.unchecked_add(14)).unwrap();
+/// let reply = GuestAddress(addrs.descriptor_area + 16 * u64::from(next));
+/// let reply: u64 = mem.read_obj(reply).unwrap();
+/// mem.write_slice(b"pong", GuestAddress(reply)).unwrap();
+/// // used.ring[0] = { id: head, len: 4 }, then used.idx = 1.
+/// let used = GuestAddress(addrs.device_area);
+/// mem.write_obj(u32::from(head), used.unchecked_add(4)).unwrap();
+/// mem.write_obj(4u32, used.unchecked_add(8)).unwrap();
+/// mem.write_obj(1u16, used.unchecked_add(2)).unwrap();
+///
+/// // The driver gets the same token back, with the length the device wrote.
+/// let used = vq.poll().unwrap().expect("a used buffer");
+/// assert_eq!(used.tag(), 7);
+/// assert_eq!(used.written_len(), 4);
+/// assert_eq!(used.written().next(), Some(&b"pong"[..]));
+/// assert_eq!(vq.free_descriptors(), 8);
+/// ```
 pub struct SplitVq<A: DmaAllocator, N: Notifier> {
     /// Descriptor table (§2.7.5), 16-byte aligned.
     desc: DmaRegion<A>,

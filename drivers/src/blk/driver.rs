@@ -56,6 +56,69 @@ fn chain_layout(
 /// The device owns its rings and the requests in flight until it has been reset: a driver that
 /// is dropped, or whose bring-up fails once queues were handed to the device, resets the device
 /// first and frees that memory only if the reset is confirmed; otherwise it leaks it.
+///
+/// # Example
+///
+/// A one-sector read from a virtio-blk device played by the test doubles of `vireo-virtio`
+/// (feature `test-utils`): the register-level `vireo_virtio::transport::fake::FakeMmio`
+/// holds the configuration (`capacity` at offset 0, virtio 1.2 §5.2.4) and the queue registers,
+/// and `vireo_virtio::mock::PackedDevice` runs the device side of the packed ring
+/// the driver programmed into them. The device answers the request (§5.2.6: header, data,
+/// status byte) by hand.
+///
+/// ```
+/// use vireo_drivers::blk::{BlkDriver, BlkOptions, Output, Request, RequestKind};
+/// use vireo_virtio::{
+///     RingAddresses,
+///     mock::{GuestDma, PackedDevice},
+///     transport::{
+///         MmioTransport, WaitBudget,
+///         fake::{FakeClock, FakeMmio},
+///     },
+///     virtio_spec::F,
+/// };
+/// use vm_memory::Bytes;
+///
+/// let mut config = [0; 60];
+/// config[..8].copy_from_slice(&16u64.to_le_bytes()); // 16 sectors
+/// let offered = F::VERSION_1 | F::RING_PACKED;
+/// let fake = FakeMmio::new(2, offered.bits().to_ne(), &[32], &config);
+///
+/// let dma = GuestDma::new(1 << 20);
+/// let clock = FakeClock::new(1_000);
+/// let mut budget = WaitBudget::new(&clock, 1_000_000);
+/// let options = BlkOptions { packed: true, ..BlkOptions::default() };
+/// let transport = MmioTransport::new(fake.clone()).unwrap();
+/// let mut blk = BlkDriver::new(transport, dma.clone(), options, &[], &mut budget).unwrap();
+/// assert_eq!(blk.info().capacity, 16);
+/// assert_eq!(blk.info().capacity_bytes(), 16 * 512);
+///
+/// let buffers = vec![dma.buffer(&[0; 512])];
+/// let id = blk.submit(0, Request::Read { sector: 3, buffers }).unwrap();
+///
+/// // The device: find the ring through the queue registers and take the request.
+/// let q = fake.queue(0);
+/// let addrs = RingAddresses {
+///     descriptor_area: q.desc,
+///     driver_area: q.driver,
+///     device_area: q.device,
+/// };
+/// let mut ring = PackedDevice::new(dma.mem(), addrs, q.size);
+/// let chain = ring.pop().expect("the read request");
+/// let header = chain.readable(dma.mem());
+/// assert_eq!(header[..4], 0u32.to_le_bytes(), "VIRTIO_BLK_T_IN");
+/// assert_eq!(header[8..16], 3u64.to_le_bytes(), "sector");
+/// let writable: Vec<_> = chain.writable().collect();
+/// let [(data, 512), (status, 1)] = writable[..] else { panic!("{writable:?}") };
+/// dma.mem().write_slice(&[0xab; 512], data).unwrap();
+/// dma.mem().write_obj(0u8, status).unwrap(); // VIRTIO_BLK_S_OK
+/// ring.write_used(chain.id, 513, true, chain.desc_count);
+///
+/// let done = blk.poll(0).unwrap().expect("a completion");
+/// assert_eq!((done.id, done.kind), (id, RequestKind::Read));
+/// assert_eq!(done.result, Ok(Output::Done));
+/// assert!(done.buffers[0].iter().all(|&b| b == 0xab), "the caller's buffer, filled");
+/// ```
 pub struct BlkDriver<T: Transport, A: DmaAllocator + 'static> {
     device: Device<T>,
     alloc: A,

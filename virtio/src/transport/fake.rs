@@ -7,6 +7,32 @@
 //! capability list ([`FakePci::set_caps`], [`FakePci::poke_config`]) and any `queue_notify_off`.
 //!
 //! They need `std` (shared state behind a mutex), so they are for host builds only.
+//!
+//! # Example
+//!
+//! A device whose reset never completes: initialisation gives up when its wait budget runs out
+//! (the clock advances 1 µs per reading, so a 100 µs budget ends after about 100 status reads),
+//! instead of spinning forever. See [`MmioTransport`](super::MmioTransport) and
+//! [`PciTransport`](super::PciTransport) for well-behaved bring-ups.
+//!
+//! ```
+//! use vireo_virtio::{
+//!     transport::{
+//!         Device, MmioTransport, TransportError, WaitBudget,
+//!         fake::{FakeClock, FakeMmio, Hostility},
+//!     },
+//!     virtio_spec::F,
+//! };
+//!
+//! let fake = FakeMmio::new(2, F::VERSION_1.bits().to_ne(), &[64], &[]);
+//! fake.set_hostility(Hostility { reset_polls: None, ..Hostility::default() });
+//! let clock = FakeClock::new(1_000);
+//! let mut budget = WaitBudget::new(&clock, 100_000);
+//! let transport = MmioTransport::new(fake.clone()).unwrap();
+//! let err = Device::init(transport, 2, F::empty(), &mut budget).unwrap_err();
+//! assert_eq!(err, TransportError::Timeout);
+//! assert!(budget.expired());
+//! ```
 
 extern crate std;
 

@@ -47,6 +47,57 @@ const VERSION_2: u32 = 2;
 const MAX_QUEUES: u16 = 1024;
 
 /// A virtio device behind a virtio-mmio register window.
+///
+/// # Example
+///
+/// Bringing up a device against the register-level fake `vireo_virtio::transport::fake::FakeMmio`
+/// (feature `test-utils`): feature negotiation, a configuration read, a queue programmed into
+/// the device, a notification and an interrupt.
+///
+/// ```
+/// use vireo_virtio::{
+///     AvailBufferToken, BufferType,
+///     mock::GuestDma,
+///     transport::{
+///         Device, MmioTransport, Transport, WaitBudget,
+///         fake::{FakeClock, FakeMmio},
+///     },
+///     virtio_spec::F,
+/// };
+///
+/// const BLOCK: u16 = 2;
+/// let offered = F::VERSION_1 | F::EVENT_IDX;
+/// // One queue of at most 128 descriptors, 8 bytes of device configuration.
+/// let fake = FakeMmio::new(BLOCK, offered.bits().to_ne(), &[128], &[1, 0, 0, 0, 0, 0, 0, 0]);
+///
+/// // Every wait on the device (here: the reset) has a budget; the fake clock makes it instant.
+/// let clock = FakeClock::new(1_000);
+/// let mut budget = WaitBudget::new(&clock, 1_000_000);
+/// let transport = MmioTransport::new(fake.clone()).unwrap();
+/// let mut device = Device::init(transport, BLOCK, F::EVENT_IDX, &mut budget).unwrap();
+/// assert_eq!(device.features(), offered);
+/// let mut capacity = [0; 8];
+/// device.read_config(0, &mut capacity).unwrap();
+/// assert_eq!(u64::from_le_bytes(capacity), 1);
+///
+/// let dma = GuestDma::new(1 << 20);
+/// let mut vq = device.create_queue(0, 256, dma.clone(), None).unwrap();
+/// assert_eq!(vq.size(), 128, "the device's maximum");
+/// let programmed = fake.queue(0);
+/// assert_eq!(programmed.desc, vq.ring_addresses().descriptor_area);
+/// assert_eq!(programmed.enable, 1);
+/// device.driver_ok().unwrap();
+///
+/// // A dispatch writes the queue index to QueueNotify (offset 0x50).
+/// let token = AvailBufferToken::new(vec![dma.buffer(b"hello")], Vec::new());
+/// assert!(vq.dispatch(token, BufferType::Direct).unwrap());
+/// assert_eq!(fake.take_notifications(), [(0x50, 4, 0)]);
+///
+/// // A used-buffer interrupt, acknowledged.
+/// fake.raise_interrupt(1);
+/// let cause = device.transport_mut().ack_interrupt();
+/// assert!(cause.queue && !cause.config);
+/// ```
 pub struct MmioTransport<R: RegisterBlock + Clone> {
     regs: R,
     device_type: u16,

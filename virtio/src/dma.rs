@@ -163,10 +163,10 @@ impl<A: DmaAllocator> DmaRegion<A> {
     #[inline(always)]
     pub(crate) fn write_split_desc(&mut self, index: u16, desc: split::Desc) {
         let base = self.desc_at(split::desc(index));
-        // SAFETY: `desc_at` checked that the 16 bytes at `base` are inside the live block this
-        // region owns and 8-byte aligned, so each field of `virtq_desc` (offsets from `layout`,
-        // naturally aligned) is in bounds and aligned; `&mut self` rules out a concurrent store
-        // through this region.
+        // The 16 bytes at `base` were checked by `desc_at`; the fields' offsets come from `layout`.
+        // SAFETY: those bytes are inside the live block this region owns and 8-byte aligned, so
+        // each naturally aligned field of `virtq_desc` is in bounds and aligned; `&mut self` rules
+        // out a concurrent store through this region.
         unsafe {
             let field = |offset| base.add(offset);
             field(split::DESC_ADDR)
@@ -374,8 +374,8 @@ impl<A: DmaAllocator> core::fmt::Debug for DmaBuffer<A> {
     }
 }
 
-/// The test DMA allocators' `unsafe impl`s (feature `test-utils`); their logic is safe code in
-/// [`mock`](crate::mock).
+/// The test DMA allocators' `Allocator` and `DmaAllocator` impls (feature `test-utils`); their
+/// logic is safe code in [`mock`](crate::mock).
 #[cfg(feature = "test-utils")]
 mod test_utils {
     extern crate std;
@@ -400,6 +400,8 @@ mod test_utils {
             self.allocate_block(layout)
         }
 
+        // SAFETY (of the caller, by the trait's contract): `ptr` came from `allocate` with
+        // `layout`; `deallocate_block` checks both against the arena anyway.
         unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
             self.deallocate_block(ptr, layout);
         }
@@ -444,6 +446,8 @@ mod test_utils {
         }
 
         #[inline]
+        // SAFETY (of the caller, by the trait's contract): `ptr` came from `allocate` with
+        // `layout`.
         unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
             if layout.size() != 0 {
                 // SAFETY: `ptr` came from `allocate` with `layout`, which for a non-zero size

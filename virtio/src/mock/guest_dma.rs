@@ -3,8 +3,8 @@
 //! so a driver that hands the device a virtual address makes the device fault. Freed blocks are
 //! poisoned.
 //!
-//! Everything here is safe code; the `unsafe impl`s of `Allocator` and `DmaAllocator` that
-//! forward to it live in `dma.rs`, the crate's one module allowed `unsafe`.
+//! Everything here is safe code; the `Allocator` and `DmaAllocator` impls that forward to it
+//! live in `dma.rs`, the one module of the crate where the trait contracts may be promised.
 
 use alloc::{sync::Arc, vec, vec::Vec};
 use core::{alloc::Layout, ptr::NonNull};
@@ -32,7 +32,7 @@ struct State {
 struct Inner {
     mem: GuestMemoryMmap,
     /// The host address of the arena's first byte, its provenance exposed (so that block
-    /// pointers can be made from it without `unsafe` or a raw pointer that is not `Send`).
+    /// pointers can be made from it in safe code, with no raw pointer that is not `Send`).
     host: usize,
     size: usize,
     state: Mutex<State>,

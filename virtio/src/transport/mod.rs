@@ -9,6 +9,7 @@
 //! BAR ranges) and [`MmioTransport`] (virtio-mmio version 2, §4.2, over one register window).
 //! With the `test-utils` feature, `fake` holds register-level fakes of both for host tests.
 
+mod common;
 mod device;
 mod error;
 #[cfg(any(test, feature = "test-utils"))]

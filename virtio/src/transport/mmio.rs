@@ -6,8 +6,7 @@ use core::fmt;
 use virtio_spec::F;
 
 use super::{
-    RegisterBlock, TransportError,
-    Transport,
+    RegisterBlock, Transport, TransportError,
     common::{Bus, Common, Layout, Reg},
 };
 use crate::Notifier;

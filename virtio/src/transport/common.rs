@@ -274,7 +274,7 @@ impl<B: Bus> Transport for B {
 
     /// Programs the queue as virtio 1.2 §4.1.5.1.3 (PCI) and §4.2.3.2 (MMIO) describe: select
     /// it, check it exists and is disabled, write the size and the three area addresses, route
-    /// its interrupt ([`Bus::set_queue_vector`]), then enable it.
+    /// its interrupt (an MSI-X vector on PCI; MMIO refuses one), then enable it.
     fn setup_queue(
         &mut self,
         index: u16,

@@ -9,7 +9,7 @@ extern crate alloc;
 use alloc::vec::Vec;
 
 use vireo::{
-    pci::{self, ConfigError, ConfigSpace, PciAddress, PciConfig, VIRTIO_VENDOR_ID, regs},
+    pci::{self, ConfigError, ConfigSpace, PciAddress, PciConfig, VIRTIO_PCI_VENDOR_ID, regs},
     println,
 };
 
@@ -31,7 +31,7 @@ fn finds_no_virtio_devices() {
     assert_eq!(
         pci::devices()
             .iter()
-            .filter(|d| d.vendor_id() == VIRTIO_VENDOR_ID)
+            .filter(|d| d.vendor_id() == VIRTIO_PCI_VENDOR_ID)
             .count(),
         0
     );

@@ -11,7 +11,7 @@ extern crate alloc;
 use alloc::{format, vec::Vec};
 
 use vireo::{
-    pci::{self, BarKind, PciDevice, VIRTIO_VENDOR_ID, VirtioCapKind, regs},
+    pci::{self, BarKind, PciDevice, VIRTIO_PCI_VENDOR_ID, VirtioCapKind, regs},
     println,
 };
 
@@ -30,7 +30,7 @@ vireo::test_main!(
 fn virtio() -> Vec<&'static PciDevice> {
     pci::devices()
         .iter()
-        .filter(|d| d.vendor_id() == VIRTIO_VENDOR_ID)
+        .filter(|d| d.vendor_id() == VIRTIO_PCI_VENDOR_ID)
         .collect()
 }
 

@@ -1,7 +1,7 @@
 //! The [`ConfigSpace`] seam: the `virtio` crate's trait, implemented here by the kernel for
 //! [`PciDevice`](super::PciDevice) and [`PciConfig`](super::PciConfig); host tests implement it over
-//! a byte array. This file, `regs.rs`, `capability.rs` and `virtio.rs` use nothing but `core`, the
-//! trait and each other.
+//! a byte array. This file, `regs.rs` and `capability.rs` use nothing but `core`, the trait and each
+//! other (virtio's vendor capabilities are parsed by `vireo_virtio::transport::VirtioPciCap`).
 //!
 //! What the kernel's implementations guarantee, beyond the trait's contract:
 //! - A misaligned or out-of-range access (beyond the 256 bytes reachable through port I/O) reads

@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use vireo_virtio::transport::{VIRTIO_PCI_VENDOR_ID, VirtioCapKind, VirtioPciCap};
+
 use super::{
     bar::Bar,
     capability::{
@@ -10,7 +12,6 @@ use super::{
     config::{ConfigError, PciAddress, PciConfig},
     config_space::ConfigSpace,
     regs,
-    virtio::{VIRTIO_VENDOR_ID, VirtioCapKind, VirtioPciCap},
 };
 
 /// Class code: base class, subclass, programming interface.
@@ -148,11 +149,12 @@ impl PciDevice {
     pub fn virtio_capabilities(
         &self,
     ) -> impl Iterator<Item = Result<VirtioPciCap, CapabilityError>> + '_ {
-        let is_virtio = self.vendor_id == VIRTIO_VENDOR_ID;
+        let is_virtio = self.vendor_id == VIRTIO_PCI_VENDOR_ID;
         self.vendor_capabilities()
             .filter(move |_| is_virtio)
             .map(|v| {
-                let cap = VirtioPciCap::parse(&v)?;
+                let cap = VirtioPciCap::read(self, v.offset())
+                    .map_err(|_| CapabilityError::BadLength(v.offset()))?;
                 if cap.kind == VirtioCapKind::PciCfg {
                     // Its bar/offset/length are a window the driver writes, not a location.
                     return Ok(cap);

@@ -14,7 +14,6 @@ mod config_space;
 mod device;
 pub mod regs;
 mod scan;
-mod virtio;
 mod window;
 
 use alloc::vec::Vec;
@@ -32,7 +31,7 @@ pub use capability::{
 pub use config::{CONFIG_SPACE_SIZE, ConfigError, PciAddress, PciConfig};
 pub use config_space::ConfigSpace;
 pub use device::{ClassCode, PciDevice};
-pub use virtio::{VIRTIO_VENDOR_ID, VirtioCapKind, VirtioPciCap};
+pub use vireo_virtio::transport::{VIRTIO_PCI_VENDOR_ID, VirtioCapKind, VirtioPciCap};
 
 static DEVICES: Once<Vec<PciDevice>> = Once::new();
 

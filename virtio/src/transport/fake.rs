@@ -36,6 +36,7 @@
 
 extern crate std;
 
+mod device;
 mod mmio;
 mod pci;
 

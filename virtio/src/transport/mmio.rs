@@ -3,39 +3,43 @@
 
 use core::fmt;
 
-use virtio_spec::{DeviceStatus, F};
+use virtio_spec::F;
 
 use super::{
-    InterruptCause, RegisterBlock, Transport, TransportError, WaitBudget,
-    regs::{read_feature_windows, write_feature_windows},
+    RegisterBlock, Transport, TransportError,
+    common::{Bus, Common, Layout, Reg},
 };
-use crate::{Notifier, RingAddresses};
+use crate::Notifier;
 
 /// `MagicValue`: "virt" in little-endian.
 pub const VIRTIO_MMIO_MAGIC: u32 = 0x7472_6976;
 
-/// Register offsets in the window (virtio 1.2 §4.2.2); every register is 32 bits wide.
+/// The registers of the window (virtio 1.2 §4.2.2) that PCI has too; every register is 32 bits.
+const LAYOUT: Layout = Layout {
+    device_feature_select: 0x014,
+    device_feature: 0x010,
+    driver_feature_select: 0x024,
+    driver_feature: 0x020,
+    status: Reg::u32(0x070),
+    config_generation: Reg::u32(0x0fc),
+    queue_select: Reg::u32(0x030),
+    queue_size_max: Reg::u32(0x034),
+    queue_size: Reg::u32(0x038),
+    queue_enable: Reg::u32(0x044),
+    queue_reset: Reg::u32(0x0c0),
+    queue_desc: 0x080,
+    queue_driver: 0x090,
+    queue_device: 0x0a0,
+};
+
+/// Offsets of the registers only MMIO has.
 mod reg {
     pub(super) const MAGIC_VALUE: usize = 0x000;
     pub(super) const VERSION: usize = 0x004;
     pub(super) const DEVICE_ID: usize = 0x008;
-    pub(super) const DEVICE_FEATURES: usize = 0x010;
-    pub(super) const DEVICE_FEATURES_SEL: usize = 0x014;
-    pub(super) const DRIVER_FEATURES: usize = 0x020;
-    pub(super) const DRIVER_FEATURES_SEL: usize = 0x024;
-    pub(super) const QUEUE_SEL: usize = 0x030;
-    pub(super) const QUEUE_NUM_MAX: usize = 0x034;
-    pub(super) const QUEUE_NUM: usize = 0x038;
-    pub(super) const QUEUE_READY: usize = 0x044;
     pub(super) const QUEUE_NOTIFY: usize = 0x050;
     pub(super) const INTERRUPT_STATUS: usize = 0x060;
     pub(super) const INTERRUPT_ACK: usize = 0x064;
-    pub(super) const STATUS: usize = 0x070;
-    pub(super) const QUEUE_DESC: usize = 0x080;
-    pub(super) const QUEUE_DRIVER: usize = 0x090;
-    pub(super) const QUEUE_DEVICE: usize = 0x0a0;
-    pub(super) const QUEUE_RESET: usize = 0x0c0;
-    pub(super) const CONFIG_GENERATION: usize = 0x0fc;
     /// Start of the device-specific configuration.
     pub(super) const CONFIG: usize = 0x100;
 }
@@ -99,16 +103,14 @@ const MAX_QUEUES: u16 = 1024;
 /// assert!(cause.queue && !cause.config);
 /// ```
 pub struct MmioTransport<R: RegisterBlock + Clone> {
-    regs: R,
-    device_type: u16,
-    driver_features: F,
+    common: Common<R>,
 }
 
 impl<R: RegisterBlock + Clone> fmt::Debug for MmioTransport<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MmioTransport")
-            .field("device_type", &self.device_type)
-            .field("window_len", &self.regs.len())
+            .field("device_type", &self.common.device_type)
+            .field("window_len", &self.common.regs.len())
             .finish_non_exhaustive()
     }
 }
@@ -133,85 +135,33 @@ impl<R: RegisterBlock + Clone> MmioTransport<R> {
             Ok(id) => id,
         };
         Ok(Self {
-            regs,
-            device_type,
-            driver_features: F::empty(),
+            common: Common::new(regs, device_type),
         })
     }
 
     /// The length of the device-specific configuration window.
     pub fn config_len(&self) -> usize {
-        self.regs.len() - reg::CONFIG
-    }
-
-    fn select_queue(&self, index: u16) {
-        self.regs.write_u32(reg::QUEUE_SEL, index.into());
-    }
-
-    /// Writes a 64-bit queue address as two 32-bit halves, low first.
-    fn write_u64(&self, offset: usize, value: u64) {
-        // Truncations intended: the two halves.
-        self.regs.write_u32(offset, value as u32);
-        self.regs.write_u32(offset + 4, (value >> 32) as u32);
-    }
-
-    /// Runs `access(position, width)` over `[offset, offset + len)` of the device configuration
-    /// after checking the range, with the widest naturally aligned access that fits at each step.
-    fn config_accesses(
-        &self,
-        offset: usize,
-        len: usize,
-        mut access: impl FnMut(&R, usize, usize),
-    ) -> Result<(), TransportError> {
-        let end = offset
-            .checked_add(len)
-            .filter(|&end| end <= self.config_len())
-            .ok_or(TransportError::ConfigOutOfRange)?;
-        let mut pos = offset;
-        while pos < end {
-            let width = match (pos % 4, end - pos) {
-                (0, 4..) => 4,
-                (0 | 2, 2..) => 2,
-                _ => 1,
-            };
-            access(&self.regs, reg::CONFIG + pos, width);
-            pos += width;
-        }
-        Ok(())
+        self.device_config_len()
     }
 }
 
-impl<R: RegisterBlock + Clone> Transport for MmioTransport<R> {
+impl<R: RegisterBlock + Clone> Bus for MmioTransport<R> {
+    type Regs = R;
     type Notifier = MmioNotifier<R>;
 
-    fn device_type(&self) -> u16 {
-        self.device_type
+    const LAYOUT: Layout = LAYOUT;
+
+    fn common(&self) -> &Common<R> {
+        &self.common
     }
 
-    fn status(&self) -> DeviceStatus {
-        // Truncation intended: the status is the low byte.
-        DeviceStatus::from_bits_retain(self.regs.read_u32(reg::STATUS) as u8)
+    fn common_mut(&mut self) -> &mut Common<R> {
+        &mut self.common
     }
 
-    fn set_status(&mut self, status: DeviceStatus) {
-        if status.is_empty() {
-            self.driver_features = F::empty();
-        }
-        self.regs.write_u32(reg::STATUS, status.bits().into());
-    }
-
-    fn device_features(&mut self) -> F {
-        read_feature_windows(&self.regs, reg::DEVICE_FEATURES_SEL, reg::DEVICE_FEATURES)
-    }
-
-    fn set_driver_features(&mut self, features: F) {
-        write_feature_windows(
-            &self.regs,
-            reg::DRIVER_FEATURES_SEL,
-            reg::DRIVER_FEATURES,
-            features,
-        );
-        self.driver_features = features;
+    /// The configuration extends from 0x100 to the end of the window.
+    fn device_config(&self) -> Option<(&R, usize)> {
+        Some((&self.common.regs, reg::CONFIG))
     }
 
     /// MMIO has no queue count: this is the index of the first queue whose `QueueNumMax` reads 0
@@ -220,128 +170,54 @@ impl<R: RegisterBlock + Clone> Transport for MmioTransport<R> {
         (0..MAX_QUEUES)
             .find(|&index| {
                 self.select_queue(index);
-                self.regs.read_u32(reg::QUEUE_NUM_MAX) == 0
+                LAYOUT.queue_size_max.read(&self.common.regs) == 0
             })
             .unwrap_or(MAX_QUEUES)
     }
 
-    /// `QueueNumMax` of the queue, saturated to 16 bits (sizes are 16-bit in virtio 1.2).
-    fn max_queue_size(&mut self, index: u16) -> u16 {
-        self.select_queue(index);
-        u16::try_from(self.regs.read_u32(reg::QUEUE_NUM_MAX)).unwrap_or(u16::MAX)
+    /// Any queue may exist: a queue that does not reads 0 in `QueueNumMax`.
+    fn queue_in_range(&self, _index: u16) -> bool {
+        true
     }
 
-    /// Programs the queue as virtio 1.2 §4.2.3.2 describes: select it, check it is not ready and
-    /// exists, write the size and the three area addresses, then set `QueueReady`.
-    ///
-    /// MMIO has a single interrupt: asking for an MSI-X vector is refused with
-    /// [`TransportError::VectorRejected`].
-    fn setup_queue(
-        &mut self,
-        index: u16,
-        size: u16,
-        addresses: RingAddresses,
-        vector: Option<u16>,
-    ) -> Result<(), TransportError> {
-        if vector.is_some() {
-            return Err(TransportError::VectorRejected);
-        }
-        self.select_queue(index);
-        if self.regs.read_u32(reg::QUEUE_READY) != 0 {
-            return Err(TransportError::QueueUnavailable);
-        }
-        let max = self.regs.read_u32(reg::QUEUE_NUM_MAX);
-        if max == 0 || size == 0 || u32::from(size) > max {
-            return Err(TransportError::QueueUnavailable);
-        }
-        self.regs.write_u32(reg::QUEUE_NUM, size.into());
-        self.write_u64(reg::QUEUE_DESC, addresses.descriptor_area);
-        self.write_u64(reg::QUEUE_DRIVER, addresses.driver_area);
-        self.write_u64(reg::QUEUE_DEVICE, addresses.device_area);
-        self.regs.write_u32(reg::QUEUE_READY, 1);
-        Ok(())
+    /// A vector is refused: the queue stays disabled.
+    fn set_queue_vector(&self, vector: Option<u16>) -> Result<(), TransportError> {
+        refuse_vector(vector)
+    }
+
+    /// `None` is accepted, a vector is refused.
+    fn config_vector(&mut self, vector: Option<u16>) -> Result<(), TransportError> {
+        refuse_vector(vector)
     }
 
     /// The notifier writes `QueueNotify`, which every queue shares.
-    fn notifier(&mut self, index: u16) -> Result<Self::Notifier, TransportError> {
-        if self.max_queue_size(index) == 0 {
+    fn queue_notifier(&mut self, index: u16) -> Result<Self::Notifier, TransportError> {
+        if Transport::max_queue_size(self, index) == 0 {
             return Err(TransportError::QueueUnavailable);
         }
         Ok(MmioNotifier {
-            regs: self.regs.clone(),
+            regs: self.common.regs.clone(),
             queue: index,
-            data: self.driver_features.contains(F::NOTIFICATION_DATA),
-        })
-    }
-
-    /// MMIO has no MSI-X: `None` is accepted, a vector is refused.
-    fn set_config_vector(&mut self, vector: Option<u16>) -> Result<(), TransportError> {
-        match vector {
-            None => Ok(()),
-            Some(_) => Err(TransportError::VectorRejected),
-        }
-    }
-
-    fn config_generation(&self) -> u32 {
-        self.regs.read_u32(reg::CONFIG_GENERATION)
-    }
-
-    fn read_config_raw(&self, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {
-        self.config_accesses(offset, buf.len(), |regs, at, width| {
-            let i = at - reg::CONFIG - offset;
-            match width {
-                4 => buf[i..i + 4].copy_from_slice(&regs.read_u32(at).to_le_bytes()),
-                2 => buf[i..i + 2].copy_from_slice(&regs.read_u16(at).to_le_bytes()),
-                _ => buf[i] = regs.read_u8(at),
-            }
-        })
-    }
-
-    fn write_config_raw(&mut self, offset: usize, data: &[u8]) -> Result<(), TransportError> {
-        self.config_accesses(offset, data.len(), |regs, at, width| {
-            let i = at - reg::CONFIG - offset;
-            match width {
-                4 => regs.write_u32(
-                    at,
-                    u32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]),
-                ),
-                2 => regs.write_u16(at, u16::from_le_bytes([data[i], data[i + 1]])),
-                _ => regs.write_u8(at, data[i]),
-            }
+            data: self.common.driver_features.contains(F::NOTIFICATION_DATA),
         })
     }
 
     /// Reads `InterruptStatus` and writes the same bits to `InterruptACK` (virtio 1.2 §4.2.3.4).
-    fn ack_interrupt(&mut self) -> InterruptCause {
-        let status = self.regs.read_u32(reg::INTERRUPT_STATUS);
+    fn interrupt_status(&mut self) -> u32 {
+        let regs = &self.common.regs;
+        let status = regs.read_u32(reg::INTERRUPT_STATUS);
         if status != 0 {
-            self.regs.write_u32(reg::INTERRUPT_ACK, status);
+            regs.write_u32(reg::INTERRUPT_ACK, status);
         }
-        InterruptCause {
-            queue: status & 1 != 0,
-            config: status & 2 != 0,
-        }
+        status
     }
+}
 
-    /// Writes 1 to `QueueReset` and waits until both `QueueReset` and `QueueReady` read 0
-    /// (virtio 1.2 §4.2.2). `Ok(false)` unless `VIRTIO_F_RING_RESET` was negotiated.
-    fn reset_queue(
-        &mut self,
-        index: u16,
-        budget: &mut WaitBudget<'_>,
-    ) -> Result<bool, TransportError> {
-        if !self.driver_features.contains(F::RING_RESET) {
-            return Ok(false);
-        }
-        if self.max_queue_size(index) == 0 {
-            return Err(TransportError::QueueUnavailable);
-        }
-        self.regs.write_u32(reg::QUEUE_RESET, 1);
-        let regs = &self.regs;
-        budget.wait_until(|| {
-            regs.read_u32(reg::QUEUE_RESET) == 0 && regs.read_u32(reg::QUEUE_READY) == 0
-        })?;
-        Ok(true)
+/// MMIO has a single interrupt and no MSI-X: `None` is accepted, a vector refused.
+fn refuse_vector(vector: Option<u16>) -> Result<(), TransportError> {
+    match vector {
+        None => Ok(()),
+        Some(_) => Err(TransportError::VectorRejected),
     }
 }
 

@@ -9,6 +9,7 @@
 //! BAR ranges) and [`MmioTransport`] (virtio-mmio version 2, §4.2, over one register window).
 //! With the `test-utils` feature, `fake` holds register-level fakes of both for host tests.
 
+mod common;
 mod device;
 mod error;
 #[cfg(any(test, feature = "test-utils"))]
@@ -24,7 +25,8 @@ pub use error::TransportError;
 pub use mmio::{MmioNotifier, MmioTransport, VIRTIO_MMIO_MAGIC};
 pub use pci::{PciNotifier, PciPlatform, PciTransport, VIRTIO_MSI_NO_VECTOR};
 pub use pci_caps::{
-    VIRTIO_PCI_VENDOR_ID, VirtioCap, VirtioCaps, find_virtio_caps, pci_device_type,
+    VIRTIO_PCI_VENDOR_ID, VirtioCap, VirtioCapKind, VirtioCaps, VirtioPciCap, find_virtio_caps,
+    pci_device_type,
 };
 pub use regs::{Clock, ConfigSpace, RegisterBlock};
 use virtio_spec::{DeviceStatus, F};
@@ -40,7 +42,8 @@ pub struct InterruptCause {
     pub config: bool,
 }
 
-/// The registers of one virtio device, whatever the bus (PCI now, MMIO next).
+/// The registers of one virtio device, whatever the bus: [`PciTransport`] and [`MmioTransport`]
+/// implement it (their shared body is written once, in `common.rs`).
 ///
 /// Drivers use it through [`Device`], which runs the initialisation sequence; the methods here are
 /// the individual register operations. Values read from the device are returned as they are and

@@ -4,38 +4,45 @@
 
 use core::fmt;
 
-use virtio_spec::{DeviceStatus, F};
+use virtio_spec::F;
 
 use super::{
-    ConfigSpace, InterruptCause, RegisterBlock, Transport, TransportError, WaitBudget,
+    ConfigSpace, RegisterBlock, TransportError,
+    common::{Bus, Common, Layout, Reg},
     pci_caps::{self, VirtioCap},
-    regs::{read_feature_windows, write_feature_windows},
 };
-use crate::{Notifier, RingAddresses};
+use crate::Notifier;
 
 /// `VIRTIO_MSI_NO_VECTOR`: no MSI-X vector, and what the device reads back when it refuses one.
 pub const VIRTIO_MSI_NO_VECTOR: u16 = 0xffff;
 
-/// Offsets in the common configuration structure (virtio 1.2 §4.1.4.3, `virtio_pci_common_cfg`).
+/// The registers of the common configuration structure (virtio 1.2 §4.1.4.3,
+/// `virtio_pci_common_cfg`) that MMIO has too.
+const LAYOUT: Layout = Layout {
+    device_feature_select: 0,
+    device_feature: 4,
+    driver_feature_select: 8,
+    driver_feature: 12,
+    status: Reg::u8(20),
+    config_generation: Reg::u8(21),
+    queue_select: Reg::u16(22),
+    // `queue_size` reads the maximum until the driver writes a smaller size.
+    queue_size_max: Reg::u16(24),
+    queue_size: Reg::u16(24),
+    queue_enable: Reg::u16(28),
+    queue_reset: Reg::u16(58),
+    queue_desc: 32,
+    queue_driver: 40,
+    queue_device: 48,
+};
+
+/// Offsets of the registers only PCI has, in the same structure.
 mod common {
-    pub(super) const DEVICE_FEATURE_SELECT: usize = 0;
-    pub(super) const DEVICE_FEATURE: usize = 4;
-    pub(super) const DRIVER_FEATURE_SELECT: usize = 8;
-    pub(super) const DRIVER_FEATURE: usize = 12;
     pub(super) const CONFIG_MSIX_VECTOR: usize = 16;
     pub(super) const NUM_QUEUES: usize = 18;
-    pub(super) const DEVICE_STATUS: usize = 20;
-    pub(super) const CONFIG_GENERATION: usize = 21;
-    pub(super) const QUEUE_SELECT: usize = 22;
-    pub(super) const QUEUE_SIZE: usize = 24;
     pub(super) const QUEUE_MSIX_VECTOR: usize = 26;
-    pub(super) const QUEUE_ENABLE: usize = 28;
     pub(super) const QUEUE_NOTIFY_OFF: usize = 30;
-    pub(super) const QUEUE_DESC: usize = 32;
-    pub(super) const QUEUE_DRIVER: usize = 40;
-    pub(super) const QUEUE_DEVICE: usize = 48;
     pub(super) const QUEUE_NOTIFY_DATA: usize = 56;
-    pub(super) const QUEUE_RESET: usize = 58;
     /// Length of the structure including `queue_notify_data` and `queue_reset` (virtio 1.2).
     pub(super) const LEN_WITH_RESET: usize = 60;
 }
@@ -114,20 +121,18 @@ pub trait PciPlatform {
 /// ```
 pub struct PciTransport<P: PciPlatform> {
     platform: P,
-    device_type: u16,
-    common: P::Regs,
+    common: Common<P::Regs>,
     notify: P::Regs,
     notify_off_multiplier: u32,
     isr: P::Regs,
     device: Option<P::Regs>,
-    driver_features: F,
 }
 
 impl<P: PciPlatform> fmt::Debug for PciTransport<P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PciTransport")
-            .field("device_type", &self.device_type)
-            .field("common_len", &self.common.len())
+            .field("device_type", &self.common.device_type)
+            .field("common_len", &self.common.regs.len())
             .field("notify_len", &self.notify.len())
             .field("notify_off_multiplier", &self.notify_off_multiplier)
             .field("device_cfg_len", &self.device.as_ref().map(|d| d.len()))
@@ -160,13 +165,11 @@ impl<P: PciPlatform> PciTransport<P> {
         };
         Ok(Self {
             platform,
-            device_type,
-            common: common_regs,
+            common: Common::new(common_regs, device_type),
             notify: notify_regs,
             notify_off_multiplier: notify.notify_off_multiplier,
             isr: isr_regs,
             device,
-            driver_features: F::empty(),
         })
     }
 
@@ -177,63 +180,17 @@ impl<P: PciPlatform> PciTransport<P> {
 
     /// The length of the device-specific configuration (0 when the device has none).
     pub fn config_len(&self) -> usize {
-        self.device.as_ref().map_or(0, RegisterBlock::len)
-    }
-
-    /// Whether the common configuration has `queue_notify_data` and `queue_reset` (virtio 1.2).
-    fn has_queue_reset(&self) -> bool {
-        self.common.len() >= common::LEN_WITH_RESET
-    }
-
-    fn select_queue(&self, index: u16) {
-        self.common.write_u16(common::QUEUE_SELECT, index);
-    }
-
-    /// Writes a 64-bit queue address as two 32-bit halves, low first (virtio 1.2 §4.1.3.1).
-    fn write_u64(&self, offset: usize, value: u64) {
-        // Truncations intended: the two halves.
-        self.common.write_u32(offset, value as u32);
-        self.common.write_u32(offset + 4, (value >> 32) as u32);
+        self.device_config_len()
     }
 
     /// Writes an MSI-X vector register and reads it back: the device answers
     /// `VIRTIO_MSI_NO_VECTOR` when it could not allocate the vector (virtio 1.2 §4.1.5.1.2).
     fn write_vector(&self, offset: usize, vector: Option<u16>) -> Result<(), TransportError> {
+        let regs = &self.common.regs;
         let value = vector.unwrap_or(VIRTIO_MSI_NO_VECTOR);
-        self.common.write_u16(offset, value);
-        if value != VIRTIO_MSI_NO_VECTOR && self.common.read_u16(offset) != value {
+        regs.write_u16(offset, value);
+        if value != VIRTIO_MSI_NO_VECTOR && regs.read_u16(offset) != value {
             return Err(TransportError::VectorRejected);
-        }
-        Ok(())
-    }
-
-    /// Runs `access(position, width)` over `[offset, offset + len)` of the device configuration
-    /// after checking the range, with the widest naturally aligned access that fits at each step
-    /// (so a 1-, 2- or 4-byte field is one access of its width, and 8 bytes are two 32-bit ones).
-    fn config_accesses(
-        &self,
-        offset: usize,
-        len: usize,
-        mut access: impl FnMut(&P::Regs, usize, usize),
-    ) -> Result<(), TransportError> {
-        let end = offset
-            .checked_add(len)
-            .ok_or(TransportError::ConfigOutOfRange)?;
-        if end > self.config_len() {
-            return Err(TransportError::ConfigOutOfRange);
-        }
-        let Some(regs) = &self.device else {
-            return Ok(()); // len == 0
-        };
-        let mut pos = offset;
-        while pos < end {
-            let width = match (pos % 4, end - pos) {
-                (0, 4..) => 4,
-                (0 | 2, 2..) => 2,
-                _ => 1,
-            };
-            access(regs, pos, width);
-            pos += width;
         }
         Ok(())
     }
@@ -248,92 +205,54 @@ fn map<P: PciPlatform>(platform: &P, cap: &VirtioCap) -> Result<P::Regs, Transpo
     Ok(regs)
 }
 
-impl<P: PciPlatform> Transport for PciTransport<P> {
+impl<P: PciPlatform> Bus for PciTransport<P> {
+    type Regs = P::Regs;
     type Notifier = PciNotifier<P::Regs>;
 
-    fn device_type(&self) -> u16 {
-        self.device_type
+    const LAYOUT: Layout = LAYOUT;
+
+    fn common(&self) -> &Common<P::Regs> {
+        &self.common
     }
 
-    fn status(&self) -> DeviceStatus {
-        DeviceStatus::from_bits_retain(self.common.read_u8(common::DEVICE_STATUS))
+    fn common_mut(&mut self) -> &mut Common<P::Regs> {
+        &mut self.common
     }
 
-    fn set_status(&mut self, status: DeviceStatus) {
-        if status.is_empty() {
-            self.driver_features = F::empty();
-        }
-        self.common.write_u8(common::DEVICE_STATUS, status.bits());
-    }
-
-    fn device_features(&mut self) -> F {
-        read_feature_windows(
-            &self.common,
-            common::DEVICE_FEATURE_SELECT,
-            common::DEVICE_FEATURE,
-        )
-    }
-
-    fn set_driver_features(&mut self, features: F) {
-        write_feature_windows(
-            &self.common,
-            common::DRIVER_FEATURE_SELECT,
-            common::DRIVER_FEATURE,
-            features,
-        );
-        self.driver_features = features;
+    fn device_config(&self) -> Option<(&P::Regs, usize)> {
+        self.device.as_ref().map(|regs| (regs, 0))
     }
 
     fn queue_count(&self) -> u16 {
-        self.common.read_u16(common::NUM_QUEUES)
+        self.common.regs.read_u16(common::NUM_QUEUES)
     }
 
-    fn max_queue_size(&mut self, index: u16) -> u16 {
-        if index >= self.queue_count() {
-            return 0;
-        }
-        self.select_queue(index);
-        self.common.read_u16(common::QUEUE_SIZE)
+    fn queue_in_range(&self, index: u16) -> bool {
+        index < Bus::queue_count(self)
     }
 
-    /// Programs the queue as virtio 1.2 §4.1.5.1.3 describes: select it, check it exists and is
-    /// disabled, write the size, the three area addresses and the MSI-X vector (read back), then
-    /// enable it.
-    fn setup_queue(
-        &mut self,
-        index: u16,
-        size: u16,
-        addresses: RingAddresses,
-        vector: Option<u16>,
-    ) -> Result<(), TransportError> {
-        if index >= self.queue_count() {
-            return Err(TransportError::QueueUnavailable);
-        }
-        self.select_queue(index);
-        let max = self.common.read_u16(common::QUEUE_SIZE);
-        if max == 0 || size == 0 || size > max || self.common.read_u16(common::QUEUE_ENABLE) != 0 {
-            return Err(TransportError::QueueUnavailable);
-        }
-        self.common.write_u16(common::QUEUE_SIZE, size);
-        self.write_u64(common::QUEUE_DESC, addresses.descriptor_area);
-        self.write_u64(common::QUEUE_DRIVER, addresses.driver_area);
-        self.write_u64(common::QUEUE_DEVICE, addresses.device_area);
-        self.write_vector(common::QUEUE_MSIX_VECTOR, vector)?;
-        self.common.write_u16(common::QUEUE_ENABLE, 1);
-        Ok(())
+    /// Writes `queue_msix_vector` and reads it back.
+    fn set_queue_vector(&self, vector: Option<u16>) -> Result<(), TransportError> {
+        self.write_vector(common::QUEUE_MSIX_VECTOR, vector)
+    }
+
+    fn config_vector(&mut self, vector: Option<u16>) -> Result<(), TransportError> {
+        self.write_vector(common::CONFIG_MSIX_VECTOR, vector)
     }
 
     /// The notify address is `cap.offset + queue_notify_off × notify_off_multiplier` (virtio 1.2
     /// §4.1.4.4); the device chooses `queue_notify_off`, so the address is computed with checked
     /// arithmetic and must leave room for the write (2 bytes, 4 with `VIRTIO_F_NOTIFICATION_DATA`)
     /// inside the notification structure, naturally aligned.
-    fn notifier(&mut self, index: u16) -> Result<Self::Notifier, TransportError> {
-        if index >= self.queue_count() {
+    fn queue_notifier(&mut self, index: u16) -> Result<Self::Notifier, TransportError> {
+        if !self.queue_in_range(index) {
             return Err(TransportError::QueueUnavailable);
         }
         self.select_queue(index);
-        let notify_off = self.common.read_u16(common::QUEUE_NOTIFY_OFF);
-        let wide = self.driver_features.contains(F::NOTIFICATION_DATA);
+        let regs = &self.common.regs;
+        let features = self.common.driver_features;
+        let notify_off = regs.read_u16(common::QUEUE_NOTIFY_OFF);
+        let wide = features.contains(F::NOTIFICATION_DATA);
         let width: usize = if wide { 4 } else { 2 };
         let multiplier = usize::try_from(self.notify_off_multiplier)
             .map_err(|_| TransportError::BadCapability)?;
@@ -347,12 +266,11 @@ impl<P: PciPlatform> Transport for PciTransport<P> {
             })
             .ok_or(TransportError::BadCapability)?;
         // With VIRTIO_F_NOTIF_CONFIG_DATA the device gives the value that identifies the queue.
-        let queue_value =
-            if self.driver_features.contains(F::NOTIF_CONFIG_DATA) && self.has_queue_reset() {
-                self.common.read_u16(common::QUEUE_NOTIFY_DATA)
-            } else {
-                index
-            };
+        let queue_value = if features.contains(F::NOTIF_CONFIG_DATA) && self.has_queue_reset() {
+            regs.read_u16(common::QUEUE_NOTIFY_DATA)
+        } else {
+            index
+        };
         Ok(PciNotifier {
             regs: self.notify.clone(),
             offset,
@@ -361,70 +279,14 @@ impl<P: PciPlatform> Transport for PciTransport<P> {
         })
     }
 
-    fn set_config_vector(&mut self, vector: Option<u16>) -> Result<(), TransportError> {
-        self.write_vector(common::CONFIG_MSIX_VECTOR, vector)
-    }
-
-    fn config_generation(&self) -> u32 {
-        u32::from(self.common.read_u8(common::CONFIG_GENERATION))
-    }
-
-    fn read_config_raw(&self, offset: usize, buf: &mut [u8]) -> Result<(), TransportError> {
-        self.config_accesses(offset, buf.len(), |regs, pos, width| {
-            let at = pos - offset;
-            match width {
-                4 => buf[at..at + 4].copy_from_slice(&regs.read_u32(pos).to_le_bytes()),
-                2 => buf[at..at + 2].copy_from_slice(&regs.read_u16(pos).to_le_bytes()),
-                _ => buf[at] = regs.read_u8(pos),
-            }
-        })
-    }
-
-    fn write_config_raw(&mut self, offset: usize, data: &[u8]) -> Result<(), TransportError> {
-        self.config_accesses(offset, data.len(), |regs, pos, width| {
-            let at = pos - offset;
-            match width {
-                4 => regs.write_u32(
-                    pos,
-                    u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]),
-                ),
-                2 => regs.write_u16(pos, u16::from_le_bytes([data[at], data[at + 1]])),
-                _ => regs.write_u8(pos, data[at]),
-            }
-        })
-    }
-
     /// Reads the ISR status byte, which also clears it (virtio 1.2 §4.1.4.5).
-    fn ack_interrupt(&mut self) -> InterruptCause {
-        let isr = self.isr.read_u8(0);
-        InterruptCause {
-            queue: isr & 1 != 0,
-            config: isr & 2 != 0,
-        }
+    fn interrupt_status(&mut self) -> u32 {
+        self.isr.read_u8(0).into()
     }
 
-    /// Writes 1 to `queue_reset` and waits until the device reads back 0 in both `queue_reset`
-    /// and `queue_enable` (virtio 1.2 §4.1.4.3.2). Afterwards the queue can be programmed again
-    /// with [`setup_queue`](Transport::setup_queue). `Ok(false)` unless `VIRTIO_F_RING_RESET`
-    /// was negotiated and the common configuration has the register.
-    fn reset_queue(
-        &mut self,
-        index: u16,
-        budget: &mut WaitBudget<'_>,
-    ) -> Result<bool, TransportError> {
-        if !self.driver_features.contains(F::RING_RESET) || !self.has_queue_reset() {
-            return Ok(false);
-        }
-        if index >= self.queue_count() {
-            return Err(TransportError::QueueUnavailable);
-        }
-        self.select_queue(index);
-        self.common.write_u16(common::QUEUE_RESET, 1);
-        let regs = &self.common;
-        budget.wait_until(|| {
-            regs.read_u16(common::QUEUE_RESET) == 0 && regs.read_u16(common::QUEUE_ENABLE) == 0
-        })?;
-        Ok(true)
+    /// Whether the common configuration has `queue_notify_data` and `queue_reset` (virtio 1.2).
+    fn has_queue_reset(&self) -> bool {
+        self.common.regs.len() >= common::LEN_WITH_RESET
     }
 }
 

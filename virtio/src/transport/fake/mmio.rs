@@ -1,11 +1,13 @@
 //! A register-level fake virtio-mmio (version 2) device, with the same [`Hostility`] knobs as the
 //! PCI fake.
 
-use super::std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use alloc::vec::Vec;
 
-use super::{FakeNotification, FakeQueue, Hostility};
-use crate::transport::RegisterBlock;
+use super::{
+    FakeNotification, FakeQueue, Hostility,
+    device::{DeviceState, QueueReg, register_block_via_access},
+    std::sync::{Arc, Mutex, MutexGuard, PoisonError},
+};
 
 /// Offset of the device configuration in the window.
 const CONFIG: usize = 0x100;
@@ -15,22 +17,12 @@ struct State {
     magic: u32,
     version: u32,
     device_id: u32,
-    hostility: Hostility,
-    device_features: u128,
-    driver_features: u128,
-    device_features_sel: u32,
-    driver_features_sel: u32,
-    status: u32,
-    reset_pending: Option<Option<u32>>,
-    generation: u32,
-    queue_sel: u32,
-    queues: Vec<FakeQueue>,
-    interrupt_status: u32,
+    device: DeviceState,
     config: Vec<u8>,
-    notifications: Vec<FakeNotification>,
 }
 
-/// The fake MMIO device; clones share it. It is its own register window ([`RegisterBlock`]),
+/// The fake MMIO device; clones share it. It is its own register window
+/// ([`RegisterBlock`](crate::transport::RegisterBlock)),
 /// `0x100 + config.len()` bytes long.
 #[derive(Clone, Debug)]
 pub struct FakeMmio(Arc<Mutex<State>>);
@@ -45,25 +37,11 @@ impl FakeMmio {
         config: &[u8],
     ) -> Self {
         Self(Arc::new(Mutex::new(State {
-            magic: crate::transport::mmio::VIRTIO_MMIO_MAGIC,
+            magic: crate::transport::VIRTIO_MMIO_MAGIC,
             version: 2,
             device_id: device_type.into(),
-            hostility: Hostility::default(),
-            device_features,
-            driver_features: 0,
-            device_features_sel: 0,
-            driver_features_sel: 0,
-            status: 0,
-            reset_pending: None,
-            generation: 0,
-            queue_sel: 0,
-            queues: (0u16..)
-                .zip(queue_max_sizes)
-                .map(|(i, &max)| FakeQueue::new(max, i))
-                .collect(),
-            interrupt_status: 0,
+            device: DeviceState::new(device_features, queue_max_sizes),
             config: config.to_vec(),
-            notifications: Vec::new(),
         })))
     }
 
@@ -79,32 +57,32 @@ impl FakeMmio {
 
     /// Changes how the device misbehaves.
     pub fn set_hostility(&self, hostility: Hostility) {
-        self.state().hostility = hostility;
+        self.state().device.hostility = hostility;
     }
 
     /// Raises interrupt causes (bit 0 used buffer, bit 1 configuration change).
     pub fn raise_interrupt(&self, bits: u32) {
-        self.state().interrupt_status |= bits;
+        self.state().device.interrupt |= bits;
     }
 
     /// The interrupt status bits not yet acknowledged.
     pub fn interrupt_status(&self) -> u32 {
-        self.state().interrupt_status
+        self.state().device.interrupt
     }
 
     /// Queue `index`'s registers (`enable` is `QueueReady`).
     pub fn queue(&self, index: u16) -> FakeQueue {
-        self.state().queues[usize::from(index)]
+        self.state().device.queues[usize::from(index)]
     }
 
     /// The status register.
     pub fn status(&self) -> u32 {
-        self.state().status
+        self.state().device.status.into()
     }
 
     /// The 128 feature bits the driver wrote.
     pub fn driver_features(&self) -> u128 {
-        self.state().driver_features
+        self.state().device.driver_features
     }
 
     /// The device configuration bytes.
@@ -114,139 +92,49 @@ impl FakeMmio {
 
     /// Takes the `QueueNotify` writes recorded so far.
     pub fn take_notifications(&self) -> Vec<FakeNotification> {
-        core::mem::take(&mut self.state().notifications)
+        core::mem::take(&mut self.state().device.notifications)
     }
 }
 
 impl State {
-    fn reset_device(&mut self) {
-        self.status = 0;
-        self.driver_features = 0;
-        self.interrupt_status = 0;
-        self.queues.iter_mut().for_each(FakeQueue::reset);
-    }
-
-    fn selected(&mut self) -> Option<&mut FakeQueue> {
-        let index = usize::try_from(self.queue_sel).ok()?;
-        self.queues.get_mut(index)
-    }
-
     fn read(&mut self, offset: usize) -> u32 {
-        let window = |bits: u128, sel: u32| {
-            if sel < 4 {
-                (bits >> (32 * sel)) as u32
-            } else {
-                0
-            }
-        };
-        let q = self.selected().copied();
+        let d = &mut self.device;
         match offset {
             0x000 => self.magic,
             0x004 => self.version,
             0x008 => self.device_id,
             0x00c => 0x554d_4551, // "QEMU"
-            0x010 => window(self.device_features, self.device_features_sel),
-            0x034 => q.map_or(0, |q| q.max_size.into()),
-            0x044 => q.map_or(0, |q| q.enable.into()),
-            0x060 => self.interrupt_status,
-            0x070 => match self.reset_pending {
-                None => self.status,
-                Some(Some(0)) => {
-                    self.reset_pending = None;
-                    self.reset_device();
-                    0
-                }
-                Some(Some(n)) => {
-                    self.reset_pending = Some(Some(n - 1));
-                    self.status.max(1)
-                }
-                Some(None) => self.status.max(1),
-            },
-            0x0c0 => {
-                let Some(q) = self.selected() else { return 0 };
-                match q.reset_pending {
-                    None => 0,
-                    Some(Some(0)) => {
-                        q.reset();
-                        0
-                    }
-                    Some(Some(n)) => {
-                        q.reset_pending = Some(Some(n - 1));
-                        1
-                    }
-                    Some(None) => 1,
-                }
-            }
-            0x0fc => {
-                let h = &mut self.hostility;
-                if h.generation_changes > 0 {
-                    if h.generation_changes != u32::MAX {
-                        h.generation_changes -= 1;
-                    }
-                    self.generation = self.generation.wrapping_add(1);
-                }
-                self.generation
-            }
+            0x010 => d.device_feature_window(),
+            0x034 => d.selected_copy().max_size.into(),
+            0x044 => d.selected_copy().enable.into(),
+            0x060 => d.interrupt,
+            0x070 => d.read_status().into(),
+            0x0c0 => d.read_queue_reset(),
+            0x0fc => d.read_generation(),
             _ => panic!("fake mmio: read of {offset:#x}"),
         }
     }
 
     fn write(&mut self, offset: usize, value: u32) {
-        let half = |reg: &mut u64| {
-            *reg = if offset.is_multiple_of(8) {
-                (*reg & !0xffff_ffff) | u64::from(value)
-            } else {
-                (*reg & 0xffff_ffff) | (u64::from(value) << 32)
-            };
-        };
+        let d = &mut self.device;
+        let high = !offset.is_multiple_of(8);
         match offset {
-            0x014 => self.device_features_sel = value,
-            0x024 => self.driver_features_sel = value,
-            0x020 => {
-                let sel = self.driver_features_sel;
-                if sel < 4 {
-                    let shift = 32 * sel;
-                    self.driver_features = (self.driver_features
-                        & !(u128::from(u32::MAX) << shift))
-                        | (u128::from(value) << shift);
-                }
-            }
-            0x030 => self.queue_sel = value,
-            0x050 => self.notifications.push((offset, 4, value)),
-            0x064 => self.interrupt_status &= !value,
-            0x070 => self.write_status(value),
-            0x038 | 0x044 | 0x080 | 0x084 | 0x090 | 0x094 | 0x0a0 | 0x0a4 | 0x0c0 => {
-                let reset_polls = self.hostility.queue_reset_polls;
-                let Some(q) = self.selected() else { return };
-                match offset {
-                    0x038 => q.size = value as u16,
-                    0x044 => q.enable = value as u16,
-                    0x080 | 0x084 => half(&mut q.desc),
-                    0x090 | 0x094 => half(&mut q.driver),
-                    0x0a0 | 0x0a4 => half(&mut q.device),
-                    _ if value == 1 => q.reset_pending = Some(reset_polls),
-                    _ => {}
-                }
-            }
+            0x014 => d.device_feature_select = value,
+            0x024 => d.driver_feature_select = value,
+            0x020 => d.write_driver_feature_window(value),
+            0x030 => d.queue_select = value,
+            0x050 => d.notifications.push((offset, 4, value)),
+            0x064 => d.interrupt &= !value,
+            // Truncation intended: the status is the low byte.
+            0x070 => d.write_status(value as u8),
+            0x038 => d.write_queue(QueueReg::Size, value),
+            0x044 => d.write_queue(QueueReg::Enable, value),
+            0x080 | 0x084 => d.write_queue(QueueReg::Desc(high), value),
+            0x090 | 0x094 => d.write_queue(QueueReg::Driver(high), value),
+            0x0a0 | 0x0a4 => d.write_queue(QueueReg::Device(high), value),
+            0x0c0 => d.write_queue(QueueReg::Reset, value),
             _ => panic!("fake mmio: write of {offset:#x}"),
         }
-    }
-
-    fn write_status(&mut self, value: u32) {
-        if value == 0 {
-            match self.hostility.reset_polls {
-                Some(0) => self.reset_device(),
-                polls => self.reset_pending = Some(polls),
-            }
-            return;
-        }
-        let features_ok = 0x08;
-        let offered_only = self.driver_features & !self.device_features == 0;
-        let mut value = value;
-        if value & features_ok != 0 && (self.hostility.reject_features || !offered_only) {
-            value &= !features_ok;
-        }
-        self.status = value;
     }
 
     fn config_access(&mut self, offset: usize, width: usize, write: Option<u32>) -> u32 {
@@ -262,6 +150,10 @@ impl State {
 }
 
 impl FakeMmio {
+    fn block_len(&self) -> usize {
+        CONFIG + self.state().config.len()
+    }
+
     fn access(&self, offset: usize, width: usize, write: Option<u32>) -> u32 {
         let mut s = self.state();
         assert!(
@@ -282,26 +174,4 @@ impl FakeMmio {
     }
 }
 
-impl RegisterBlock for FakeMmio {
-    fn len(&self) -> usize {
-        CONFIG + self.state().config.len()
-    }
-    fn read_u8(&self, offset: usize) -> u8 {
-        self.access(offset, 1, None) as u8
-    }
-    fn read_u16(&self, offset: usize) -> u16 {
-        self.access(offset, 2, None) as u16
-    }
-    fn read_u32(&self, offset: usize) -> u32 {
-        self.access(offset, 4, None)
-    }
-    fn write_u8(&self, offset: usize, value: u8) {
-        self.access(offset, 1, Some(value.into()));
-    }
-    fn write_u16(&self, offset: usize, value: u16) {
-        self.access(offset, 2, Some(value.into()));
-    }
-    fn write_u32(&self, offset: usize, value: u32) {
-        self.access(offset, 4, Some(value));
-    }
-}
+register_block_via_access!(FakeMmio);

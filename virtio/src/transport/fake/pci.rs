@@ -5,10 +5,11 @@ use alloc::{vec, vec::Vec};
 
 use super::{
     FakeNotification, FakeQueue, Hostility,
+    device::{DeviceState, QueueReg, register_block_via_access},
     std::sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 use crate::transport::{
-    ConfigSpace, PciPlatform, RegisterBlock, TransportError,
+    ConfigSpace, PciPlatform, TransportError,
     pci_caps::{CAP_COMMON, CAP_DEVICE, CAP_ISR, CAP_NOTIFY},
 };
 
@@ -82,20 +83,8 @@ impl FakeCap {
 #[derive(Debug)]
 struct State {
     config: [u8; 256],
-    hostility: Hostility,
-    device_features: u128,
-    driver_features: u128,
-    device_feature_select: u32,
-    driver_feature_select: u32,
-    config_msix_vector: u16,
-    status: u8,
-    reset_pending: Option<Option<u32>>,
-    generation: u8,
-    queue_select: u16,
-    queues: Vec<FakeQueue>,
-    isr: u8,
+    device: DeviceState,
     device_config: Vec<u8>,
-    notifications: Vec<FakeNotification>,
     bar_size: u64,
     strict: bool,
 }
@@ -114,26 +103,10 @@ impl FakePci {
         queue_max_sizes: &[u16],
         device_config: &[u8],
     ) -> Self {
-        let queues = (0u16..)
-            .zip(queue_max_sizes)
-            .map(|(index, &max)| FakeQueue::new(max, index))
-            .collect();
         let mut state = State {
             config: [0; 256],
-            hostility: Hostility::default(),
-            device_features,
-            driver_features: 0,
-            device_feature_select: 0,
-            driver_feature_select: 0,
-            config_msix_vector: 0xffff,
-            status: 0,
-            reset_pending: None,
-            generation: 0,
-            queue_select: 0,
-            queues,
-            isr: 0,
+            device: DeviceState::new(device_features, queue_max_sizes),
             device_config: device_config.to_vec(),
-            notifications: Vec::new(),
             bar_size: FAKE_BAR_SIZE,
             strict: true,
         };
@@ -190,42 +163,42 @@ impl FakePci {
 
     /// Changes how the device misbehaves.
     pub fn set_hostility(&self, hostility: Hostility) {
-        self.state().hostility = hostility;
+        self.state().device.hostility = hostility;
     }
 
     /// Sets `queue_notify_off` of queue `index`.
     pub fn set_queue_notify_off(&self, index: u16, notify_off: u16) {
-        self.state().queues[usize::from(index)].notify_off = notify_off;
+        self.state().device.queues[usize::from(index)].notify_off = notify_off;
     }
 
     /// Sets `queue_notify_data` of queue `index`.
     pub fn set_queue_notify_data(&self, index: u16, notify_data: u16) {
-        self.state().queues[usize::from(index)].notify_data = notify_data;
+        self.state().device.queues[usize::from(index)].notify_data = notify_data;
     }
 
     /// Raises interrupt causes in the ISR byte (bit 0 queue, bit 1 configuration).
     pub fn raise_isr(&self, bits: u8) {
-        self.state().isr |= bits;
+        self.state().device.interrupt |= u32::from(bits);
     }
 
     /// Queue `index`'s registers.
     pub fn queue(&self, index: u16) -> FakeQueue {
-        self.state().queues[usize::from(index)]
+        self.state().device.queues[usize::from(index)]
     }
 
     /// The device status register.
     pub fn status(&self) -> u8 {
-        self.state().status
+        self.state().device.status
     }
 
     /// The 128 feature bits the driver wrote.
     pub fn driver_features(&self) -> u128 {
-        self.state().driver_features
+        self.state().device.driver_features
     }
 
     /// `config_msix_vector`.
     pub fn config_msix_vector(&self) -> u16 {
-        self.state().config_msix_vector
+        self.state().device.config_msix_vector
     }
 
     /// The device configuration bytes.
@@ -238,13 +211,13 @@ impl FakePci {
     pub fn set_device_config(&self, bytes: &[u8]) {
         let mut s = self.state();
         s.device_config = bytes.to_vec();
-        s.generation = s.generation.wrapping_add(1);
-        s.isr |= 2;
+        s.device.generation = s.device.generation.wrapping_add(1);
+        s.device.interrupt |= 2;
     }
 
     /// Takes the notification writes recorded so far.
     pub fn take_notifications(&self) -> Vec<FakeNotification> {
-        core::mem::take(&mut self.state().notifications)
+        core::mem::take(&mut self.state().device.notifications)
     }
 
     /// A platform that maps this device's BAR.
@@ -256,56 +229,26 @@ impl FakePci {
 }
 
 impl State {
-    fn reset_device(&mut self) {
-        self.status = 0;
-        self.driver_features = 0;
-        self.device_feature_select = 0;
-        self.driver_feature_select = 0;
-        self.config_msix_vector = 0xffff;
-        self.queue_select = 0;
-        self.isr = 0;
-        self.queues.iter_mut().for_each(FakeQueue::reset);
-    }
-
-    fn selected(&mut self) -> Option<&mut FakeQueue> {
-        self.queues.get_mut(usize::from(self.queue_select))
-    }
-
     fn read_common(&mut self, offset: usize, width: usize) -> u32 {
-        let window = |bits: u128, select: u32| {
-            if select < 4 {
-                (bits >> (32 * select)) as u32
-            } else {
-                0
-            }
-        };
-        let q = self.queues.get(usize::from(self.queue_select)).copied();
-        let qf = |f: fn(&FakeQueue) -> u16| q.as_ref().map_or(0, f).into();
+        let d = &mut self.device;
+        let q = d.selected_copy();
         match (offset, width) {
-            (0, 4) => self.device_feature_select,
-            (4, 4) => window(self.device_features, self.device_feature_select),
-            (8, 4) => self.driver_feature_select,
-            (12, 4) => window(self.driver_features, self.driver_feature_select),
-            (16, 2) => self.config_msix_vector.into(),
-            (18, 2) => u32::try_from(self.queues.len()).expect("few queues"),
-            (20, 1) => self.read_status().into(),
-            (21, 1) => {
-                let h = &mut self.hostility;
-                if h.generation_changes > 0 {
-                    if h.generation_changes != u32::MAX {
-                        h.generation_changes -= 1;
-                    }
-                    self.generation = self.generation.wrapping_add(1);
-                }
-                self.generation.into()
-            }
-            (22, 2) => self.queue_select.into(),
-            (24, 2) => qf(|q| q.size),
-            (26, 2) => qf(|q| q.msix_vector),
-            (28, 2) => qf(|q| q.enable),
-            (30, 2) => qf(|q| q.notify_off),
+            (0, 4) => d.device_feature_select,
+            (4, 4) => d.device_feature_window(),
+            (8, 4) => d.driver_feature_select,
+            (12, 4) => d.driver_feature_window(),
+            (16, 2) => d.config_msix_vector.into(),
+            (18, 2) => u32::try_from(d.queues.len()).expect("few queues"),
+            (20, 1) => d.read_status().into(),
+            // Truncation intended: PCI's generation is 8 bits wide.
+            (21, 1) => u32::from(d.read_generation() as u8),
+            // Truncation intended: PCI's queue select is 16 bits wide.
+            (22, 2) => u32::from(d.queue_select as u16),
+            (24, 2) => q.size.into(),
+            (26, 2) => q.msix_vector.into(),
+            (28, 2) => q.enable.into(),
+            (30, 2) => q.notify_off.into(),
             (32 | 36 | 40 | 44 | 48 | 52, 4) => {
-                let q = q.unwrap_or_default();
                 let v = match offset {
                     32 | 36 => q.desc,
                     40 | 44 => q.driver,
@@ -313,8 +256,8 @@ impl State {
                 };
                 (if offset.is_multiple_of(8) { v } else { v >> 32 }) as u32
             }
-            (56, 2) => qf(|q| q.notify_data),
-            (58, 2) => self.read_queue_reset(),
+            (56, 2) => q.notify_data.into(),
+            (58, 2) => d.read_queue_reset(),
             _ => {
                 assert!(
                     !self.strict,
@@ -325,104 +268,41 @@ impl State {
         }
     }
 
-    fn read_status(&mut self) -> u8 {
-        match self.reset_pending {
-            None => self.status,
-            Some(Some(0)) => {
-                self.reset_pending = None;
-                self.reset_device();
-                0
-            }
-            Some(Some(n)) => {
-                self.reset_pending = Some(Some(n - 1));
-                self.status.max(1)
-            }
-            Some(None) => self.status.max(1),
-        }
-    }
-
-    fn read_queue_reset(&mut self) -> u32 {
-        let Some(q) = self.selected() else { return 0 };
-        match q.reset_pending {
-            None => 0,
-            Some(Some(0)) => {
-                q.reset();
-                0
-            }
-            Some(Some(n)) => {
-                q.reset_pending = Some(Some(n - 1));
-                1
-            }
-            Some(None) => 1,
-        }
-    }
-
     fn write_common(&mut self, offset: usize, width: usize, value: u32) {
-        let set_window = |bits: &mut u128, select: u32| {
-            if select < 4 {
-                let shift = 32 * select;
-                *bits = (*bits & !(u128::from(u32::MAX) << shift)) | (u128::from(value) << shift);
+        let d = &mut self.device;
+        let refuse = d.hostility.refuse_vectors;
+        // Truncation intended: 16-bit registers.
+        let v16 = value as u16;
+        let high = !offset.is_multiple_of(8);
+        let queue_reg = match (offset, width) {
+            (0, 4) => return d.device_feature_select = value,
+            (8, 4) => return d.driver_feature_select = value,
+            (12, 4) => return d.write_driver_feature_window(value),
+            (16, 2) => return d.config_msix_vector = if refuse { 0xffff } else { v16 },
+            // Truncation intended: the status is 8 bits wide.
+            (20, 1) => return d.write_status(value as u8),
+            (22, 2) => return d.queue_select = value & 0xffff,
+            (24, 2) => QueueReg::Size,
+            (26, 2) => {
+                if let Some(q) = d.selected() {
+                    q.msix_vector = if refuse { 0xffff } else { v16 };
+                }
+                return;
+            }
+            (28, 2) => QueueReg::Enable,
+            (32 | 36, 4) => QueueReg::Desc(high),
+            (40 | 44, 4) => QueueReg::Driver(high),
+            (48 | 52, 4) => QueueReg::Device(high),
+            (58, 2) => QueueReg::Reset,
+            _ => {
+                assert!(
+                    !self.strict,
+                    "fake: bad common-config write at {offset} width {width}"
+                );
+                return;
             }
         };
-        let refuse = self.hostility.refuse_vectors;
-        let v16 = value as u16;
-        match (offset, width) {
-            (0, 4) => self.device_feature_select = value,
-            (8, 4) => self.driver_feature_select = value,
-            (12, 4) => set_window(&mut self.driver_features, self.driver_feature_select),
-            (16, 2) => self.config_msix_vector = if refuse { 0xffff } else { v16 },
-            (20, 1) => self.write_status(value as u8),
-            (22, 2) => self.queue_select = v16,
-            (24 | 26 | 28 | 32 | 36 | 40 | 44 | 48 | 52 | 58, _) => {
-                if width != if offset < 32 || offset == 58 { 2 } else { 4 } {
-                    assert!(
-                        !self.strict,
-                        "fake: bad common-config write at {offset} width {width}"
-                    );
-                    return;
-                }
-                let reset_polls = self.hostility.queue_reset_polls;
-                let Some(q) = self.selected() else { return };
-                let half = |reg: &mut u64| {
-                    *reg = if offset.is_multiple_of(8) {
-                        (*reg & !0xffff_ffff) | u64::from(value)
-                    } else {
-                        (*reg & 0xffff_ffff) | (u64::from(value) << 32)
-                    };
-                };
-                match offset {
-                    24 => q.size = v16,
-                    26 => q.msix_vector = if refuse { 0xffff } else { v16 },
-                    28 => q.enable = v16,
-                    32 | 36 => half(&mut q.desc),
-                    40 | 44 => half(&mut q.driver),
-                    48 | 52 => half(&mut q.device),
-                    _ if v16 == 1 => q.reset_pending = Some(reset_polls),
-                    _ => {}
-                }
-            }
-            _ => assert!(
-                !self.strict,
-                "fake: bad common-config write at {offset} width {width}"
-            ),
-        }
-    }
-
-    fn write_status(&mut self, value: u8) {
-        if value == 0 {
-            match self.hostility.reset_polls {
-                Some(0) => self.reset_device(),
-                polls => self.reset_pending = Some(polls),
-            }
-            return;
-        }
-        let mut value = value;
-        let features_ok = 0x08;
-        let offered_only = self.driver_features & !self.device_features == 0;
-        if value & features_ok != 0 && (self.hostility.reject_features || !offered_only) {
-            value &= !features_ok;
-        }
-        self.status = value;
+        d.write_queue(queue_reg, value);
     }
 
     /// Dispatches an access at `at` (offset in the BAR) to the area it falls in.
@@ -438,7 +318,7 @@ impl State {
             }
         } else if let Some(o) = area(ISR_OFFSET) {
             if write.is_none() && o == 0 {
-                return u32::from(core::mem::take(&mut self.isr));
+                return core::mem::take(&mut self.device.interrupt);
             }
         } else if let Some(o) = area(DEVICE_OFFSET) {
             let cfg = &mut self.device_config;
@@ -457,7 +337,7 @@ impl State {
             }
         } else if let Some(o) = area(NOTIFY_OFFSET) {
             if let Some(v) = write {
-                self.notifications.push((o, width, v));
+                self.device.notifications.push((o, width, v));
             }
         } else {
             panic!("fake: access outside the BAR at {at:#x}");
@@ -508,6 +388,10 @@ pub struct FakeRegs {
 }
 
 impl FakeRegs {
+    fn block_len(&self) -> usize {
+        self.len
+    }
+
     fn access(&self, offset: usize, width: usize, write: Option<u32>) -> u32 {
         assert!(
             offset.is_multiple_of(width) && offset + width <= self.len,
@@ -519,29 +403,7 @@ impl FakeRegs {
     }
 }
 
-impl RegisterBlock for FakeRegs {
-    fn len(&self) -> usize {
-        self.len
-    }
-    fn read_u8(&self, offset: usize) -> u8 {
-        self.access(offset, 1, None) as u8
-    }
-    fn read_u16(&self, offset: usize) -> u16 {
-        self.access(offset, 2, None) as u16
-    }
-    fn read_u32(&self, offset: usize) -> u32 {
-        self.access(offset, 4, None)
-    }
-    fn write_u8(&self, offset: usize, value: u8) {
-        self.access(offset, 1, Some(value.into()));
-    }
-    fn write_u16(&self, offset: usize, value: u16) {
-        self.access(offset, 2, Some(value.into()));
-    }
-    fn write_u32(&self, offset: usize, value: u32) {
-        self.access(offset, 4, Some(value));
-    }
-}
+register_block_via_access!(FakeRegs);
 
 /// The [`PciPlatform`] of a [`FakePci`]: only [`FAKE_BAR`] is implemented.
 #[derive(Clone, Debug)]

@@ -44,8 +44,9 @@ word!(u16, u32, u64);
 
 /// An allocator of memory that a device may read and write (DMA), with address translation.
 ///
-/// Buffer tokens hold their elements as `Box<[u8], A>` and the queues allocate their rings and
-/// indirect descriptor tables from it, so everything the device sees lives in this memory.
+/// Buffer tokens hold their elements as [`DmaBuffer<A>`] blocks from it, and the queues allocate
+/// their rings and indirect descriptor tables from it, so everything the device sees lives in this
+/// memory.
 ///
 /// # Implementation safety
 ///

@@ -108,20 +108,30 @@ fn build(selection: &[&str], release: bool, kind: &str) -> Result<Vec<Image>, St
     Ok(images)
 }
 
+/// The names of the kernel's targets in `dir` (`kernel/examples` or `kernel/tests`): every `NAME.rs`
+/// and every `NAME/main.rs`, sorted.
+fn target_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| {
+                let e = e.ok()?;
+                let name = e.file_name().into_string().ok()?;
+                match name.strip_suffix(".rs") {
+                    Some(stem) => Some(stem.to_string()),
+                    None => e.path().join("main.rs").exists().then_some(name),
+                }
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 /// Builds one example (application image).
 pub fn build_example(name: &str, release: bool) -> Result<Image, String> {
-    let dir = workspace_root().join("kernel/examples");
-    if !dir.join(format!("{name}.rs")).exists() && !dir.join(name).join("main.rs").exists() {
-        let mut known: Vec<String> = std::fs::read_dir(&dir)
-            .map(|d| {
-                d.filter_map(|e| {
-                    let name = e.ok()?.file_name().into_string().ok()?;
-                    Some(name.strip_suffix(".rs")?.to_string())
-                })
-                .collect()
-            })
-            .unwrap_or_default();
-        known.sort();
+    let known = target_names(&workspace_root().join("kernel/examples"));
+    if !known.iter().any(|k| k == name) {
         return Err(format!(
             "no example `{name}` in kernel/examples/; the examples are: {} (an application of \
              your own: `cargo xtask new PATH`)",
@@ -134,12 +144,28 @@ pub fn build_example(name: &str, release: bool) -> Result<Image, String> {
         .ok_or_else(|| format!("cargo built no example named `{name}`"))
 }
 
-/// Builds every application image (`kernel/examples/`).
-pub fn build_examples(release: bool) -> Result<Vec<Image>, String> {
-    build(&["--examples"], release, "example")
-}
-
-/// Builds every in-QEMU test image.
-pub fn build_tests(release: bool) -> Result<Vec<Image>, String> {
-    build(&["--tests"], release, "test")
+/// Builds the images of `kind` (`example` from `kernel/examples`, `test` from `kernel/tests`)
+/// whose names contain `filter`, or all of them without one. A filter that matches nothing builds
+/// nothing.
+pub fn build_matching(
+    kind: &str,
+    filter: Option<&str>,
+    release: bool,
+) -> Result<Vec<Image>, String> {
+    let (dir, all, one) = match kind {
+        "example" => ("kernel/examples", "--examples", "--example"),
+        _ => ("kernel/tests", "--tests", "--test"),
+    };
+    let Some(filter) = filter else {
+        return build(&[all], release, kind);
+    };
+    let names: Vec<String> = target_names(&workspace_root().join(dir))
+        .into_iter()
+        .filter(|n| n.contains(filter))
+        .collect();
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let selection: Vec<&str> = names.iter().flat_map(|n| [one, n.as_str()]).collect();
+    build(&selection, release, kind)
 }

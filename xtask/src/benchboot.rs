@@ -37,7 +37,7 @@ use crate::{
 /// Options of `cargo xtask bench boot`.
 #[derive(Debug)]
 pub struct Options {
-    /// Only this accelerator (default: TCG, and KVM when `/dev/kvm` opens).
+    /// Only this accelerator (default: TCG, and KVM where it runs guest code natively).
     pub accel: Option<Accel>,
     /// Boots per row.
     pub boots: usize,

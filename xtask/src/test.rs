@@ -83,20 +83,26 @@ pub fn run(opts: &Options) -> Result<ExitCode, String> {
     // TCG unless asked otherwise: the tests must pass under both, and TCG runs everywhere.
     let accel = qemu::choose_accel(Some(opts.common.accel.unwrap_or(Accel::Tcg)))?;
     // Test images, and the application images (which must boot and exit with success too).
-    let built = artifacts::build_tests(opts.common.release).and_then(|mut images| {
-        images.extend(artifacts::build_examples(opts.common.release)?);
-        Ok(images)
-    });
+    // Only the images the filter selects are built.
+    let filter = opts.filter.as_deref();
+    let built =
+        artifacts::build_matching("test", filter, opts.common.release).and_then(|mut images| {
+            images.extend(artifacts::build_matching(
+                "example",
+                filter,
+                opts.common.release,
+            )?);
+            Ok(images)
+        });
     match built {
         Ok(images) => {
-            let images: Vec<Image> = images
-                .into_iter()
-                .filter(|i| {
-                    opts.filter
-                        .as_ref()
-                        .is_none_or(|f| i.name.contains(f.as_str()))
-                })
-                .collect();
+            if let Some(f) =
+                filter.filter(|f| images.is_empty() && !crate::appcheck::selected(Some(f)))
+            {
+                println!(
+                    "xtask: no test or example name contains `{f}` (kernel/tests, kernel/examples)"
+                );
+            }
             println!("\nrunning {} in-QEMU images ({accel})", images.len());
             total += qemu_tests(
                 &images,

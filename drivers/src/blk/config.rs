@@ -52,8 +52,9 @@ mod offset {
 pub struct BlkOptions {
     /// Use the packed ring layout (`VIRTIO_F_RING_PACKED`) if offered; split otherwise.
     pub packed: bool,
-    /// Negotiate `VIRTIO_F_INDIRECT_DESC` and then put every request (always more than one
-    /// descriptor) in one indirect table. `false` forces direct chains.
+    /// Negotiate `VIRTIO_F_INDIRECT_DESC`. A request then goes in one indirect table unless its
+    /// chain is short and the ring has room to spare, when direct descriptors cost both sides
+    /// less (see the driver's chain layout). `false` forces direct chains.
     pub indirect: bool,
     /// Negotiate `VIRTIO_F_EVENT_IDX` (finer notification suppression).
     pub event_idx: bool,

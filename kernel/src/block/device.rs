@@ -82,7 +82,7 @@ pub struct BlockInfo {
     pub write_zeroes: bool,
     /// Request queues in use.
     pub queues: u16,
-    /// Data segments one request may carry, and the largest segment in bytes.
+    /// Data segments one request may carry (see [`max_segment_bytes`](Self::max_segment_bytes)).
     pub max_segments: u32,
     /// The largest segment in bytes.
     pub max_segment_bytes: u32,

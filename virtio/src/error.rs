@@ -88,6 +88,52 @@ impl fmt::Display for QueueError {
 
 impl core::error::Error for QueueError {}
 
+impl QueueError {
+    /// What a user can do about this error, in words for a boot log (`None`: nothing beyond the
+    /// message). The queue layer does not know the device type: a driver's error gives the
+    /// option of its own for the cases it knows better (see `BlkError::hint` in
+    /// `vireo-drivers`).
+    #[must_use]
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::EmptyToken
+            | Self::EmptyElement
+            | Self::ElementTooLarge
+            | Self::IndirectNotNegotiated => Some(
+                "the driver built a request the queue cannot carry: a driver bug, please report \
+                 it with this log",
+            ),
+            Self::ChainTooLong => Some(
+                "the queue is smaller than one request needs: give it more descriptors (Vireo's \
+                 vireo.blk.queue_size= or vireo.net.queue_size=, a power of two; QEMU: the \
+                 device's queue-size property)",
+            ),
+            Self::QueueFull => Some(
+                "every descriptor is in flight: retry once the device has completed requests; a \
+                 larger queue size makes it rarer",
+            ),
+            Self::AllocFailed => Some(
+                "out of device memory: give the machine more RAM (QEMU: -m) or use smaller \
+                 queues (vireo.blk.queue_size=, vireo.net.queue_size=)",
+            ),
+            Self::InvalidQueueSize => Some(
+                "queue sizes run from 1 to 32768 and a split ring's is a power of two: choose \
+                 such a size (vireo.blk.queue_size=, vireo.net.queue_size=; QEMU: queue-size=)",
+            ),
+            Self::UsedIdOutOfRange { .. }
+            | Self::UsedIdNotInFlight { .. }
+            | Self::WrittenLenTooLarge { .. }
+            | Self::UsedIndexAhead { .. }
+            | Self::UsedWithoutInFlight => Some(BROKEN_DEVICE_HINT),
+        }
+    }
+}
+
+/// The hint for a device that broke the virtio protocol: nothing a user can set fixes it (drivers'
+/// errors use it for their own protocol violations).
+pub const BROKEN_DEVICE_HINT: &str = "the device broke the virtio protocol: nothing to set on \
+    Vireo's side; report a bug to the device's (or QEMU's) authors with this log";
+
 /// A failed [`Virtq::dispatch`](crate::Virtq::dispatch): the reason and the caller's token,
 /// intact.
 pub struct DispatchError<A: DmaAllocator> {
@@ -128,3 +174,18 @@ impl fmt::Display for FeatureError {
 }
 
 impl core::error::Error for FeatureError {}
+
+impl FeatureError {
+    /// What a user can do about this error, in words for a boot log.
+    #[must_use]
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::Version1NotOffered => Some(LEGACY_DEVICE),
+        }
+    }
+}
+
+/// The hint for a legacy-only (pre-1.0) device.
+pub(crate) const LEGACY_DEVICE: &str = "a legacy (pre-virtio-1.0) device: Vireo drives virtio \
+    1.0 and later only; in QEMU give virtio-pci devices disable-legacy=on (and no \
+    disable-modern=on), virtio-mmio ones -global virtio-mmio.force-legacy=false";

@@ -33,7 +33,7 @@ pub use virtio_spec;
 
 pub use crate::{
     dma::{DmaAllocator, DmaBuffer, Notifier},
-    error::{DispatchError, FeatureError, QueueError},
+    error::{BROKEN_DEVICE_HINT, DispatchError, FeatureError, QueueError},
     features::negotiate,
     packed::PackedVq,
     split::SplitVq,

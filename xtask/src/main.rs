@@ -22,6 +22,7 @@ mod diskcheck;
 mod garbage;
 mod gdb;
 mod httpcheck;
+mod kvmprobe;
 mod netns;
 mod netpeer;
 mod peer;

@@ -222,10 +222,16 @@ fn expand(arg: &str, scope: &str, host_port: Option<u16>) -> Result<String, Stri
         let spec = &rest[start + kind.len()..start + end];
         match kind {
             "{disk:" => {
-                let (name, size) = spec
-                    .split_once(':')
-                    .ok_or_else(|| format!("`{{disk:{spec}}}` needs NAME:SIZE"))?;
-                let path = create_disk(&disk_path(scope, name), parse_size(size)?)?;
+                let (name, size) = spec.split_once(':').ok_or_else(|| {
+                    format!("`{{disk:{spec}}}` needs NAME:SIZE, e.g. `{{disk:scratch:64M}}`")
+                })?;
+                let size = parse_size(size).map_err(|e| {
+                    format!(
+                        "`{{disk:{spec}}}`: {e}: SIZE is a number of bytes, optionally with K, M \
+                         or G (`64M`, `1G`)"
+                    )
+                })?;
+                let path = create_disk(&disk_path(scope, name), size)?;
                 out.push_str(&path.display().to_string());
             }
             "{tar:" => {
@@ -283,10 +289,22 @@ pub fn disk_path(scope: &str, name: &str) -> PathBuf {
 /// Creates (or empties) the image at `path` with `size` zero bytes.
 pub fn create_disk(path: &Path, size: u64) -> Result<PathBuf, String> {
     let dir = path.parent().expect("disk paths have a directory");
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        format!(
+            "cannot create the disk directory {}: {e}; it must be a writable directory: move \
+             away what is in the way or fix its permissions (or set CARGO_TARGET_DIR to a \
+             writable place)",
+            dir.display()
+        )
+    })?;
     let path = path.to_path_buf();
-    let file =
-        std::fs::File::create(&path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+    let file = std::fs::File::create(&path).map_err(|e| {
+        format!(
+            "cannot create the disk image {}: {e}; it must be a writable file: remove what is \
+             there or fix its permissions",
+            path.display()
+        )
+    })?;
     file.set_len(size).map_err(|e| {
         format!(
             "sizing {} to {size} bytes: {e} (the disk needs that much room: free space there, or \
@@ -393,7 +411,25 @@ mod tests {
         assert_eq!(parse_size("64M"), Ok(64 << 20));
         assert_eq!(parse_size("1G"), Ok(1 << 30));
         assert!(parse_size("12Q").is_err());
+        let e = expand("file={disk:d0:12Q}", "t", None).unwrap_err();
+        assert!(
+            e.contains("`{disk:d0:12Q}`") && e.contains("K, M or G"),
+            "{e}"
+        );
+        let e = expand("file={disk:d0}", "t", None).unwrap_err();
+        assert!(e.contains("NAME:SIZE"), "{e}");
         assert!(parse_size("M").is_err());
+    }
+
+    #[test]
+    fn a_disk_that_cannot_be_created_names_the_fix() {
+        let blocker =
+            std::env::temp_dir().join(format!("xtask-disk-blocker-{}", std::process::id()));
+        std::fs::write(&blocker, b"a file where the directory should be").unwrap();
+        let e = create_disk(&blocker.join("d.img"), 4096).unwrap_err();
+        std::fs::remove_file(&blocker).unwrap();
+        assert!(e.contains("cannot create the disk directory"), "{e}");
+        assert!(e.contains("move away what is in the way"), "{e}");
     }
 
     #[test]

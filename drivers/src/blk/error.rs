@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use vireo_virtio::{DmaAllocator, QueueError, transport::TransportError};
+use vireo_virtio::{BROKEN_DEVICE_HINT, DmaAllocator, QueueError, transport::TransportError};
 
 use super::request::Request;
 
@@ -105,6 +105,71 @@ impl fmt::Display for BlkError {
 }
 
 impl core::error::Error for BlkError {}
+
+impl BlkError {
+    /// What a user can do about this error, in words for a boot log (`None`: the message says
+    /// it all). Queue and transport errors take the queue layer's hint
+    /// ([`TransportError::hint`]) except where a block device has its own remedy (Vireo's
+    /// `vireo.blk.*` options, `virtio-blk` device properties).
+    #[must_use]
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::OutOfRange
+            | Self::Misaligned
+            | Self::EmptyBuffer
+            | Self::TooManySegments { .. }
+            | Self::SegmentTooLarge { .. }
+            | Self::NoSuchQueue => None,
+            Self::ReadOnly => Some(
+                "the disk is read-only: attach it writable (QEMU: no readonly=on on the -drive)",
+            ),
+            Self::Unsupported | Self::DeviceUnsupported => Some(
+                "the device does not offer this operation: check BlkDriver::supports first, or \
+                 enable it on the device (QEMU: discard=on, write-zeroes=on on the -device)",
+            ),
+            Self::QueueFull => Some("poll completions and submit again"),
+            Self::IoError => Some(
+                "the host could not carry out the I/O: check the disk image (path, permissions, \
+                 free space) and QEMU's messages",
+            ),
+            Self::BadId => Some(
+                "the device's serial is not ASCII: give it an ASCII one (QEMU: serial=NAME on \
+                 the -device)",
+            ),
+            Self::DeviceReset => Some("the device was reset: submit the request again"),
+            Self::NotReady => Some(
+                "an earlier reset or re-initialisation failed (logged when it happened): the \
+                 disk stays unusable until the next boot",
+            ),
+            Self::NeedsReset => Some("reset the device (BlkDriver::reset_and_reinit)"),
+            Self::BadStatus(_) | Self::UsedLength { .. } | Self::BadCapacity => {
+                Some(BROKEN_DEVICE_HINT)
+            }
+            Self::AllocFailed
+            | Self::Queue(QueueError::AllocFailed)
+            | Self::Transport(TransportError::Queue(QueueError::AllocFailed)) => Some(
+                "out of device memory: give the machine more RAM (QEMU: -m) or use smaller \
+                 queues (vireo.blk.queue_size=, vireo.blk.queues=)",
+            ),
+            Self::Queue(QueueError::ChainTooLong)
+            | Self::Transport(TransportError::Queue(QueueError::ChainTooLong)) => Some(
+                "a block request takes 3 descriptors or more (header, data, status): give the \
+                 queue at least 4, a power of two (vireo.blk.queue_size=; QEMU: queue-size= on \
+                 the -device)",
+            ),
+            Self::Transport(TransportError::VectorRejected) => Some(
+                "the device refused an MSI-X vector: give it more (QEMU: vectors=N on the \
+                 -device) or poll (vireo.blk.polled=on)",
+            ),
+            Self::Transport(TransportError::QueueUnavailable) => Some(
+                "the device lacks a request queue or offers size 0: use fewer queues \
+                 (vireo.blk.queues=1) or check QEMU's num-queues= and queue-size=",
+            ),
+            Self::Queue(e) => e.hint(),
+            Self::Transport(e) => e.hint(),
+        }
+    }
+}
 
 impl From<TransportError> for BlkError {
     fn from(e: TransportError) -> Self {

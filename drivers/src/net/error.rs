@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use vireo_virtio::{QueueError, transport::TransportError};
+use vireo_virtio::{BROKEN_DEVICE_HINT, QueueError, transport::TransportError};
 
 /// Why a virtio-net operation failed.
 ///
@@ -68,6 +68,60 @@ impl fmt::Display for NetError {
 }
 
 impl core::error::Error for NetError {}
+
+impl NetError {
+    /// What a user can do about this error, in words for a boot log (`None`: the message says
+    /// it all). Queue and transport errors take the queue layer's hint
+    /// ([`TransportError::hint`]) except where a network device has its own remedy (Vireo's
+    /// `vireo.net.*` options, `virtio-net` device properties).
+    #[must_use]
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::FrameTooLarge { .. } | Self::CtrlTooLarge => None,
+            Self::TxFull => Some("poll (or wait for the device) and send again"),
+            Self::ChecksumOffload => Some(
+                "checksum offload needs VIRTIO_NET_F_CSUM: keep vireo.net.csum=on and the \
+                 device's csum=on (QEMU), or compute the checksum in software",
+            ),
+            Self::NoControlQueue => Some(
+                "the control queue was not negotiated: keep vireo.net.ctrl_vq=on and give the \
+                 device one (QEMU: ctrl_vq=on, ctrl_rx=on on the -device)",
+            ),
+            Self::CtrlRejected => Some(
+                "the device refused the control command: it may not implement it (QEMU: check \
+                 ctrl_rx= and ctrl_mac_addr= on the -device)",
+            ),
+            Self::CtrlBadAck(_) => Some(BROKEN_DEVICE_HINT),
+            Self::CtrlBusy | Self::NeedsReset => {
+                Some("reset the device (NetDriver::reset_and_reinit)")
+            }
+            Self::NotReady => Some(
+                "an earlier reset or re-initialisation failed (logged when it happened): the \
+                 card stays unusable until the next boot",
+            ),
+            Self::AllocFailed => Some(
+                "out of device memory: give the machine more RAM (QEMU: -m) or use smaller \
+                 queues (vireo.net.queue_size=)",
+            ),
+            Self::Queue(QueueError::ChainTooLong) => Some(
+                "a frame to send takes 2 descriptors (header, data): give the queues at least 2, \
+                 a power of two (vireo.net.queue_size=; QEMU: rx_queue_size=, tx_queue_size= on \
+                 the -device)",
+            ),
+            Self::Transport(TransportError::VectorRejected) => Some(
+                "the device refused an MSI-X vector: give it more (QEMU: vectors=N on the \
+                 -device) or poll (vireo.net.polled=on)",
+            ),
+            Self::Transport(TransportError::QueueUnavailable) => Some(
+                "the device lacks its receive, transmit or control queue, or offers size 0: \
+                 turn the control queue off (vireo.net.ctrl_vq=off) or check the device's \
+                 queue properties (QEMU: ctrl_vq=, rx_queue_size=, tx_queue_size=)",
+            ),
+            Self::Queue(e) => e.hint(),
+            Self::Transport(e) => e.hint(),
+        }
+    }
+}
 
 impl From<TransportError> for NetError {
     fn from(e: TransportError) -> Self {

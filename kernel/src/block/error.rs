@@ -29,6 +29,26 @@ impl fmt::Display for BlockError {
 
 impl core::error::Error for BlockError {}
 
+impl BlockError {
+    /// What a user can do about this error, in words for a boot log (`None`: the message says
+    /// it all); the driver's errors give [`BlkError::hint`].
+    #[must_use]
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::Driver(e) => e.hint(),
+            Self::Timeout => Some(
+                "the device did not answer in time: on a slow or instruction-emulating \
+                 hypervisor try another accelerator (cargo xtask run --accel tcg); if it \
+                 persists, check QEMU's messages and the disk image",
+            ),
+            Self::OutOfMemory => Some(
+                "out of device memory: give the machine more RAM (QEMU: -m) or use smaller \
+                 buffers or queues (vireo.blk.queue_size=)",
+            ),
+        }
+    }
+}
+
 impl From<BlkError> for BlockError {
     fn from(e: BlkError) -> Self {
         Self::Driver(e)

@@ -63,9 +63,9 @@ static DEVICES: Once<Vec<BlockDevice>> = Once::new();
 
 /// Every block device brought up at boot, in PCI order (then virtio-mmio devices).
 ///
-/// A device that could not be brought up (a refused feature set, a queue it cannot offer, a
-/// device error during set-up) is absent: it was logged once at boot with the reason, and
-/// [`crate::virtio::failed_devices`] lists it.
+/// A device that could not be brought up (a legacy device, a refused feature set, a queue it
+/// cannot offer, a device error during set-up) is absent: it was logged once at boot with the
+/// reason and what to do about it, and [`crate::virtio::failed_devices`] lists it.
 pub fn devices() -> &'static [BlockDevice] {
     DEVICES.get().map_or(&[], Vec::as_slice)
 }

@@ -41,7 +41,12 @@ pub(super) fn options() -> ProbeOptions {
 
 pub(super) fn probe_all() -> Vec<BlockDevice> {
     let opts = options();
-    virtio::probe_each(DEVICE_TYPE_BLOCK, "virtio-blk", |d| probe(d, opts))
+    virtio::probe_each(
+        DEVICE_TYPE_BLOCK,
+        "virtio-blk",
+        |d| probe(d, opts),
+        super::BlockError::hint,
+    )
 }
 
 fn probe(device: Location, opts: ProbeOptions) -> Result<BlockDevice, super::BlockError> {

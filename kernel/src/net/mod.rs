@@ -56,8 +56,8 @@ static DEVICES: Once<Vec<NetDevice>> = Once::new();
 
 /// Every network device brought up at boot, in PCI order (then virtio-mmio devices).
 ///
-/// A device that could not be brought up is absent: it was logged once at boot with the reason,
-/// and [`crate::virtio::failed_devices`] lists it.
+/// A device that could not be brought up is absent: it was logged once at boot with the reason
+/// and what to do about it, and [`crate::virtio::failed_devices`] lists it.
 pub fn devices() -> &'static [NetDevice] {
     DEVICES.get().map_or(&[], Vec::as_slice)
 }

@@ -90,7 +90,12 @@ fn options() -> ProbeOptions {
 
 pub(super) fn probe_all() -> Vec<NetDevice> {
     let opts = options();
-    virtio::probe_each(DEVICE_TYPE_NET, "virtio-net", |d| probe(d, opts))
+    virtio::probe_each(
+        DEVICE_TYPE_NET,
+        "virtio-net",
+        |d| probe(d, opts),
+        DriverError::hint,
+    )
 }
 
 /// The IPv6 link-local address of `mac` (modified EUI-64, RFC 4291 appendix A).

@@ -204,15 +204,21 @@ pub fn with_budget<R>(f: impl FnOnce(&mut WaitBudget<'_>) -> R) -> R {
 }
 
 /// A virtio device found at boot that could not be brought up: it is absent from its type's
-/// list (`block::devices()`, `net::devices()`).
+/// list (`block::devices()`, `net::devices()`). Each was logged once, at `warn`, as its
+/// `Display` shows it: the reason and, on the same line, the hint.
 #[derive(Debug, Clone)]
 pub struct FailedDevice {
     /// The device type's name (`virtio-blk`, `virtio-net`).
     pub kind: &'static str,
     /// Where it is.
     pub location: Location,
-    /// Why it is not usable.
+    /// Why it is not usable (the error's message).
     pub reason: String,
+    /// What a user can do about it: the `vireo.*` option or QEMU property to change, or that the
+    /// device is broken (the error's `hint()`, e.g.
+    /// [`TransportError::hint`](vireo_virtio::transport::TransportError::hint)); `None` when
+    /// the error has none.
+    pub hint: Option<&'static str>,
 }
 
 impl fmt::Display for FailedDevice {
@@ -221,23 +227,36 @@ impl fmt::Display for FailedDevice {
             f,
             "{} {}: not usable: {}",
             self.kind, self.location, self.reason
-        )
+        )?;
+        match self.hint {
+            Some(hint) => write!(f, "; hint: {hint}"),
+            None => Ok(()),
+        }
     }
 }
 
 static FAILED: spin::Mutex<Vec<FailedDevice>> = spin::Mutex::new(Vec::new());
 
-/// Every device that could not be brought up at boot, and why (each was logged once, at `warn`).
+/// Every device that could not be brought up at boot, why, and what to do about it (each was
+/// logged once, at `warn`).
 pub fn failed_devices() -> Vec<FailedDevice> {
     FAILED.lock().clone()
 }
 
+/// Logs `failed` once, at `warn`, and keeps it for [`failed_devices`].
+pub(super) fn report_failed(failed: FailedDevice) {
+    log::warn!("{failed}");
+    FAILED.lock().push(failed);
+}
+
 /// Brings up every device of `device_type` with `probe`, logging each device (as `what`) or
-/// why it is not usable (kept for [`failed_devices`]).
+/// why it is not usable and what to do about it (`hint` gives the error's hint), kept for
+/// [`failed_devices`].
 pub fn probe_each<D: fmt::Display, E: fmt::Display>(
     device_type: u16,
     what: &'static str,
     probe: impl Fn(Location) -> Result<D, E>,
+    hint: impl Fn(&E) -> Option<&'static str>,
 ) -> Vec<D> {
     functions(device_type)
         .filter_map(|d| match probe(d) {
@@ -246,13 +265,12 @@ pub fn probe_each<D: fmt::Display, E: fmt::Display>(
                 Some(dev)
             }
             Err(e) => {
-                let failed = FailedDevice {
+                report_failed(FailedDevice {
                     kind: what,
                     location: d,
                     reason: alloc::format!("{e}"),
-                };
-                log::warn!("{failed}");
-                FAILED.lock().push(failed);
+                    hint: hint(&e),
+                });
                 None
             }
         })

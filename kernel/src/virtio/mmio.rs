@@ -1,9 +1,10 @@
 //! virtio-mmio devices (virtio 1.2 §4.2) on machines without PCI, such as QEMU's `microvm`:
 //! found from the command line's `virtio_mmio.device=` words and, on a machine without a PCI
 //! bus, from ACPI (`LNRO0005` devices in the DSDT), each window mapped and checked (magic value,
-//! version 2, device id) once, at the first call of [`devices`].
+//! version 2, device id) once, at the first call of [`devices`]. A legacy (version 1) device is
+//! reported then, once, with what to set instead, and listed by [`super::failed_devices`].
 
-use alloc::{sync::Arc, vec::Vec};
+use alloc::{boxed::Box, sync::Arc, vec::Vec};
 use core::fmt;
 
 use spin::Once;
@@ -12,7 +13,7 @@ use vireo_virtio::transport::{
     mmio_slot::{self, MmioSlot},
 };
 
-use super::MmioRegs;
+use super::{FailedDevice, Location, MmioRegs, device::report_failed};
 use crate::{interrupts::ioapic::Trigger, mm::map_mmio};
 
 /// Register offsets read here (virtio 1.2 §4.2.2).
@@ -33,7 +34,8 @@ pub enum Source {
     Acpi,
 }
 
-/// A virtio-mmio device with a driver-facing register window (version 2, non-zero device id).
+/// A virtio-mmio device with a driver-facing register window (non-zero device id): version 2 in
+/// [`devices`]; a legacy (version 1) one only as a [`FailedDevice`]'s location.
 pub struct MmioDevice {
     slot: MmioSlot,
     source: Source,
@@ -147,7 +149,7 @@ fn discover() -> Vec<MmioDevice> {
             continue;
         }
         match probe(slot, source) {
-            Ok(Some(d)) => {
+            Ok(Probed::Device(d)) => {
                 log::info!(
                     "{d}: {} device (type {}), from the {}",
                     type_name(d.device_type),
@@ -159,15 +161,51 @@ fn discover() -> Vec<MmioDevice> {
                 );
                 devices.push(d);
             }
-            Ok(None) => log::debug!("virtio-mmio {:#x}: an empty slot", slot.base),
+            Ok(Probed::Legacy(d)) => report_legacy(d),
+            Ok(Probed::Empty) => log::debug!("virtio-mmio {:#x}: an empty slot", slot.base),
             Err(why) => log::warn!("virtio-mmio {:#x}: {why}; left alone", slot.base),
         }
     }
     devices
 }
 
-/// Maps `slot` and checks it holds a version-2 device; `Ok(None)` for an empty slot.
-fn probe(slot: MmioSlot, source: Source) -> Result<Option<MmioDevice>, &'static str> {
+/// What a slot holds.
+enum Probed {
+    /// No device (device id 0).
+    Empty,
+    /// A version-2 device, for a driver.
+    Device(MmioDevice),
+    /// A legacy (version 1) device, which Vireo does not drive.
+    Legacy(MmioDevice),
+}
+
+/// Reports a legacy device once: as a failed device ([`super::failed_devices`]) when Vireo has
+/// a driver for its type, in the log only otherwise.
+fn report_legacy(d: MmioDevice) {
+    const REASON: &str = "a legacy (version 1) virtio-mmio device: Vireo drives version 2 only";
+    const HINT: &str = "in QEMU, -global virtio-mmio.force-legacy=false (its virtio-mmio \
+                        devices are legacy unless told otherwise)";
+    let kind = match d.device_type {
+        1 => "virtio-net",
+        2 => "virtio-blk",
+        other => {
+            let name = type_name(other);
+            log::warn!("{d}: a {name} device: {REASON}; left alone; hint: {HINT}");
+            return;
+        }
+    };
+    // Found once, at the first `devices()`: one small allocation per legacy device, for good.
+    let location = Location::Mmio(Box::leak(Box::new(d)));
+    report_failed(FailedDevice {
+        kind,
+        location,
+        reason: REASON.into(),
+        hint: Some(HINT),
+    });
+}
+
+/// Maps `slot` and reads what it holds: a device of version 2 or 1 (legacy), or nothing.
+fn probe(slot: MmioSlot, source: Source) -> Result<Probed, &'static str> {
     if !(REGISTERS_LEN..=MAX_WINDOW).contains(&slot.size) {
         return Err("a window smaller than the registers or larger than 1 MiB");
     }
@@ -180,25 +218,22 @@ fn probe(slot: MmioSlot, source: Source) -> Result<Option<MmioDevice>, &'static 
     if regs.read_u32(MAGIC_VALUE) != VIRTIO_MMIO_MAGIC {
         return Err("no virtio-mmio magic value");
     }
-    match regs.read_u32(VERSION) {
-        2 => {}
-        1 => {
-            return Err(
-                "a legacy (version 1) virtio-mmio device: Vireo drives version 2 only \
-                        (QEMU: -global virtio-mmio.force-legacy=false)",
-            );
-        }
-        _ => return Err("an unknown virtio-mmio version"),
-    }
+    // The device id sits at the same offset in both versions (§4.2.2, §4.2.4).
     let device_type = match u16::try_from(regs.read_u32(DEVICE_ID)) {
-        Ok(0) => return Ok(None),
+        Ok(0) => return Ok(Probed::Empty),
         Ok(t) => t,
         Err(_) => return Err("a device id beyond 16 bits"),
     };
-    Ok(Some(MmioDevice {
+    let version = regs.read_u32(VERSION);
+    let device = MmioDevice {
         slot,
         source,
         device_type,
         regs,
-    }))
+    };
+    match version {
+        2 => Ok(Probed::Device(device)),
+        1 => Ok(Probed::Legacy(device)),
+        _ => Err("an unknown virtio-mmio version"),
+    }
 }

@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use crate::{FeatureError, QueueError};
+use crate::{FeatureError, QueueError, error::BROKEN_DEVICE_HINT};
 
 /// Why a transport operation or the device initialisation failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +56,54 @@ impl fmt::Display for TransportError {
 }
 
 impl core::error::Error for TransportError {}
+
+impl TransportError {
+    /// What a user can do about this error, in words for a boot log: the kernel option or QEMU
+    /// property to change, or that the device is broken. A driver's error refines it where it
+    /// knows the device type (its own options).
+    #[must_use]
+    pub fn hint(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::Timeout => {
+                "the device did not answer within its budget: on a slow or instruction-emulating \
+                 hypervisor try another accelerator (cargo xtask run --accel tcg); otherwise the \
+                 device is stuck, report a bug with this log"
+            }
+            Self::BadCapability => {
+                "the PCI function lacks valid virtio 1.0 capabilities: a legacy-only device has \
+                 none (QEMU: drop disable-modern=on, add disable-legacy=on); otherwise the \
+                 device is broken, report a bug"
+            }
+            Self::MapFailed => {
+                "the kernel could not map the device's registers: a Vireo bug or a BAR outside \
+                 the address space it maps; report it with this log"
+            }
+            Self::NotVirtio | Self::WrongDeviceType => {
+                "not a device of the type this driver handles: a Vireo bug, report it"
+            }
+            Self::Features(e) => return e.hint(),
+            Self::FeaturesRejected => {
+                "the device insists on a feature Vireo does not implement, such as \
+                 VIRTIO_F_ACCESS_PLATFORM (QEMU: drop iommu_platform=on from the -device)"
+            }
+            Self::DeviceNeedsReset => {
+                "the device reported an internal error: check QEMU's messages and the device's \
+                 backend (disk image, network backend); then reboot"
+            }
+            Self::VectorRejected => {
+                "the device refused an MSI-X vector: give it more (QEMU: vectors=N on the \
+                 -device), or poll instead of interrupts (vireo.blk.polled=on, \
+                 vireo.net.polled=on)"
+            }
+            Self::QueueUnavailable => {
+                "the device lacks a queue the driver needs, or offers it with size 0: check the \
+                 device's queue properties (QEMU: num-queues=, queue-size=)"
+            }
+            Self::ConfigOutOfRange | Self::ConfigUnstable => BROKEN_DEVICE_HINT,
+            Self::Queue(e) => return e.hint(),
+        })
+    }
+}
 
 impl From<FeatureError> for TransportError {
     fn from(e: FeatureError) -> Self {

@@ -20,7 +20,7 @@ use x86_64::{
 
 use super::{
     PHYS_OFFSET,
-    frames::{FRAME_SIZE, FrameBitmap},
+    frames::{BitmapWords, FRAME_SIZE, FrameBitmap},
 };
 
 /// Physical memory below this is never handed out (real-mode IVT, BIOS data, EBDA, option ROMs,
@@ -146,9 +146,11 @@ pub(crate) unsafe fn init(boot_info: &BootInfo) {
     let bitmap_at = bitmap_home(boot_info, bitmap_bytes, &image)
         .expect("no RAM below 4 GiB for the frame bitmap");
     // SAFETY: `bitmap_at` is RAM below 4 GiB (identity-mapped by the boot tables), clear of the
-    // image and of low memory, and nothing else uses it: it is marked used below before any frame
-    // is handed out.
-    let mut bitmap = unsafe { FrameBitmap::new(bitmap_at as *mut u64, frames) };
+    // image and of low memory, `bitmap_bytes` long, and nothing else uses it: it is marked used
+    // below before any frame is handed out.
+    let words =
+        unsafe { BitmapWords::new(bitmap_at as *mut u64, FrameBitmap::storage_words(frames)) };
+    let mut bitmap = FrameBitmap::new(words, frames);
     for r in ram_ranges(boot_info) {
         bitmap.set_range(
             (r.start / FRAME_SIZE) as usize,
@@ -248,7 +250,9 @@ pub(crate) unsafe fn init(boot_info: &BootInfo) {
     // SAFETY: the direct map now covers all RAM, including the PML4 and the bitmap; nothing else
     // refers to either.
     let memory = unsafe {
-        bitmap.relocate((PHYS_OFFSET + bitmap_at) as *mut u64);
+        bitmap
+            .storage_mut()
+            .relocate((PHYS_OFFSET + bitmap_at) as *mut u64);
         Memory {
             frames: bitmap,
             table: OffsetPageTable::new(&mut *pml4_virt, VirtAddr::new(PHYS_OFFSET)),

@@ -5,6 +5,8 @@
 //! `cargo test` reaches it; the kernel feeds it plain values read from the hardware and writes
 //! back what it computes:
 //!
+//! - [`acpi`]: the contents of the ACPI tables the kernel reads (RSDP, XSDT/RSDT, MADT, HPET,
+//!   FADT), from their bytes.
 //! - [`pci`]: BAR decoding from a sizing probe, the address windows BARs are placed in, and bridge
 //!   window arithmetic.
 //! - [`frames`]: the physical frame bitmap, over storage the kernel provides.
@@ -17,6 +19,7 @@
 
 extern crate alloc;
 
+pub mod acpi;
 pub mod cmdline;
 pub mod disk_pattern;
 pub mod frames;

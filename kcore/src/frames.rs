@@ -12,6 +12,8 @@
 //! word is known to be full, so thousands of allocations in a row cost O(1) each; a contiguous run
 //! skips whole full words and jumps past every used frame it meets.
 
+use core::ops::Range;
+
 /// The size of a frame and of a small page.
 pub const FRAME_SIZE: u64 = 4096;
 
@@ -206,6 +208,42 @@ impl<S: AsRef<[u64]> + AsMut<[u64]>> FrameBitmap<S> {
         self.free += count;
         self.hint = self.hint.min(start / 64);
     }
+}
+
+/// The whole frames of the memory-map range `[start, end)`: its start rounded up and its end
+/// rounded down to [`FRAME_SIZE`]; `None` if that leaves no frame.
+pub fn whole_frames(start: u64, end: u64) -> Option<Range<u64>> {
+    let start = start.checked_next_multiple_of(FRAME_SIZE)?;
+    let end = end & !(FRAME_SIZE - 1);
+    (start < end).then_some(start..end)
+}
+
+/// Where to keep `bytes` of bitmap: in the first of the `ram` ranges (whole frames) that has
+/// room, at its start or right after the kernel `image`, frame-aligned, at or above `low` (memory
+/// the kernel never hands out), ending at or below `limit` (what the boot page tables map), and
+/// clear of the image.
+pub fn bitmap_home(
+    ram: impl IntoIterator<Item = Range<u64>>,
+    bytes: u64,
+    image: &Range<u64>,
+    low: u64,
+    limit: u64,
+) -> Option<u64> {
+    ram.into_iter().find_map(|r| {
+        [r.start.max(low), image.end]
+            .into_iter()
+            .filter_map(|s| s.checked_next_multiple_of(FRAME_SIZE))
+            .find(|&s| {
+                let Some(end) = s.checked_add(bytes) else {
+                    return false;
+                };
+                s >= r.start
+                    && s >= low
+                    && end <= r.end
+                    && end <= limit
+                    && (end <= image.start || image.end <= s)
+            })
+    })
 }
 
 #[cfg(test)]
@@ -421,5 +459,64 @@ mod tests {
                 proptest::prop_assert_eq!(b.free_count(), model.iter().filter(|&&f| f).count());
             }
         }
+    }
+
+    #[test]
+    fn ram_ranges_shrink_to_whole_frames() {
+        assert_eq!(whole_frames(0, 0x9_FC00), Some(0..0x9_F000));
+        assert_eq!(
+            whole_frames(0x10_0001, 0x20_0000),
+            Some(0x10_1000..0x20_0000)
+        );
+        assert_eq!(whole_frames(0x1001, 0x1FFF), None, "less than a frame");
+        assert_eq!(whole_frames(0x2000, 0x1000), None, "inverted");
+        assert_eq!(
+            whole_frames(u64::MAX - 10, u64::MAX),
+            None,
+            "no frame start below 2^64"
+        );
+    }
+
+    #[test]
+    fn the_bitmap_finds_a_home_clear_of_low_memory_and_the_image() {
+        const MIB: u64 = 1 << 20;
+        let image = MIB..3 * MIB;
+        let ram = || [0..0x9_F000, MIB..512 * MIB];
+        // Not in the low range (below `low`), not over the image: right after it.
+        assert_eq!(
+            bitmap_home(ram(), 0x4000, &image, MIB, 4 << 30),
+            Some(3 * MIB)
+        );
+        // An image elsewhere leaves the start of RAM above `low` free.
+        let high_image = 16 * MIB..18 * MIB;
+        assert_eq!(
+            bitmap_home(ram(), 0x4000, &high_image, MIB, 4 << 30),
+            Some(MIB)
+        );
+        // Too big for the room before a high image: after it.
+        assert_eq!(
+            bitmap_home(ram(), 15 * MIB + 1, &high_image, MIB, 4 << 30),
+            Some(18 * MIB)
+        );
+        // An unaligned image end is rounded up to a frame.
+        let odd_image = MIB..2 * MIB + 5;
+        assert_eq!(
+            bitmap_home(ram(), 0x1000, &odd_image, MIB, 4 << 30),
+            Some(2 * MIB + 0x1000)
+        );
+        // Past the identity-mapped limit, or bigger than RAM: nowhere.
+        assert_eq!(
+            bitmap_home(ram(), 0x4000, &image, MIB, 3 * MIB + 0x3000),
+            None
+        );
+        assert_eq!(bitmap_home(ram(), 512 * MIB, &image, MIB, 4 << 30), None);
+        assert_eq!(bitmap_home(ram(), u64::MAX, &image, MIB, u64::MAX), None);
+        // The first range with room wins; a later range is used when the first is too small.
+        let split = [MIB..4 * MIB, 8 * MIB..64 * MIB];
+        assert_eq!(
+            bitmap_home(split.clone(), 2 * MIB, &image, MIB, 4 << 30),
+            Some(8 * MIB)
+        );
+        assert_eq!(bitmap_home(split, MIB, &image, MIB, 4 << 30), Some(3 * MIB));
     }
 }

@@ -4,8 +4,8 @@
 //! `vireo_kcore::pci::config`, tested on the host.
 
 use spin::Mutex;
-use vireo_kcore::pci::config::{access_ok, check_write};
 pub use vireo_kcore::pci::config::{CONFIG_SPACE_SIZE, ConfigError, PciAddress};
+use vireo_kcore::pci::config::{access_ok, check_write};
 
 use super::config_space::ConfigSpace;
 use crate::arch::port::{Port, PortValue};

@@ -11,14 +11,19 @@
 //! vireo-test: all N passed
 //! ```
 //!
-//! `xtask` reads directives from the test file's own `//!` lines:
+//! `xtask` reads directives from the test file's own `//!` lines (`xtask/src/directives.rs`; an
+//! unknown directive fails the image). An application under `kernel/examples/` takes the same
+//! directives with the prefix `vireo-run:` for `cargo xtask run`.
 //!
 //! - `//! vireo-test: append TEXT` — added to the kernel command line.
-//! - `//! vireo-test: qemu ARG...` — extra QEMU arguments, split at spaces (repeatable). `{disk:NAME:SIZE}` becomes the
-//!   path of a fresh zero-filled image under `target/` of SIZE (e.g. `64M`).
-//!   `{tar:DIR}` becomes the path of an ordinary ustar archive of the files under DIR (relative to
-//!   the repository root), built afresh under `target/vireo-disks/`; `{hostport:DEFAULT}` a host
-//!   port (DEFAULT for `cargo xtask run`, a free loopback port under `http-check`).
+//! - `//! vireo-test: qemu ARG...` — extra QEMU arguments, split at spaces (repeatable).
+//!   `{disk:NAME:SIZE}` becomes the path of a fresh zero-filled image under `target/` of SIZE
+//!   (e.g. `64M`). `{tar:DIR}` becomes the path of an ordinary ustar archive of the files under
+//!   DIR (relative to the repository root), built afresh under `target/vireo-disks/`;
+//!   `{hostport:DEFAULT}` a host port (DEFAULT for `cargo xtask run`, a free loopback port under
+//!   `http-check`).
+//! - `//! vireo-test: machines q35 microvm` — the machine types the image boots on, once each
+//!   (default: q35); on `microvm` its `virtio-X-pci` devices become `virtio-X-device`.
 //! - `//! vireo-test: expect-failure TEXT` — the image must exit with the failure code and its serial
 //!   output must contain TEXT (for tests of the fault path itself).
 //! - `//! vireo-test: timeout SECS` — the hard limit for this image (default 60 s).
@@ -28,6 +33,8 @@
 //!   against the writes the guest reported with [`report_disk_write`] and [`report_disk_zero`].
 //! - `//! vireo-test: expect-timeout` — the image must still be running at its limit (tests of the
 //!   harness's own time limit).
+//! - `//! vireo-test: app` — in an example: `cargo xtask test` boots this application too (with
+//!   its `vireo-run:` devices), and it passes by exiting with success.
 //! - `//! vireo-test: http-check DIR` — a server (an example, booted with its `vireo-run:` devices):
 //!   once it prints `serving http://`, `xtask` fetches every file under DIR from it through the
 //!   forwarded `{hostport:..}` on 127.0.0.1 and compares the bytes, checks a 404, a `HEAD`,
@@ -71,39 +78,10 @@ macro_rules! test_main {
     };
 }
 
-/// The byte a disk test writes at disk offset `offset` in write generation `generation`.
-///
-/// `xtask` checks disk images after QEMU exits with the same function (`xtask/src/diskcheck.rs`):
-/// keep the two identical.
-pub fn disk_pattern_byte(generation: u64, offset: u64) -> u8 {
-    let word = (offset / 8).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        ^ generation.wrapping_mul(0xd6e8_feb8_6659_fd93);
-    (word >> ((offset % 8) * 8)) as u8
-}
-
-/// Fills `buf`, destined for disk offset `offset`, with generation `generation`'s pattern.
-///
-/// Eight bytes at a time where the offset allows: the pattern is built from one 64-bit word per
-/// aligned 8 bytes, so this is the same as calling [`disk_pattern_byte`] for every byte.
-pub fn fill_disk_pattern(buf: &mut [u8], generation: u64, offset: u64) {
-    let mut at = 0;
-    while at < buf.len() && !(offset + at as u64).is_multiple_of(8) {
-        buf[at] = disk_pattern_byte(generation, offset + at as u64);
-        at += 1;
-    }
-    let total = buf.len();
-    let (words, tail) = buf[at..].split_at_mut((total - at) / 8 * 8);
-    for (i, chunk) in words.chunks_exact_mut(8).enumerate() {
-        let word_index = (offset + (at + i * 8) as u64) / 8;
-        let word = word_index.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            ^ generation.wrapping_mul(0xd6e8_feb8_6659_fd93);
-        chunk.copy_from_slice(&word.to_le_bytes());
-    }
-    let tail_offset = offset + (total - tail.len()) as u64;
-    for (i, b) in tail.iter_mut().enumerate() {
-        *b = disk_pattern_byte(generation, tail_offset + i as u64);
-    }
-}
+/// The disk test pattern: the byte a disk test writes at an offset in a write generation, and a
+/// buffer filled with it. `xtask` checks disk images after QEMU exits with the same functions
+/// (`vireo_kcore::disk_pattern`, shared by both).
+pub use vireo_kcore::disk_pattern::{disk_pattern_byte, fill_disk_pattern};
 
 /// How much CPU-bound work a test should do, in percent of its full size: 100 under TCG or on
 /// hardware, 5 under KVM, where plain guest code runs far slower on the nested KVM of our CI

@@ -7,21 +7,16 @@
 //! vireo-disk: NAME zero OFFSET LEN
 //! ```
 //!
-//! (bytes, multiples of 512). Written data follows [`pattern_byte`], the same function as the
-//! kernel's `vireo::testing::disk_pattern_byte`. Replaying the reports in order gives the content
+//! (bytes, multiples of 512). Written data follows [`disk_pattern_byte`], the function the guest
+//! writes with (`vireo::testing` re-exports it; both come from `vireo_kcore`). Replaying the reports in order gives the content
 //! every 512-byte sector must have; every sector is compared, so a lost write (old content), a torn
 //! write (a sector of mixed generations), and a stray write (data where none was reported) all show.
 
 use std::path::Path;
 
-const SECTOR: u64 = 512;
+use vireo_kcore::disk_pattern::disk_pattern_byte;
 
-/// The byte the guest writes at disk offset `offset` in write generation `generation`.
-pub fn pattern_byte(generation: u64, offset: u64) -> u8 {
-    let word = (offset / 8).wrapping_mul(0x9e37_79b9_7f4a_7c15)
-        ^ generation.wrapping_mul(0xd6e8_feb8_6659_fd93);
-    (word >> ((offset % 8) * 8)) as u8
-}
+const SECTOR: u64 = 512;
 
 /// What a sector must hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +76,7 @@ pub fn verify(image: &Path, name: &str, serial: &str) -> Result<u64, String> {
         let bad = match e {
             Expect::Untouched | Expect::Zeroed => sector.iter().position(|&b| b != 0),
             Expect::Written(g) => {
-                (0..SECTOR).position(|i| sector[i as usize] != pattern_byte(*g, start + i))
+                (0..SECTOR).position(|i| sector[i as usize] != disk_pattern_byte(*g, start + i))
             }
         };
         if let Some(i) = bad {
@@ -89,7 +84,7 @@ pub fn verify(image: &Path, name: &str, serial: &str) -> Result<u64, String> {
             let what = match e {
                 Expect::Untouched => "never written, so zero".to_string(),
                 Expect::Zeroed => "zeroed".to_string(),
-                Expect::Written(g) => format!("generation {g}: {:#04x}", pattern_byte(*g, at)),
+                Expect::Written(g) => format!("generation {g}: {:#04x}", disk_pattern_byte(*g, at)),
             };
             return Err(format!(
                 "disk {name}: byte {at} (sector {s}) is {:#04x}, expected {what}",
@@ -122,12 +117,16 @@ mod tests {
         TempImage(p)
     }
 
+    /// An image after `writes` (offset, length, generation), written the way the guest writes
+    /// (`fill_disk_pattern`), so the checks below also show that it agrees with what is checked.
     fn written(len: usize, writes: &[(u64, u64, u64)]) -> Vec<u8> {
         let mut d = vec![0; len];
         for &(off, n, g) in writes {
-            for x in off..off + n {
-                d[x as usize] = pattern_byte(g, x);
-            }
+            vireo_kcore::disk_pattern::fill_disk_pattern(
+                &mut d[off as usize..(off + n) as usize],
+                g,
+                off,
+            );
         }
         d
     }

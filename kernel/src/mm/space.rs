@@ -18,9 +18,11 @@ use x86_64::{
     },
 };
 
+use vireo_kcore::frames::{bitmap_home, whole_frames};
+
 use super::{
     PHYS_OFFSET,
-    frames::{FRAME_SIZE, FrameBitmap},
+    frames::{BitmapWords, FRAME_SIZE, FrameBitmap},
 };
 
 /// Physical memory below this is never handed out (real-mode IVT, BIOS data, EBDA, option ROMs,
@@ -86,30 +88,7 @@ pub(crate) fn ram_ranges(boot_info: &BootInfo) -> impl Iterator<Item = Range<u64
         .memory_map()
         .iter()
         .filter(|r| r.kind == MemoryKind::Ram)
-        .map(|r| r.start.next_multiple_of(FRAME_SIZE)..r.end & !(FRAME_SIZE - 1))
-        .filter(|r| r.start < r.end)
-}
-
-fn overlaps(a: &Range<u64>, b: &Range<u64>) -> bool {
-    a.start < b.end && b.start < a.end
-}
-
-/// A frame-aligned RAM range of `bytes` below the early identity limit, clear of the low reserved
-/// memory and of the image, for the bitmap.
-fn bitmap_home(boot_info: &BootInfo, bytes: u64, image: &Range<u64>) -> Option<u64> {
-    ram_ranges(boot_info).find_map(|r| {
-        [r.start.max(LOW_RESERVED), image.end]
-            .into_iter()
-            .map(|s| s.next_multiple_of(FRAME_SIZE))
-            .find(|&s| {
-                let want = s..s + bytes;
-                s >= r.start
-                    && want.end <= r.end
-                    && want.end <= EARLY_IDENTITY_LIMIT
-                    && s >= LOW_RESERVED
-                    && !overlaps(&want, image)
-            })
-    })
+        .filter_map(|r| whole_frames(r.start, r.end))
 }
 
 fn cpu_has_1g_pages() -> bool {
@@ -143,12 +122,20 @@ pub(crate) unsafe fn init(boot_info: &BootInfo) {
     let top = ram_ranges(boot_info).map(|r| r.end).max().unwrap_or(0);
     let frames = (top / FRAME_SIZE) as usize;
     let bitmap_bytes = (FrameBitmap::storage_bytes(frames) as u64).next_multiple_of(FRAME_SIZE);
-    let bitmap_at = bitmap_home(boot_info, bitmap_bytes, &image)
-        .expect("no RAM below 4 GiB for the frame bitmap");
+    let bitmap_at = bitmap_home(
+        ram_ranges(boot_info),
+        bitmap_bytes,
+        &image,
+        LOW_RESERVED,
+        EARLY_IDENTITY_LIMIT,
+    )
+    .expect("no RAM below 4 GiB for the frame bitmap");
     // SAFETY: `bitmap_at` is RAM below 4 GiB (identity-mapped by the boot tables), clear of the
-    // image and of low memory, and nothing else uses it: it is marked used below before any frame
-    // is handed out.
-    let mut bitmap = unsafe { FrameBitmap::new(bitmap_at as *mut u64, frames) };
+    // image and of low memory, `bitmap_bytes` long, and nothing else uses it: it is marked used
+    // below before any frame is handed out.
+    let words =
+        unsafe { BitmapWords::new(bitmap_at as *mut u64, FrameBitmap::storage_words(frames)) };
+    let mut bitmap = FrameBitmap::new(words, frames);
     for r in ram_ranges(boot_info) {
         bitmap.set_range(
             (r.start / FRAME_SIZE) as usize,
@@ -248,7 +235,9 @@ pub(crate) unsafe fn init(boot_info: &BootInfo) {
     // SAFETY: the direct map now covers all RAM, including the PML4 and the bitmap; nothing else
     // refers to either.
     let memory = unsafe {
-        bitmap.relocate((PHYS_OFFSET + bitmap_at) as *mut u64);
+        bitmap
+            .storage_mut()
+            .relocate((PHYS_OFFSET + bitmap_at) as *mut u64);
         Memory {
             frames: bitmap,
             table: OffsetPageTable::new(&mut *pml4_virt, VirtAddr::new(PHYS_OFFSET)),

@@ -6,17 +6,17 @@
 //! The top window comes from the global windows, then addresses are handed out top-down and every
 //! bridge's windows are programmed. 64-bit prefetchable BARs go to the prefetchable window (above
 //! 4 GiB when the bridge decodes 64 bits); all other memory BARs to the 32-bit memory window.
+//!
+//! The arithmetic (which window a BAR needs, how large a bus's window is, the base/limit register
+//! values) is `vireo_kcore::pci::bridge`, tested on the host; this module walks the buses and
+//! reads and writes the registers.
 
 use alloc::vec::Vec;
 use core::cmp::Reverse;
 
-use super::{
-    assign::Windows,
-    bar::{self, Bar},
-    config::PciConfig,
-    device::PciDevice,
-    regs,
-};
+use vireo_kcore::pci::bridge::{Space, WindowRegs, window_need};
+
+use super::{assign::Windows, bar, config::PciConfig, device::PciDevice, regs};
 
 /// Deepest nesting handled below a bus-0 bridge.
 const MAX_DEPTH: usize = 16;
@@ -34,38 +34,6 @@ const PREF_BASE: u16 = 0x24;
 const PREF_LIMIT: u16 = 0x26;
 const PREF_BASE_UPPER: u16 = 0x28;
 const PREF_LIMIT_UPPER: u16 = 0x2C;
-
-/// The three kinds of window a bridge forwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Space {
-    /// 32-bit non-prefetchable memory.
-    Mem,
-    /// Prefetchable memory (64-bit capable).
-    Pref,
-    /// I/O ports.
-    Io,
-}
-
-impl Space {
-    const ALL: [Space; 3] = [Space::Mem, Space::Pref, Space::Io];
-
-    fn granule(self) -> u64 {
-        match self {
-            Space::Io => 1 << 12,
-            Space::Mem | Space::Pref => 1 << 20,
-        }
-    }
-
-    fn of(bar: &Bar) -> Self {
-        if bar.is_io() {
-            Space::Io
-        } else if bar.is_64bit() && bar.is_prefetchable() {
-            Space::Pref
-        } else {
-            Space::Mem
-        }
-    }
-}
 
 /// Something to place on a bus: a function's BAR or a bridge's window.
 #[derive(Debug, Clone, Copy)]
@@ -108,8 +76,8 @@ fn entries(devices: &[PciDevice], bus: u8, space: Space, depth: usize) -> Vec<En
             {
                 out.push(Entry {
                     item: Item::Bar { dev, slot },
-                    size: b.size,
-                    align: b.size,
+                    size: b.size(),
+                    align: b.size(),
                 });
             }
         }
@@ -129,17 +97,11 @@ fn entries(devices: &[PciDevice], bus: u8, space: Space, depth: usize) -> Vec<En
 
 /// The window (size, alignment) a bridge to `bus` needs in `space`; `None` if none.
 fn need(devices: &[PciDevice], bus: u8, space: Space, depth: usize) -> Option<(u64, u64)> {
-    let entries = entries(devices, bus, space, depth);
-    let first = entries.first()?;
-    let mut end = 0u64;
-    for e in &entries {
-        end = end.checked_next_multiple_of(e.align)?.checked_add(e.size)?;
-    }
-    let granule = space.granule();
-    Some((
-        end.checked_next_multiple_of(granule)?,
-        first.align.max(granule),
-    ))
+    let entries: Vec<(u64, u64)> = entries(devices, bus, space, depth)
+        .iter()
+        .map(|e| (e.size, e.align))
+        .collect();
+    window_need(space, &entries)
 }
 
 /// Places bus `bus`'s needs in `space` from `base` on, programming BARs and bridge windows.
@@ -156,8 +118,7 @@ fn place(devices: &mut [PciDevice], bus: u8, space: Space, base: u64, depth: usi
                     // SAFETY: 1. decoding is off; 2. `[at, at + size)` is inside the bridge window,
                     // carved from a global window that keeps RAM, firmware and other BARs out.
                     unsafe { bar::program_bar(&cfg, b, at) };
-                    b.address = Some(at);
-                    b.assigned_by_kernel = true;
+                    b.set_kernel_address(at);
                 }
             }
             Item::Window { dev, secondary } => {
@@ -171,62 +132,69 @@ fn place(devices: &mut [PciDevice], bus: u8, space: Space, base: u64, depth: usi
 
 /// Programs (or, with `None`, closes) a bridge's `space` window to `[start, end)`.
 fn set_window(cfg: &PciConfig, space: Space, range: Option<(u64, u64)>) {
-    // A closed window has base above limit.
-    let (base, limit) = range.map_or((u64::MAX, 0), |(s, e)| (s, e - 1));
+    let regs = WindowRegs::encode(space, range.map(|(start, end)| start..end));
     // SAFETY: the bridge's decoding is off while its subtree is placed (see `place_subtree`), so
     // the window forwards nothing until `assign`'s last pass turns decoding on; an open window
     // was carved from a global window that keeps RAM, firmware ranges and other BARs out.
     unsafe {
-        match space {
-            Space::Mem => {
-                cfg.write_u16_raw(MEMORY_BASE, ((base >> 16) as u16) & 0xFFF0);
-                cfg.write_u16_raw(MEMORY_LIMIT, ((limit >> 16) as u16) & 0xFFF0);
+        match regs {
+            WindowRegs::Mem { base, limit } => {
+                cfg.write_u16_raw(MEMORY_BASE, base);
+                cfg.write_u16_raw(MEMORY_LIMIT, limit);
             }
-            Space::Pref => {
-                cfg.write_u16_raw(PREF_BASE, ((base >> 16) as u16) & 0xFFF0);
-                cfg.write_u16_raw(PREF_LIMIT, ((limit >> 16) as u16) & 0xFFF0);
-                cfg.write_u32_raw(PREF_BASE_UPPER, (base >> 32) as u32);
-                cfg.write_u32_raw(PREF_LIMIT_UPPER, (limit >> 32) as u32);
+            WindowRegs::Pref {
+                base,
+                limit,
+                base_upper,
+                limit_upper,
+            } => {
+                cfg.write_u16_raw(PREF_BASE, base);
+                cfg.write_u16_raw(PREF_LIMIT, limit);
+                cfg.write_u32_raw(PREF_BASE_UPPER, base_upper);
+                cfg.write_u32_raw(PREF_LIMIT_UPPER, limit_upper);
             }
-            Space::Io => {
-                cfg.write_u8_raw(IO_BASE, ((base >> 8) as u8) & 0xF0);
-                cfg.write_u8_raw(IO_LIMIT, ((limit >> 8) as u8) & 0xF0);
-                cfg.write_u16_raw(
-                    IO_BASE_UPPER,
-                    (base >> 16) as u16 & u16::from(range.is_some()),
-                );
-                cfg.write_u16_raw(IO_LIMIT_UPPER, 0);
+            WindowRegs::Io {
+                base,
+                limit,
+                base_upper,
+                limit_upper,
+            } => {
+                cfg.write_u8_raw(IO_BASE, base);
+                cfg.write_u8_raw(IO_LIMIT, limit);
+                cfg.write_u16_raw(IO_BASE_UPPER, base_upper);
+                cfg.write_u16_raw(IO_LIMIT_UPPER, limit_upper);
             }
         }
     }
 }
 
-/// Whether the bridge has an open window of any memory kind, or of I/O. A window with base and
-/// limit both zero (the reset value, `[0, 1 MiB)` or `[0, 4 KiB)`) counts as closed: no firmware
-/// puts one there.
+/// The bridge's window in `space` as its registers hold it.
+fn window_regs(cfg: &PciConfig, space: Space) -> WindowRegs {
+    match space {
+        Space::Mem => WindowRegs::Mem {
+            base: cfg.read_u16(MEMORY_BASE),
+            limit: cfg.read_u16(MEMORY_LIMIT),
+        },
+        Space::Pref => WindowRegs::Pref {
+            base: cfg.read_u16(PREF_BASE),
+            limit: cfg.read_u16(PREF_LIMIT),
+            base_upper: cfg.read_u32(PREF_BASE_UPPER),
+            limit_upper: cfg.read_u32(PREF_LIMIT_UPPER),
+        },
+        Space::Io => WindowRegs::Io {
+            base: cfg.read_u8(IO_BASE),
+            limit: cfg.read_u8(IO_LIMIT),
+            base_upper: cfg.read_u16(IO_BASE_UPPER),
+            limit_upper: cfg.read_u16(IO_LIMIT_UPPER),
+        },
+    }
+}
+
+/// Whether the bridge has an open window of any memory kind, or of I/O (see
+/// [`WindowRegs::decode`] for what counts as open).
 pub(super) fn windows_open(cfg: &PciConfig) -> (bool, bool) {
-    let open = |base: u64, limit: u64| base <= limit && (base, limit) != (0, 0);
-    let mem = open(
-        u64::from(cfg.read_u16(MEMORY_BASE) & 0xFFF0),
-        u64::from(cfg.read_u16(MEMORY_LIMIT) & 0xFFF0),
-    );
-    let pref_upper = cfg.read_u16(PREF_BASE) & 0xF == 1;
-    let upper = |reg| {
-        if pref_upper {
-            u64::from(cfg.read_u32(reg)) << 32
-        } else {
-            0
-        }
-    };
-    let pref = open(
-        upper(PREF_BASE_UPPER) | u64::from(cfg.read_u16(PREF_BASE) & 0xFFF0),
-        upper(PREF_LIMIT_UPPER) | u64::from(cfg.read_u16(PREF_LIMIT) & 0xFFF0),
-    );
-    let io = open(
-        u64::from(cfg.read_u8(IO_BASE) & 0xF0),
-        u64::from(cfg.read_u8(IO_LIMIT) & 0xF0),
-    );
-    (mem || pref, io)
+    let open = |space| window_regs(cfg, space).decode().is_some();
+    (open(Space::Mem) || open(Space::Pref), open(Space::Io))
 }
 
 /// The functions below `bus` (its bridges' subtrees included), as indices.
@@ -258,7 +226,7 @@ pub(super) fn place_bridges(devices: &mut [PciDevice], windows: &mut Windows) {
         let here = devices[root].config.address();
         if below
             .iter()
-            .any(|&i| devices[i].bars().any(|b| b.address.is_some()))
+            .any(|&i| devices[i].bars().any(|b| b.address().is_some()))
         {
             log::debug!("pci {here}: the firmware set up this bridge; kept");
             continue;

@@ -1,74 +1,14 @@
 //! Configuration space over I/O ports 0xCF8/0xCFC (configuration mechanism #1, PCI Local Bus 3.0
-//! §3.2.2.3.2), and the kernel's implementation of [`ConfigSpace`].
-
-use core::fmt;
+//! §3.2.2.3.2), and the kernel's implementation of [`ConfigSpace`]. The rules (function
+//! addresses, which accesses are in range, which writes are refused) are
+//! `vireo_kcore::pci::config`, tested on the host.
 
 use spin::Mutex;
+pub use vireo_kcore::pci::config::{CONFIG_SPACE_SIZE, ConfigError, PciAddress};
+use vireo_kcore::pci::config::{access_ok, check_write};
 
 use super::config_space::ConfigSpace;
 use crate::arch::port::{Port, PortValue};
-
-/// Bytes of configuration space reachable through mechanism #1 (the conventional header and
-/// capability area; PCIe's extended space needs MMCONFIG).
-pub const CONFIG_SPACE_SIZE: u16 = 256;
-
-/// Whether an access of `size` bytes at `offset` is aligned and inside mechanism #1's space.
-pub(crate) fn access_ok(offset: u16, size: u16) -> bool {
-    offset.is_multiple_of(size) && offset < CONFIG_SPACE_SIZE
-}
-
-/// A function's location: bus, device (0..32) and function (0..8) numbers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PciAddress {
-    bus: u8,
-    device: u8,
-    function: u8,
-}
-
-impl PciAddress {
-    /// The function at `bus:device.function`, or `None` if `device >= 32` or `function >= 8`.
-    pub const fn new(bus: u8, device: u8, function: u8) -> Option<Self> {
-        if device < 32 && function < 8 {
-            Some(Self {
-                bus,
-                device,
-                function,
-            })
-        } else {
-            None
-        }
-    }
-
-    /// The bus number.
-    pub const fn bus(self) -> u8 {
-        self.bus
-    }
-
-    /// The device number (0..32).
-    pub const fn device(self) -> u8 {
-        self.device
-    }
-
-    /// The function number (0..8).
-    pub const fn function(self) -> u8 {
-        self.function
-    }
-
-    /// The CONFIG_ADDRESS value for the dword holding `offset` (enable bit set).
-    fn config_address(self, offset: u16) -> u32 {
-        0x8000_0000
-            | u32::from(self.bus) << 16
-            | u32::from(self.device) << 11
-            | u32::from(self.function) << 8
-            | u32::from(offset & 0xFC)
-    }
-}
-
-impl fmt::Display for PciAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:02x}:{:02x}.{}", self.bus, self.device, self.function)
-    }
-}
 
 // SAFETY: 0xCF8 is CONFIG_ADDRESS on every PC-compatible host bridge (q35, i440fx); selecting an
 // address has no effect beyond which dword the data port reaches. The lock around it is what
@@ -119,26 +59,6 @@ pub struct PciConfig {
     address: PciAddress,
 }
 
-/// Why a configuration write was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigError {
-    /// The offset is misaligned for the access size or beyond the 256-byte space.
-    BadOffset,
-    /// The register decides where the function decodes memory or I/O (a BAR, the expansion ROM,
-    /// a bridge window or bus number), or the write would turn on I/O or memory decoding the kernel
-    /// left off; only the kernel's BAR code does those.
-    Protected,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::BadOffset => "misaligned or out-of-range configuration offset",
-            Self::Protected => "configuration register decides address decoding",
-        })
-    }
-}
-
 macro_rules! raw_access {
     ($read:ident, $write:ident, $t:ty, $size:expr) => {
         #[doc = concat!("Reads the `", stringify!($t), "` at `offset`; all-ones if misaligned or out of range.")]
@@ -168,13 +88,13 @@ macro_rules! try_write {
     ($name:ident, $raw:ident, $t:ty, $size:expr) => {
         #[doc = concat!("Writes the `", stringify!($t), "` at `offset`, refusing registers that decide address decoding.")]
         pub fn $name(&self, offset: u16, value: $t) -> Result<(), ConfigError> {
-            if !access_ok(offset, $size) {
-                return Err(ConfigError::BadOffset);
-            }
-            if self.is_protected(offset, $size) || self.turns_decoding_on(offset, u32::from(value))
-            {
-                return Err(ConfigError::Protected);
-            }
+            check_write(
+                self.read_u8(super::regs::HEADER_TYPE),
+                self.read_u16(super::regs::COMMAND),
+                offset,
+                $size,
+                u32::from(value),
+            )?;
             // DMA stays the driver's business: bus mastering is enabled at init for functions
             // with BARs. SAFETY: not a BAR, ROM, window or bus-number register, and no decoding
             // the kernel left off is turned on, so the function decodes no other addresses.
@@ -198,39 +118,6 @@ impl PciConfig {
     raw_access!(read_u8, write_u8_raw, u8, 1);
     raw_access!(read_u16, write_u16_raw, u16, 2);
     raw_access!(read_u32, write_u32_raw, u32, 4);
-
-    /// Whether a write of `value` at `offset` sets a command-register decode bit (I/O or memory)
-    /// that is clear now: the kernel turns decoding on only for spaces whose BARs it checked.
-    fn turns_decoding_on(&self, offset: u16, value: u32) -> bool {
-        if offset != super::regs::COMMAND {
-            return false;
-        }
-        let decode = super::regs::COMMAND_IO | super::regs::COMMAND_MEMORY;
-        let now = self.read_u16(super::regs::COMMAND);
-        (value as u16) & decode & !now != 0
-    }
-
-    /// Whether `[offset, offset + size)` touches a register that decides address decoding.
-    fn is_protected(&self, offset: u16, size: u16) -> bool {
-        let header_type = self.read_u8(super::regs::HEADER_TYPE) & 0x7F;
-        let protected: &[(u16, u16)] = match header_type {
-            // BAR0..BAR5, expansion ROM.
-            0 => &[(0x10, 0x28), (0x30, 0x34)],
-            // BAR0..BAR1, bus numbers, I/O, memory and prefetchable windows and their upper
-            // halves, expansion ROM, bridge control (VGA/ISA forwarding, secondary reset).
-            1 => &[
-                (0x10, 0x1B),
-                (0x1C, 0x1E),
-                (0x20, 0x34),
-                (0x38, 0x3C),
-                (0x3E, 0x40),
-            ],
-            // Unknown layouts: the whole predefined header.
-            _ => &[(0x10, 0x40)],
-        };
-        let end = offset + size;
-        protected.iter().any(|&(s, e)| offset < e && s < end)
-    }
 
     try_write!(try_write_u8, write_u8_raw, u8, 1);
     try_write!(try_write_u16, write_u16_raw, u16, 2);

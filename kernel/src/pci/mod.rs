@@ -14,7 +14,6 @@ mod config_space;
 mod device;
 pub mod regs;
 mod scan;
-mod window;
 
 use alloc::vec::Vec;
 

@@ -61,19 +61,9 @@ const MEASURE_WINDOW_NS: u64 = 10_000_000;
 
 /// Kernel command-line option that makes the HPET the first choice for calibrating the TSC.
 pub const HPET_REFERENCE_OPTION: &str = "vireo.tsc_ref=hpet";
-/// Kernel command-line key naming the first source to try: `vireo.tsc_ref=` followed by one of
-/// [`REFERENCE_NAMES`].
-pub const REFERENCE_KEY: &str = "vireo.tsc_ref";
-/// The sources `vireo.tsc_ref=` names, as [`TscReference`] lists them.
-pub const REFERENCE_NAMES: &[&str] = &[
-    "pit",
-    "hpet",
-    "kvmclock",
-    "apic",
-    "cpuid15",
-    "cpuid16",
-    "cpuid40000010",
-];
+/// Kernel command-line key naming the first source to try (`vireo.tsc_ref=`), and the names it
+/// takes, as [`TscReference`] lists them. They live with the option table in `vireo_kcore::cmdline`.
+pub use vireo_kcore::cmdline::{REFERENCE_KEY, REFERENCE_NAMES};
 
 /// Where the TSC frequency came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

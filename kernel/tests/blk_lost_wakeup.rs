@@ -1,5 +1,5 @@
 //! A completion whose interrupt never arrives costs a waiter at most a timer tick, never the
-//! request timeout: long runs of queue-depth-1 requests have no request over 100 ms, and with
+//! request timeout: long runs of queue-depth-1 requests have no request over 500 ms, and with
 //! the queue's MSI-X vector masked (the device then raises no interrupt at all) every request
 //! still completes within a few ticks and is counted as a missed wake-up.
 //!
@@ -45,12 +45,15 @@ vireo::test_main!(
 const QD1_REQUESTS: u64 = 200_000;
 
 /// The longest a request may take: far above a tick (10 ms) plus the 1 ms grace, far below the
-/// 10 s request timeout a lost wake-up used to cost. Under this machine's nested KVM, guest code
-/// runs in an instruction emulator, so the bound there is looser.
+/// 10 s request timeout a lost wake-up used to cost. The guest's clock also counts the time the
+/// host does not run QEMU: on the 2-core development machine at load average 10 (parallel
+/// builds), the slowest of 200,000 requests took 128 ms, so the bound under TCG leaves room for
+/// that. Under this machine's nested KVM, guest code runs in an instruction emulator, so the
+/// bound there is looser still.
 fn bound() -> Duration {
     match hypervisor() {
         Hypervisor::Kvm => Duration::from_secs(2),
-        _ => Duration::from_millis(100),
+        _ => Duration::from_millis(500),
     }
 }
 

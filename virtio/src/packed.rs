@@ -20,7 +20,7 @@ use crate::{
         desc_f, desc_table, notification,
         packed::{self, EVENT_FLAGS, EVENT_OFF_WRAP, EVENT_SIZE},
     },
-    queue::{Chain, Placed, Queue, Ring, Shared},
+    queue::{Chain, Placed, Queue, Ring, RingSize, Shared},
     token::{AvailBufferToken, element_addr},
     virtq::{RingAddresses, RingState, need_event},
 };
@@ -92,11 +92,11 @@ pub type PackedVq<A, N> = Queue<PackedRing<A>, A, N>;
 /// Moves ring position `pos` of a ring of `size` on by `n` (at most `size`), flipping the wrap
 /// counter when it passes the end.
 #[inline]
-fn advance(size: u16, pos: u16, wrap_counter: bool, n: u16) -> (u16, bool) {
+fn advance(size: RingSize, pos: u16, wrap_counter: bool, n: u16) -> (u16, bool) {
     let next = u32::from(pos) + u32::from(n);
-    if next >= u32::from(size) {
+    if next >= size.wide() {
         // n <= size, so one lap at most.
-        ((next - u32::from(size)) as u16, !wrap_counter)
+        ((next - size.wide()) as u16, !wrap_counter)
     } else {
         (next as u16, wrap_counter)
     }
@@ -112,7 +112,7 @@ pub struct PackedRing<A: DmaAllocator> {
     driver_event: DmaRegion<A>,
     /// Device event suppression: written by the device, read by the driver.
     device_event: DmaRegion<A>,
-    size: u16,
+    size: RingSize,
     /// Where the next descriptor is made available, and the avail wrap counter (§2.8.1).
     next_avail: u16,
     avail_wrap_counter: bool,
@@ -175,7 +175,7 @@ impl<A: DmaAllocator> Ring<A> for PackedRing<A> {
             desc: region(ring)?,
             driver_event: region(event)?,
             device_event: region(event)?,
-            size,
+            size: RingSize::new(size),
             next_avail: 0,
             avail_wrap_counter: true,
             next_used: 0,
@@ -259,7 +259,7 @@ impl<A: DmaAllocator> Ring<A> for PackedRing<A> {
                 // An event in the previous lap lies one ring size before this lap's positions,
                 // as in Linux `virtqueue_kick_prepare_packed`.
                 if wrap_counter != self.avail_wrap_counter {
-                    event = event.wrapping_sub(self.size);
+                    event = event.wrapping_sub(self.size.get());
                 }
                 let new = self.next_avail;
                 need_event(event, new, new.wrapping_sub(added))
@@ -340,7 +340,7 @@ impl<A: DmaAllocator> Ring<A> for PackedRing<A> {
         self.next_used = 0;
         self.used_wrap_counter = true;
         self.free_ids.clear();
-        self.free_ids.extend((0..self.size).rev());
+        self.free_ids.extend((0..self.size.get()).rev());
     }
 
     fn ring_addresses(&self) -> RingAddresses {

@@ -36,10 +36,41 @@ use crate::{
 /// The largest queue size of either layout (virtio 1.2 §2.7, §2.8.10.1).
 const MAX_QUEUE_SIZE: u16 = 32768;
 
+/// A queue size (1..=32768) as ring state keeps it: 32 bits wide although it fits in 16.
+///
+/// Ring state puts `u16` indices next to each other, and the hot path stores some of them on
+/// every round trip. LLVM may widen a 16-bit load of an unchanging field into a 32-bit load that
+/// also covers a neighbour just stored; store-to-load forwarding then fails and the load waits
+/// for the store to commit (≈ 7 ns per split round trip in `benches/virtq.rs` when the split
+/// ring's size sat next to `free_head`). A 32-bit field is loaded exactly.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RingSize(u32);
+
+impl RingSize {
+    /// `size` as checked by [`Queue::new`] (at most 32768).
+    #[inline(always)]
+    pub(crate) fn new(size: u16) -> Self {
+        Self(u32::from(size))
+    }
+
+    /// The size.
+    #[inline(always)]
+    pub(crate) fn get(self) -> u16 {
+        // Made from a u16.
+        self.0 as u16
+    }
+
+    /// The size, widened.
+    #[inline(always)]
+    pub(crate) fn wide(self) -> u32 {
+        self.0
+    }
+}
+
 /// The queue state that does not depend on the layout; [`Ring`] methods read it.
 pub struct Shared<A: DmaAllocator> {
     /// Number of descriptors.
-    pub(crate) size: u16,
+    pub(crate) size: RingSize,
     /// The negotiated features that change how the ring is driven.
     pub(crate) features: RingFeatures,
     /// Descriptors not in flight (a direct token takes one per element, an indirect one 1).
@@ -210,7 +241,7 @@ impl<R: Ring<A>, A: DmaAllocator, N: Notifier> Queue<R, A, N> {
         Ok(Self {
             ring,
             shared: Shared {
-                size,
+                size: RingSize::new(size),
                 features,
                 num_free: size,
                 notifications_enabled: true,
@@ -230,7 +261,7 @@ impl<R: Ring<A>, A: DmaAllocator, N: Notifier> Queue<R, A, N> {
         token: AvailBufferToken<A>,
         buffer_type: BufferType,
     ) -> Result<u16, DispatchError<A>> {
-        let (count, writable_capacity) = match token.check(self.shared.size) {
+        let (count, writable_capacity) = match token.check(self.shared.size.get()) {
             Ok(checked) => checked,
             Err(error) => return rejected(error, token),
         };
@@ -391,7 +422,7 @@ impl<R: Ring<A>, A: DmaAllocator, N: Notifier> Virtq<A> for Queue<R, A, N> {
     }
 
     fn size(&self) -> u16 {
-        self.shared.size
+        self.shared.size.get()
     }
 
     fn index(&self) -> u16 {
@@ -409,7 +440,7 @@ impl<R: Ring<A>, A: DmaAllocator, N: Notifier> Virtq<A> for Queue<R, A, N> {
     fn reset(&mut self) -> Vec<AvailBufferToken<A>> {
         let tokens = self.shared.slots.drain().collect();
         self.ring.reset();
-        self.shared.num_free = self.shared.size;
+        self.shared.num_free = self.shared.size.get();
         self.shared.notifications_enabled = true;
         tokens
     }
@@ -432,7 +463,7 @@ impl<R: Ring<A>, A: DmaAllocator, N: Notifier> fmt::Debug for Queue<R, A, N> {
         let mut debug = f.debug_struct(R::NAME);
         debug
             .field("index", &self.index)
-            .field("size", &self.shared.size)
+            .field("size", &self.shared.size.get())
             .field("num_free", &self.shared.num_free)
             .field("in_flight", &self.shared.slots.count());
         self.ring.debug_fields(&mut debug);

@@ -22,7 +22,7 @@ use crate::{
             USED_IDX,
         },
     },
-    queue::{Chain, Placed, Queue, Ring, Shared},
+    queue::{Chain, Placed, Queue, Ring, RingSize, Shared},
     token::{AvailBufferToken, element_addr},
     virtq::{RingAddresses, RingState, need_event},
 };
@@ -111,7 +111,7 @@ pub struct SplitRing<A: DmaAllocator> {
     avail: DmaRegion<A>,
     /// Used ring (§2.7.8) with `avail_event` at its end.
     used: DmaRegion<A>,
-    size: u16,
+    size: RingSize,
     /// Driver-private `next` of every descriptor: links the free list and each chain.
     desc_next: Vec<u16>,
     free_head: u16,
@@ -127,7 +127,7 @@ impl<A: DmaAllocator> SplitRing<A> {
     /// `VIRTIO_F_IN_ORDER` descriptors must be used in that order (§2.7.9), which appending
     /// freed chains at the tail preserves.
     fn reset_free_list(&mut self) {
-        let size = self.size;
+        let size = self.size.get();
         self.desc_next.clear();
         self.desc_next.extend((1..=size).map(|i| i % size));
         self.free_head = 0;
@@ -137,13 +137,13 @@ impl<A: DmaAllocator> SplitRing<A> {
     /// `used_event` at the end of the available ring (§2.7.10).
     #[inline]
     fn used_event(&self) -> Field<u16> {
-        split::used_event(self.size)
+        split::used_event(self.size.get())
     }
 
     /// `avail_event` at the end of the used ring (§2.7.10).
     #[inline]
     fn avail_event(&self) -> Field<u16> {
-        split::avail_event(self.size)
+        split::avail_event(self.size.get())
     }
 
     #[inline]
@@ -174,7 +174,7 @@ impl<A: DmaAllocator> Ring<A> for SplitRing<A> {
             desc: region(desc_layout)?,
             avail: region(Avail::layout(size, true))?,
             used: region(Used::layout(size, true))?,
-            size,
+            size: RingSize::new(size),
             desc_next: Vec::new(),
             free_head: 0,
             free_tail: 0,
@@ -233,7 +233,7 @@ impl<A: DmaAllocator> Ring<A> for SplitRing<A> {
         };
         self.free_head = self.desc_next[usize::from(tail)];
         // §2.7.13.2: the head goes into the next available ring slot; `avail.idx` follows later.
-        let slot = self.avail_idx & (self.size - 1);
+        let slot = self.avail_idx & (self.size.get() - 1);
         self.avail.write(split::avail_ring(slot), head);
         self.avail_idx = self.avail_idx.wrapping_add(1);
         Some(Placed {
@@ -291,7 +291,7 @@ impl<A: DmaAllocator> Ring<A> for SplitRing<A> {
 
     #[inline(always)]
     fn read_used(&self) -> (u32, u32) {
-        let (id, len) = split::used_elem(self.last_used_idx & (self.size - 1));
+        let (id, len) = split::used_elem(self.last_used_idx & (self.size.get() - 1));
         (self.used.read(id), self.used.read(len))
     }
 

@@ -79,7 +79,7 @@ pub trait Notifier {
 }
 
 /// A block of device-shared memory accessed only through checked volatile accesses.
-pub(crate) struct DmaRegion<A: DmaAllocator> {
+pub struct DmaRegion<A: DmaAllocator> {
     ptr: NonNull<u8>,
     layout: Layout,
     alloc: A,

@@ -30,7 +30,7 @@ pub(crate) struct InFlight {
 /// A completion handed out by [`Slots::next_completed`]; its token is still in its slot until
 /// [`Slots::take_used`] moves it straight into the [`UsedBufferToken`].
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Completed {
+pub struct Completed {
     /// Its buffer id.
     pub(crate) id: u16,
     /// The record made at dispatch.

@@ -3,8 +3,9 @@
 //!
 //! The kernel plugs in through two traits: [`DmaAllocator`] (device memory and
 //! virtual→physical translation) and [`Notifier`] (driver→device notification). Both ring
-//! layouts implement [`Virtq`]. The device is not trusted: every value it writes into ring
-//! memory is checked before use (see [`QueueError`]).
+//! layouts, [`SplitVq`] and [`PackedVq`], are one generic [`Queue`] and implement [`Virtq`].
+//! The device is not trusted: every value it writes into ring memory is checked before use (see
+//! [`QueueError`]).
 
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
@@ -16,12 +17,12 @@ mod barrier;
 mod dma;
 mod error;
 pub mod features;
-mod indirect;
 mod inflight;
 mod layout;
 #[cfg(feature = "test-utils")]
 pub mod mock;
 mod packed;
+mod queue;
 mod split;
 mod token;
 pub mod transport;
@@ -36,6 +37,7 @@ pub use crate::{
     error::{BROKEN_DEVICE_HINT, DispatchError, FeatureError, QueueError},
     features::negotiate,
     packed::PackedVq,
+    queue::Queue,
     split::SplitVq,
     token::{AvailBufferToken, BufferType, UsedBufferToken},
     virtq::{RingAddresses, RingState, Virtq},

@@ -6,6 +6,7 @@ use core::fmt;
 use crate::{
     dma::{DmaAllocator, DmaBuffer},
     error::QueueError,
+    layout::desc_f,
 };
 
 /// How a token's elements are laid out in the ring.
@@ -124,11 +125,20 @@ impl<A: DmaAllocator> AvailBufferToken<A> {
         self.readable.len() + self.writable.len()
     }
 
-    /// Every element in chain order, with `true` for device-writable ones.
-    #[inline]
-    pub(crate) fn elements(&self) -> impl Iterator<Item = (&DmaBuffer<A>, bool)> {
-        let readable = self.readable.iter().map(|b| (b, false));
-        readable.chain(self.writable.iter().map(|b| (b, true)))
+    /// Calls `f` with the address, length and flags of every element in chain order, as the
+    /// descriptors of a chain carry them (§2.7.5, §2.8.13): `WRITE` on device-writable
+    /// elements, `NEXT` on all but the last.
+    #[inline(always)]
+    pub(crate) fn for_each_desc(&self, mut f: impl FnMut(u64, u32, u16)) {
+        let mut left = self.element_count();
+        for (buffers, write) in [(self.readable(), 0), (self.writable(), desc_f::WRITE)] {
+            for buffer in buffers {
+                let (addr, len) = element_addr(buffer);
+                left -= 1;
+                let next = if left == 0 { 0 } else { desc_f::NEXT };
+                f(addr, len, write | next);
+            }
+        }
     }
 
     /// Checks the token for a queue of `queue_size`; returns its element count and the

@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::SimDevice as _;
+
 use support::{
     CountingNotifier, GuestDma, check_used, make_token, packed_device::PackedDevice,
     vmm_device::VmmDevice,

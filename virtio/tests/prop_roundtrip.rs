@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::SimDevice as _;
+
 use std::collections::{HashSet, VecDeque};
 
 use proptest::{

@@ -6,6 +6,8 @@
 
 mod support;
 
+use support::SimDevice as _;
+
 use std::{cell::RefCell, rc::Rc};
 
 use support::{

@@ -149,12 +149,7 @@ impl<T: Transport, A: DmaAllocator + 'static> fmt::Debug for BlkDriver<T, A> {
     }
 }
 
-impl<T, A> BlkDriver<T, A>
-where
-    T: Transport,
-    T::Notifier: Send + 'static,
-    A: DmaAllocator + Send + 'static,
-{
+impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> BlkDriver<T, A> {
     /// Initialises the device (virtio 1.2 §3.1.1): reset, feature negotiation for `options`,
     /// configuration read and check, one queue per request queue — queue `i` gets MSI-X vector
     /// `vectors[i]` (`None` or missing: no vector) — and `DRIVER_OK`.
@@ -523,11 +518,8 @@ where
     }
 }
 
-impl<T, A> BringUp for BlkDriver<T, A>
-where
-    T: Transport,
-    T::Notifier: Send + 'static,
-    A: DmaAllocator + Send + 'static,
+impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> BringUp
+    for BlkDriver<T, A>
 {
     type Transport = T;
     type Error = BlkError;

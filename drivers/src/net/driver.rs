@@ -79,12 +79,7 @@ impl<T: Transport, A: DmaAllocator + 'static> fmt::Debug for NetDriver<T, A> {
     }
 }
 
-impl<T, A> NetDriver<T, A>
-where
-    T: Transport,
-    T::Notifier: Send + 'static,
-    A: DmaAllocator + Send + 'static,
-{
+impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> NetDriver<T, A> {
     /// Initialises the device (virtio 1.2 §3.1.1, §5.1.5): reset, feature negotiation for
     /// `options`, configuration read (MAC, link, MTU), the rx, tx and (with
     /// `VIRTIO_NET_F_CTRL_VQ`) control queues with MSI-X vectors `vectors[0..3]` (`None` or
@@ -298,11 +293,8 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     }
 }
 
-impl<T, A> BringUp for NetDriver<T, A>
-where
-    T: Transport,
-    T::Notifier: Send + 'static,
-    A: DmaAllocator + Send + 'static,
+impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> BringUp
+    for NetDriver<T, A>
 {
     type Transport = T;
     type Error = NetError;

@@ -5,12 +5,10 @@
 
 mod support;
 
-use support::SimDevice as _;
-
 use std::collections::HashSet;
 
 use support::{
-    CountingNotifier, GuestDma, make_token,
+    CountingNotifier, GuestDma, SimDevice as _, make_token,
     packed_device::{PackedDevice, PackedPopped},
     vmm_device::{Popped, VmmDevice},
 };

@@ -3,12 +3,10 @@
 
 mod support;
 
-use support::SimDevice as _;
-
 use std::collections::VecDeque;
 
 use support::{
-    CountingNotifier, GuestDma, check_used,
+    CountingNotifier, GuestDma, SimDevice as _, check_used,
     layout::{Layout, Split},
     make_token,
     scenarios::many_round_trips,

@@ -1,5 +1,6 @@
-//! Device lifecycle steps every driver shares: renegotiation after a reset, and the device
-//! lifetime rule (DESIGN.md): the memory a device may reach — its rings and the buffers posted
+//! Device lifecycle steps every driver shares: the bring-up sequence around a driver's own
+//! steps ([`BringUp`]: failure path, re-initialisation after a reset), renegotiation after a
+//! reset, and the device lifetime rule (DESIGN.md): the memory a device may reach — its rings and the buffers posted
 //! on them — goes back to the allocator only after a reset the device confirmed, and is leaked
 //! otherwise.
 
@@ -14,6 +15,75 @@ use vireo_virtio::{
     transport::{Device, Transport, TransportError, WaitBudget},
     virtio_spec::DeviceStatus,
 };
+
+/// The device bring-up sequence shared by the drivers (virtio 1.2 §3.1.1): a driver supplies
+/// its own steps (configuration, queues, `DRIVER_OK`, what follows) and its teardown; the order
+/// around them — what happens on failure, and the reset, renegotiation and new bring-up of a
+/// re-initialisation — is written here once.
+pub(crate) trait BringUp {
+    /// The driver's transport.
+    type Transport: Transport;
+    /// The driver's error type.
+    type Error: From<TransportError>;
+
+    /// The device the driver runs.
+    fn device_mut(&mut self) -> &mut Device<Self::Transport>;
+
+    /// The driver's steps after feature negotiation: read the configuration, create the
+    /// queues (held in [`DeviceMemory`]), set `DRIVER_OK` and whatever must follow it.
+    ///
+    /// # Errors
+    /// Any step's error; [`bring_up`](Self::bring_up) then tears down.
+    fn try_bring_up(
+        &mut self,
+        vectors: &[Option<u16>],
+        budget: &mut WaitBudget<'_>,
+    ) -> Result<(), Self::Error>;
+
+    /// Resets the device and frees what it may reach if the reset is confirmed (within
+    /// `budget` if there is one, else a few status reads), leaking it otherwise.
+    fn teardown(&mut self, budget: Option<&mut WaitBudget<'_>>);
+
+    /// Runs [`try_bring_up`](Self::try_bring_up); on failure resets the device before its
+    /// memory is freed ([`teardown`](Self::teardown)) and sets `FAILED`.
+    ///
+    /// # Errors
+    /// What [`try_bring_up`](Self::try_bring_up) reports.
+    fn bring_up(
+        &mut self,
+        vectors: &[Option<u16>],
+        budget: &mut WaitBudget<'_>,
+    ) -> Result<(), Self::Error> {
+        let result = self.try_bring_up(vectors, budget);
+        if result.is_err() {
+            self.teardown(Some(budget));
+            self.device_mut().fail();
+        }
+        result
+    }
+
+    /// Re-initialisation: resets the device (waiting within `budget`), hands the memory it
+    /// gave back to `reclaim` with the proof of the reset, renegotiates the features of the
+    /// first initialisation and brings the device up again ([`bring_up`](Self::bring_up)).
+    ///
+    /// # Errors
+    /// A reset timeout (nothing is reclaimed: the device may still use its memory); refused
+    /// features (the device is left `FAILED`); what [`bring_up`](Self::bring_up) reports.
+    fn reset_and_bring_up(
+        &mut self,
+        vectors: &[Option<u16>],
+        budget: &mut WaitBudget<'_>,
+        reclaim: impl FnOnce(&mut Self, &ResetConfirmed),
+    ) -> Result<(), Self::Error> {
+        let confirmed = reset(self.device_mut(), budget)?;
+        reclaim(self, &confirmed);
+        if let Err(e) = renegotiate(self.device_mut()) {
+            self.device_mut().fail();
+            return Err(e.into());
+        }
+        self.bring_up(vectors, budget)
+    }
+}
 
 /// Steps 2–6 of virtio 1.2 §3.1.1 after a reset, accepting the features negotiated at
 /// initialisation (a device that no longer offers them is refused).

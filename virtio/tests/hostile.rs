@@ -4,8 +4,8 @@
 mod support;
 
 use support::{
-    CountingNotifier, GuestDma, check_used, make_token, packed_device::PackedDevice,
-    vmm_device::VmmDevice,
+    CountingNotifier, GuestDma, SimDevice as _, check_used, make_token,
+    packed_device::PackedDevice, vmm_device::VmmDevice,
 };
 use vireo_virtio::{BufferType, PackedVq, QueueError, SplitVq, Virtq, negotiate, virtio_spec::F};
 use vm_memory::{Bytes, GuestAddress};

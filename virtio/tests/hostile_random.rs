@@ -8,7 +8,7 @@ mod support;
 use std::collections::HashSet;
 
 use support::{
-    CountingNotifier, GuestDma, make_token,
+    CountingNotifier, GuestDma, SimDevice as _, make_token,
     packed_device::{PackedDevice, PackedPopped},
     vmm_device::{Popped, VmmDevice},
 };

@@ -12,7 +12,7 @@ use proptest::{
     test_runner::{Config, RngSeed},
 };
 use support::{
-    CountingNotifier, GuestDma, check_used, make_token,
+    CountingNotifier, GuestDma, SimDevice as _, check_used, make_token,
     packed_device::{PackedDevice, PackedPopped},
     vmm_device::{Popped, VmmDevice},
 };

@@ -9,8 +9,8 @@ mod support;
 use std::{cell::RefCell, rc::Rc};
 
 use support::{
-    CountingNotifier, GuestDma, check_used, make_token, packed_device::PackedDevice,
-    vmm_device::VmmDevice,
+    CountingNotifier, GuestDma, SimDevice as _, check_used, make_token,
+    packed_device::PackedDevice, vmm_device::VmmDevice,
 };
 use vireo_virtio::{
     BufferType, PackedVq, QueueError, SplitVq, UsedBufferToken, Virtq, negotiate,

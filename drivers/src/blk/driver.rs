@@ -16,7 +16,7 @@ use super::{
     pool::RequestPool,
     request::{Request, RequestId, RequestKind},
 };
-use crate::lifecycle::{DeviceMemory, renegotiate, reset, reset_for_teardown};
+use crate::lifecycle::{BringUp, DeviceMemory, reset_for_teardown};
 
 /// The virtio device type of a block device (virtio 1.2 §5).
 const DEVICE_TYPE_BLOCK: u16 = 2;
@@ -149,12 +149,7 @@ impl<T: Transport, A: DmaAllocator + 'static> fmt::Debug for BlkDriver<T, A> {
     }
 }
 
-impl<T, A> BlkDriver<T, A>
-where
-    T: Transport,
-    T::Notifier: Send + 'static,
-    A: DmaAllocator + Send + 'static,
-{
+impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> BlkDriver<T, A> {
     /// Initialises the device (virtio 1.2 §3.1.1): reset, feature negotiation for `options`,
     /// configuration read and check, one queue per request queue — queue `i` gets MSI-X vector
     /// `vectors[i]` (`None` or missing: no vector) — and `DRIVER_OK`.
@@ -190,25 +185,12 @@ where
             kicks: 0,
             pool: RequestPool::new(),
         };
-        driver.configure(vectors, budget)?;
+        driver.bring_up(vectors, budget)?;
         Ok(driver)
     }
 
-    /// Reads the configuration, creates the queues and sets `DRIVER_OK`; on failure resets the
-    /// device before the queues are freed (see [`teardown`](Self::teardown)) and sets `FAILED`.
-    fn configure(
-        &mut self,
-        vectors: &[Option<u16>],
-        budget: &mut WaitBudget<'_>,
-    ) -> Result<(), BlkError> {
-        let result = self.try_configure(vectors);
-        if result.is_err() {
-            self.teardown(Some(budget));
-            self.device.fail();
-        }
-        result
-    }
-
+    /// Reads the configuration, creates the queues and sets `DRIVER_OK` (the driver's steps of
+    /// [`BringUp::bring_up`], which tears down and sets `FAILED` on failure).
     fn try_configure(&mut self, vectors: &[Option<u16>]) -> Result<(), BlkError> {
         let mut info = BlkInfo::read(&self.device)?;
         let count = if self.device.features().contains(MQ) {
@@ -521,22 +503,41 @@ where
         vectors: &[Option<u16>],
         completed: &mut Vec<Completion<A>>,
     ) -> Result<(), BlkError> {
-        let confirmed = reset(&mut self.device, budget)?;
         // The device has stopped using the rings: the buffers are ours again. Requests it had
         // already finished keep their real (checked) result; the rest end with `DeviceReset`.
         // A protocol error stops the harvest of that queue, and its remaining requests end
         // with `DeviceReset` too.
-        for mut vq in self.queues.reclaim(&confirmed) {
-            while let Ok(Some(used)) = vq.poll() {
-                completed.push(Completion::from_used(used, &mut self.pool));
+        self.reset_and_bring_up(vectors, budget, |driver, confirmed| {
+            for mut vq in driver.queues.reclaim(confirmed) {
+                while let Ok(Some(used)) = vq.poll() {
+                    completed.push(Completion::from_used(used, &mut driver.pool));
+                }
+                completed.extend(vq.reset().into_iter().map(Completion::from_reset));
             }
-            completed.extend(vq.reset().into_iter().map(Completion::from_reset));
-        }
-        if let Err(e) = renegotiate(&mut self.device) {
-            self.device.fail();
-            return Err(e.into());
-        }
-        self.configure(vectors, budget)
+        })
+    }
+}
+
+impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> BringUp
+    for BlkDriver<T, A>
+{
+    type Transport = T;
+    type Error = BlkError;
+
+    fn device_mut(&mut self) -> &mut Device<T> {
+        &mut self.device
+    }
+
+    fn try_bring_up(
+        &mut self,
+        vectors: &[Option<u16>],
+        _budget: &mut WaitBudget<'_>,
+    ) -> Result<(), BlkError> {
+        self.try_configure(vectors)
+    }
+
+    fn teardown(&mut self, budget: Option<&mut WaitBudget<'_>>) {
+        Self::teardown(self, budget);
     }
 }
 

@@ -20,7 +20,7 @@ use super::{
     rx::RxQueue,
     tx::TxQueue,
 };
-use crate::lifecycle::{DeviceMemory, renegotiate, reset, reset_for_teardown};
+use crate::lifecycle::{BringUp, DeviceMemory, reset_for_teardown};
 
 /// The virtio device type of a network device (virtio 1.2 §5).
 const DEVICE_TYPE_NET: u16 = 1;
@@ -79,12 +79,7 @@ impl<T: Transport, A: DmaAllocator + 'static> fmt::Debug for NetDriver<T, A> {
     }
 }
 
-impl<T, A> NetDriver<T, A>
-where
-    T: Transport,
-    T::Notifier: Send + 'static,
-    A: DmaAllocator + Send + 'static,
-{
+impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> NetDriver<T, A> {
     /// Initialises the device (virtio 1.2 §3.1.1, §5.1.5): reset, feature negotiation for
     /// `options`, configuration read (MAC, link, MTU), the rx, tx and (with
     /// `VIRTIO_NET_F_CTRL_VQ`) control queues with MSI-X vectors `vectors[0..3]` (`None` or
@@ -120,107 +115,6 @@ where
         Ok(driver)
     }
 
-    /// Creates the queues and buffers, sets `DRIVER_OK`, posts the rx buffers and sets the
-    /// receive filters; on failure tears everything down and sets `FAILED`.
-    fn bring_up(
-        &mut self,
-        vectors: &[Option<u16>],
-        budget: &mut WaitBudget<'_>,
-    ) -> Result<(), NetError> {
-        let result = self.try_bring_up(vectors, budget);
-        if result.is_err() {
-            self.teardown(Some(budget));
-            self.device.fail();
-        }
-        result
-    }
-
-    fn try_bring_up(
-        &mut self,
-        vectors: &[Option<u16>],
-        budget: &mut WaitBudget<'_>,
-    ) -> Result<(), NetError> {
-        self.info = NetInfo::read(&self.device, &self.options)?;
-        let features = self.device.features();
-        let ctrl = has(features, net::F::CTRL_VQ);
-        for index in [RX_QUEUE, TX_QUEUE, CTRL_QUEUE]
-            .into_iter()
-            .take(2 + usize::from(ctrl))
-        {
-            let vector = vectors.get(usize::from(index)).copied().flatten();
-            let size = match index {
-                CTRL_QUEUE => CTRL_QUEUE_SIZE,
-                _ => self.options.queue_size,
-            };
-            self.staged
-                .create_queue(&mut self.device, index, size, self.alloc.clone(), vector)?;
-        }
-        // Buffers first, while the queues are staged (torn down with a reset on failure).
-        let rx_count = self.options.rx_buffers.min(self.staged[0].size()).max(1);
-        let tx_size = self.staged[1].size();
-        let tso4 = has(features, net::F::HOST_TSO4);
-        // Segment buffers (HOST_TSO4) take at most half the ring; ordinary ones the rest.
-        let tso_count = if tso4 {
-            self.options.tso_buffers.clamp(1, (tx_size / 2).max(1))
-        } else {
-            0
-        };
-        let tx_count = self.options.tx_buffers.min(tx_size - tso_count).max(1);
-        if has(features, net::F::GUEST_TSO4) || has(features, net::F::GUEST_TSO6) {
-            self.info.rx_buffer_len = self
-                .info
-                .rx_buffer_len
-                .max(gso_buffer_len(usize::from(rx_count)));
-        }
-        let frame = self.info.max_frame_len;
-        let alloc = &self.alloc;
-        let rx_tokens = (0..rx_count)
-            .map(|_| token(alloc, &[], &[self.info.rx_buffer_len]))
-            .collect::<Result<VecDeque<_>, _>>()?;
-        let tx_tokens = (0..tx_count)
-            .map(|_| token(alloc, &[HEADER_LEN + frame], &[]))
-            .collect::<Result<Vec<_>, _>>()?;
-        let tso_tokens = (0..tso_count)
-            .map(|_| token(alloc, &[HEADER_LEN + MAX_TSO_FRAME_LEN], &[]))
-            .collect::<Result<Vec<_>, _>>()?;
-        let ctrl_token = if ctrl {
-            Some(token(alloc, &[COMMAND_CAPACITY], &[1])?)
-        } else {
-            None
-        };
-        let ctrl_vq = if ctrl { self.staged.pop() } else { None };
-        let (Some(tx_vq), Some(rx_vq)) = (self.staged.pop(), self.staged.pop()) else {
-            return Err(NetError::NotReady);
-        };
-        let csum = has(features, net::F::CSUM);
-        let rx_config = RxConfig {
-            mrg_rxbuf: has(features, net::F::MRG_RXBUF),
-            guest_csum: has(features, net::F::GUEST_CSUM),
-            tso4: has(features, net::F::GUEST_TSO4),
-            tso6: has(features, net::F::GUEST_TSO6),
-            max_frame_len: frame,
-        };
-        let batch = self.options.refill_batch;
-        *self.queues = Some(Queues {
-            rx: RxQueue::new(rx_vq, rx_tokens, rx_config, batch),
-            tx: TxQueue::new(tx_vq, tx_tokens, tso_tokens, csum, frame),
-            ctrl: ctrl_vq.zip(ctrl_token).map(|(vq, t)| CtrlQueue::new(vq, t)),
-        });
-        self.device.driver_ok()?;
-        let queues = self.queues.as_mut().ok_or(NetError::NotReady)?;
-        queues.rx.refill(true)?;
-        if let Some(ctrl) = queues
-            .ctrl
-            .as_mut()
-            .filter(|_| has(features, net::F::CTRL_RX))
-        {
-            ctrl.set_rx_mode(net::ctrl::Rx::Promisc, false, budget)?;
-            ctrl.set_rx_mode(net::ctrl::Rx::Allmulti, false, budget)?;
-            ctrl.set_mac_table(&[], &default_multicast(self.info.mac), budget)?;
-        }
-        Ok(())
-    }
-
     /// Recovers from `DEVICE_NEEDS_RESET` or a queue protocol error: resets the device, frees
     /// every queue and buffer (the caller holds none: received frames borrow the driver),
     /// renegotiates the same features and brings the device up again as [`new`](Self::new)
@@ -236,18 +130,14 @@ where
         budget: &mut WaitBudget<'_>,
         vectors: &[Option<u16>],
     ) -> Result<(), NetError> {
-        let confirmed = reset(&mut self.device, budget)?;
         // The device no longer touches the rings or buffers: they may go back.
-        if let Some(q) = self.queues.reclaim(&confirmed) {
-            self.past_stats.add(&q.rx.stats);
-            self.past_stats.add(&q.tx.stats);
-        }
-        drop(self.staged.reclaim(&confirmed));
-        if let Err(e) = renegotiate(&mut self.device) {
-            self.device.fail();
-            return Err(e.into());
-        }
-        self.bring_up(vectors, budget)
+        self.reset_and_bring_up(vectors, budget, |driver, confirmed| {
+            if let Some(q) = driver.queues.reclaim(confirmed) {
+                driver.past_stats.add(&q.rx.stats);
+                driver.past_stats.add(&q.tx.stats);
+            }
+            drop(driver.staged.reclaim(confirmed));
+        })
     }
 
     /// Handles a configuration-change notification: re-reads the link state and the MAC
@@ -400,6 +290,110 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
 
     pub(crate) fn queues_mut(&mut self) -> Result<&mut Queues<A>, NetError> {
         self.queues.as_mut().ok_or(NetError::NotReady)
+    }
+}
+
+impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> BringUp
+    for NetDriver<T, A>
+{
+    type Transport = T;
+    type Error = NetError;
+
+    fn device_mut(&mut self) -> &mut Device<T> {
+        &mut self.device
+    }
+
+    /// Creates the queues and buffers, sets `DRIVER_OK`, posts the rx buffers and sets the
+    /// receive filters (the driver's steps of [`BringUp::bring_up`], which tears everything
+    /// down and sets `FAILED` on failure).
+    fn try_bring_up(
+        &mut self,
+        vectors: &[Option<u16>],
+        budget: &mut WaitBudget<'_>,
+    ) -> Result<(), NetError> {
+        self.info = NetInfo::read(&self.device, &self.options)?;
+        let features = self.device.features();
+        let ctrl = has(features, net::F::CTRL_VQ);
+        for index in [RX_QUEUE, TX_QUEUE, CTRL_QUEUE]
+            .into_iter()
+            .take(2 + usize::from(ctrl))
+        {
+            let vector = vectors.get(usize::from(index)).copied().flatten();
+            let size = match index {
+                CTRL_QUEUE => CTRL_QUEUE_SIZE,
+                _ => self.options.queue_size,
+            };
+            self.staged
+                .create_queue(&mut self.device, index, size, self.alloc.clone(), vector)?;
+        }
+        // Buffers first, while the queues are staged (torn down with a reset on failure).
+        let rx_count = self.options.rx_buffers.min(self.staged[0].size()).max(1);
+        let tx_size = self.staged[1].size();
+        let tso4 = has(features, net::F::HOST_TSO4);
+        // Segment buffers (HOST_TSO4) take at most half the ring; ordinary ones the rest.
+        let tso_count = if tso4 {
+            self.options.tso_buffers.clamp(1, (tx_size / 2).max(1))
+        } else {
+            0
+        };
+        let tx_count = self.options.tx_buffers.min(tx_size - tso_count).max(1);
+        if has(features, net::F::GUEST_TSO4) || has(features, net::F::GUEST_TSO6) {
+            self.info.rx_buffer_len = self
+                .info
+                .rx_buffer_len
+                .max(gso_buffer_len(usize::from(rx_count)));
+        }
+        let frame = self.info.max_frame_len;
+        let alloc = &self.alloc;
+        let rx_tokens = (0..rx_count)
+            .map(|_| token(alloc, &[], &[self.info.rx_buffer_len]))
+            .collect::<Result<VecDeque<_>, _>>()?;
+        let tx_tokens = (0..tx_count)
+            .map(|_| token(alloc, &[HEADER_LEN + frame], &[]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tso_tokens = (0..tso_count)
+            .map(|_| token(alloc, &[HEADER_LEN + MAX_TSO_FRAME_LEN], &[]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ctrl_token = if ctrl {
+            Some(token(alloc, &[COMMAND_CAPACITY], &[1])?)
+        } else {
+            None
+        };
+        let ctrl_vq = if ctrl { self.staged.pop() } else { None };
+        let (Some(tx_vq), Some(rx_vq)) = (self.staged.pop(), self.staged.pop()) else {
+            return Err(NetError::NotReady);
+        };
+        let csum = has(features, net::F::CSUM);
+        let rx_config = RxConfig {
+            mrg_rxbuf: has(features, net::F::MRG_RXBUF),
+            guest_csum: has(features, net::F::GUEST_CSUM),
+            tso4: has(features, net::F::GUEST_TSO4),
+            tso6: has(features, net::F::GUEST_TSO6),
+            max_frame_len: frame,
+        };
+        let batch = self.options.refill_batch;
+        *self.queues = Some(Queues {
+            rx: RxQueue::new(rx_vq, rx_tokens, rx_config, batch),
+            tx: TxQueue::new(tx_vq, tx_tokens, tso_tokens, csum, frame),
+            ctrl: ctrl_vq.zip(ctrl_token).map(|(vq, t)| CtrlQueue::new(vq, t)),
+        });
+        self.device.driver_ok()?;
+        let queues = self.queues.as_mut().ok_or(NetError::NotReady)?;
+        queues.rx.refill(true)?;
+        if let Some(ctrl) = queues
+            .ctrl
+            .as_mut()
+            .filter(|_| has(features, net::F::CTRL_RX))
+        {
+            ctrl.set_rx_mode(net::ctrl::Rx::Promisc, false, budget)?;
+            ctrl.set_rx_mode(net::ctrl::Rx::Allmulti, false, budget)?;
+            ctrl.set_mac_table(&[], &default_multicast(self.info.mac), budget)?;
+        }
+        Ok(())
+    }
+
+    fn teardown(&mut self, budget: Option<&mut WaitBudget<'_>>) {
+        Self::teardown(self, budget);
     }
 }
 

@@ -5,13 +5,16 @@
 
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
+pub mod layout;
 pub mod packed_device;
+pub mod scenarios;
 pub mod vmm_device;
 
 use std::{cell::RefCell, rc::Rc};
 
 use vireo_virtio::{AvailBufferToken, Notifier};
 
+pub use layout::SimDevice;
 pub use vireo_virtio::mock::GuestDma;
 
 /// One notification: queue index and notification data.

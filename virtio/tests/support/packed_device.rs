@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use vireo_virtio::{RingAddresses, mock};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::service;
+use super::{layout::SimDevice, service};
 
 /// A buffer the device took from the ring, its readable bytes already read.
 #[derive(Clone, Debug)]
@@ -58,10 +58,6 @@ impl PackedDevice {
         })
     }
 
-    pub fn pop_all(&mut self) -> Vec<PackedPopped> {
-        std::iter::from_fn(|| self.pop()).collect()
-    }
-
     /// Writes the service's bytes into `p` and returns the length written.
     fn serve(&self, p: &PackedPopped) -> u32 {
         let data = service(&p.readable, p.writable_capacity());
@@ -76,9 +72,18 @@ impl PackedDevice {
         }
         data.len() as u32
     }
+}
+
+impl SimDevice for PackedDevice {
+    type Popped = PackedPopped;
+
+    /// Takes every available buffer.
+    fn pop_all(&mut self) -> Vec<PackedPopped> {
+        std::iter::from_fn(|| self.pop()).collect()
+    }
 
     /// Performs the service for `p` and marks it used.
-    pub fn complete(&mut self, p: &PackedPopped) {
+    fn complete(&mut self, p: &PackedPopped) {
         let len = self.serve(p);
         self.0
             .write_used(p.id, len, !p.writable.is_empty(), p.desc_count);
@@ -86,7 +91,7 @@ impl PackedDevice {
 
     /// `VIRTIO_F_IN_ORDER`: serves a run of buffers and writes one used descriptor naming the last
     /// (§2.8.22).
-    pub fn complete_in_order_batch(&mut self, batch: &[PackedPopped]) {
+    fn complete_in_order_batch(&mut self, batch: &[PackedPopped]) {
         let last = batch.last().expect("non-empty batch");
         let mut len = 0;
         for p in batch {
@@ -95,5 +100,25 @@ impl PackedDevice {
         let skip = batch.iter().map(|p| p.desc_count).sum();
         self.0
             .write_used(last.id, len, !last.writable.is_empty(), skip);
+    }
+
+    fn needs_notification(&mut self) -> bool {
+        self.0.needs_notification()
+    }
+
+    fn enable_kicks(&mut self, event_idx: bool) -> bool {
+        self.0.enable_notification(event_idx)
+    }
+
+    fn disable_kicks(&mut self) {
+        self.0.disable_notification();
+    }
+
+    fn readable(p: &PackedPopped) -> &[u8] {
+        &p.readable
+    }
+
+    fn writable_count(p: &PackedPopped) -> usize {
+        p.writable.len()
     }
 }

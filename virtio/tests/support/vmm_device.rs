@@ -4,7 +4,7 @@ use vireo_virtio::RingAddresses;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::{GuestDma, service};
+use super::{GuestDma, layout::SimDevice, service};
 
 /// A chain the device has taken from the available ring.
 #[derive(Clone, Debug)]
@@ -49,8 +49,25 @@ impl VmmDevice {
         }
     }
 
+    fn serve(&mut self, p: &Popped) -> u32 {
+        let data = service(&p.readable, p.writable_capacity());
+        let mut rest = &data[..];
+        for &(addr, len) in &p.writable {
+            let n = rest.len().min(len as usize);
+            self.mem
+                .write_slice(&rest[..n], addr)
+                .expect("writable descriptor");
+            rest = &rest[n..];
+        }
+        data.len() as u32
+    }
+}
+
+impl SimDevice for VmmDevice {
+    type Popped = Popped;
+
     /// Takes every available chain, reading its device-readable bytes.
-    pub fn pop_all(&mut self) -> Vec<Popped> {
+    fn pop_all(&mut self) -> Vec<Popped> {
         let mut popped = Vec::new();
         while let Some(chain) = self.queue.pop_descriptor_chain(&self.mem) {
             let head = chain.head_index();
@@ -76,7 +93,7 @@ impl VmmDevice {
     }
 
     /// Performs the service for `p` and puts it in the used ring.
-    pub fn complete(&mut self, p: &Popped) {
+    fn complete(&mut self, p: &Popped) {
         let len = self.serve(p);
         self.queue
             .add_used(&self.mem, p.head, len)
@@ -85,7 +102,7 @@ impl VmmDevice {
 
     /// `VIRTIO_F_IN_ORDER`: serves a run of buffers and puts one used element naming the last
     /// (virtio 1.2 §2.7.9).
-    pub fn complete_in_order_batch(&mut self, batch: &[Popped]) {
+    fn complete_in_order_batch(&mut self, batch: &[Popped]) {
         let mut len = 0;
         for p in batch {
             len = self.serve(p);
@@ -96,23 +113,26 @@ impl VmmDevice {
             .expect("add_used");
     }
 
-    fn serve(&mut self, p: &Popped) -> u32 {
-        let data = service(&p.readable, p.writable_capacity());
-        let mut rest = &data[..];
-        for &(addr, len) in &p.writable {
-            let n = rest.len().min(len as usize);
-            self.mem
-                .write_slice(&rest[..n], addr)
-                .expect("writable descriptor");
-            rest = &rest[n..];
-        }
-        data.len() as u32
-    }
-
     /// Whether the device should notify the driver now (consults used_event / flags).
-    pub fn needs_notification(&mut self) -> bool {
+    fn needs_notification(&mut self) -> bool {
         self.queue
             .needs_notification(&self.mem)
             .expect("needs_notification")
+    }
+
+    fn enable_kicks(&mut self, _event_idx: bool) -> bool {
+        self.queue.enable_notification(&self.mem).unwrap()
+    }
+
+    fn disable_kicks(&mut self) {
+        self.queue.disable_notification(&self.mem).unwrap();
+    }
+
+    fn readable(p: &Popped) -> &[u8] {
+        &p.readable
+    }
+
+    fn writable_count(p: &Popped) -> usize {
+        p.writable.len()
     }
 }

@@ -1,0 +1,272 @@
+//! Behaviours both ring layouts must have, written once over [`Layout`]; `shared_tests!`
+//! instantiates them as tests for one layout.
+
+use std::collections::VecDeque;
+
+use vireo_virtio::{BufferType, Virtq, virtio_spec::F};
+
+use super::{
+    check_used,
+    layout::{Layout, SimDevice},
+    make_token,
+};
+
+/// Round trips, direct and indirect, single element and chains: what the device reads, what
+/// the driver gets back, and that descriptors and memory all return.
+pub fn round_trip_and_chains<L: Layout>() {
+    // (features, buffer type, readable, writable, tag, written, free while in flight)
+    let single: &[_] = &[(F::empty(), BufferType::Direct, &[5][..], &[16][..], 7, 5, 6)];
+    let chains = [BufferType::Direct, BufferType::Indirect].map(|bt| {
+        let free = if bt == BufferType::Direct { 3 } else { 7 };
+        (
+            F::INDIRECT_DESC,
+            bt,
+            &[3, 100, 7][..],
+            &[50, 70][..],
+            1,
+            110,
+            free,
+        )
+    });
+    for &(features, bt, readable, writable, tag, written, free) in single.iter().chain(&chains) {
+        let (dma, mut vq, mut dev, notifier) = L::setup(8, features);
+        let baseline = dma.live();
+        assert!(
+            vq.dispatch(make_token(&dma, readable, writable, tag), bt)
+                .unwrap()
+        );
+        assert_eq!(notifier.last(), Some((L::QUEUE, None)));
+        assert_eq!(vq.free_descriptors(), free);
+        assert!(vq.poll().unwrap().is_none());
+        let popped = dev.pop_all();
+        assert_eq!(popped.len(), 1);
+        assert_eq!(
+            L::Dev::readable(&popped[0]).len(),
+            readable.iter().sum::<usize>()
+        );
+        assert_eq!(L::Dev::writable_count(&popped[0]), writable.len());
+        dev.complete(&popped[0]);
+        let used = vq.poll().unwrap().unwrap();
+        assert_eq!(used.tag(), tag);
+        assert_eq!(used.written_len(), written);
+        check_used(&used);
+        assert_eq!(used.readable().len(), readable.len());
+        assert_eq!(used.writable().len(), writable.len());
+        drop(used);
+        assert!(vq.poll().unwrap().is_none());
+        assert_eq!(dma.live(), baseline, "indirect table and buffers freed");
+        assert_eq!(vq.free_descriptors(), 8);
+    }
+}
+
+/// One buffer at a time, `rounds` times, on a ring of `size` (indices and wrap counters turn
+/// over many times), every `indirect_every`-th indirect. Returns the device for layout checks.
+pub fn many_round_trips<L: Layout>(
+    size: u16,
+    rounds: u32,
+    indirect_every: u32,
+    (readable, writable, written): (&[usize], &[usize], u32),
+) -> L::Dev {
+    let (dma, mut vq, mut dev, _) = L::setup(size, F::INDIRECT_DESC);
+    let mut token = Some(make_token(&dma, readable, writable, 9));
+    for i in 0..rounds {
+        let bt = if i % indirect_every == 0 {
+            BufferType::Indirect
+        } else {
+            BufferType::Direct
+        };
+        vq.dispatch(token.take().unwrap(), bt).unwrap();
+        let popped = dev.pop_all();
+        assert_eq!(popped.len(), 1);
+        dev.complete(&popped[0]);
+        let used = vq.poll().unwrap().unwrap();
+        assert_eq!(used.written_len(), written);
+        check_used(&used);
+        token = Some(used.into_avail());
+    }
+    dev
+}
+
+/// `VIRTIO_F_EVENT_IDX`, driver to device: the device asks for a kick at its next available
+/// buffer; the driver kicks once for a batch and not at all once the device suppresses kicks.
+pub fn event_idx_driver_to_device<L: Layout>() {
+    let (dma, mut vq, mut dev, notifier) = L::setup(8, F::EVENT_IDX);
+    // The device asks to be notified at the next available buffer.
+    assert!(!dev.enable_kicks(true));
+    let dispatch = |vq: &mut L::Vq, tag| {
+        vq.dispatch(make_token(&dma, &[1], &[], tag), BufferType::Direct)
+            .unwrap()
+    };
+    assert!(dispatch(&mut vq, 0));
+    // The device has not caught up, so no new notification.
+    assert!(!dispatch(&mut vq, 1));
+    assert_eq!(notifier.count(), 1);
+    let popped = dev.pop_all();
+    dev.enable_kicks(true);
+    for p in &popped {
+        dev.complete(p);
+    }
+    // A batch of three is notified once.
+    let mut batch: VecDeque<_> = (2..5).map(|i| make_token(&dma, &[1], &[], i)).collect();
+    assert!(vq.dispatch_batch(&mut batch, BufferType::Direct).unwrap());
+    assert_eq!(notifier.count(), 2);
+    // The device suppresses notifications entirely.
+    dev.disable_kicks();
+    dev.pop_all();
+    assert!(!dispatch(&mut vq, 5));
+    assert_eq!(notifier.count(), 2);
+}
+
+/// `VIRTIO_F_EVENT_IDX`, device to driver: the driver's used event moves as it consumes, and
+/// enabling notifications reports buffers already used.
+pub fn event_idx_device_to_driver<L: Layout>() {
+    for size in L::sizes(&[7, 8]) {
+        let (dma, mut vq, mut dev, _) = L::setup(size, F::EVENT_IDX);
+        let dispatch = |vq: &mut L::Vq, tags: std::ops::Range<u64>| {
+            for i in tags {
+                vq.dispatch(make_token(&dma, &[1], &[1], i), BufferType::Direct)
+                    .unwrap();
+            }
+        };
+        dispatch(&mut vq, 0..3);
+        let popped = dev.pop_all();
+        assert!(!vq.enable_notifications());
+        dev.complete(&popped[0]);
+        assert!(dev.needs_notification(), "event at next used reached");
+        dev.complete(&popped[1]);
+        assert!(!dev.needs_notification(), "driver has not consumed yet");
+        assert!(vq.poll().unwrap().is_some());
+        assert!(vq.poll().unwrap().is_some());
+        dev.complete(&popped[2]);
+        assert!(dev.needs_notification(), "poll moved the event on");
+        // Disabled: a buffer used now is not notified, but reported when enabled again. The
+        // second time, buffers are consumed while disabled, which does not move the event
+        // either (packed size 7: across the wrap).
+        for (polls, tags) in [(0, 3..4), (2, 4..6)] {
+            vq.disable_notifications();
+            for _ in 0..polls {
+                assert!(vq.poll().unwrap().is_some());
+            }
+            dispatch(&mut vq, tags);
+            let popped = dev.pop_all();
+            dev.complete(&popped[0]);
+            assert!(!dev.needs_notification());
+            assert!(
+                vq.enable_notifications(),
+                "pending used buffers are reported"
+            );
+        }
+    }
+}
+
+/// Without `VIRTIO_F_EVENT_IDX`: the device's and the driver's flags suppress notifications.
+pub fn flags_suppression_without_event_idx<L: Layout>() {
+    for size in L::sizes(&[4, 8]) {
+        let (dma, mut vq, mut dev, notifier) = L::setup(size, F::empty());
+        dev.disable_kicks();
+        let token = |tag| make_token(&dma, &[1], &[1], tag);
+        assert!(!vq.dispatch(token(0), BufferType::Direct).unwrap());
+        assert_eq!(notifier.count(), 0);
+        let popped = dev.pop_all();
+        vq.disable_notifications();
+        assert_eq!(L::driver_flags(&dma, &vq), 1);
+        dev.complete(&popped[0]);
+        if L::DEVICE_HONOURS_DRIVER_FLAGS {
+            assert!(!dev.needs_notification());
+        }
+        assert!(vq.enable_notifications());
+        assert_eq!(L::driver_flags(&dma, &vq), 0);
+        assert!(vq.poll().unwrap().is_some());
+        vq.dispatch(token(1), BufferType::Direct).unwrap();
+        let popped = dev.pop_all();
+        dev.complete(&popped[0]);
+        assert!(dev.needs_notification());
+    }
+}
+
+/// `VIRTIO_F_IN_ORDER`: one used entry for a run of buffers returns them all, in order, with
+/// the written length on the last only.
+pub fn in_order_batch_returns_all_in_order<L: Layout>() {
+    for size in L::sizes(&[10, 16]) {
+        let (dma, mut vq, mut dev, _) = L::setup(size, F::IN_ORDER | F::INDIRECT_DESC);
+        // Ten descriptors in all: chains of three and two, one indirect.
+        for i in 0..5 {
+            let (bt, readable) = match i {
+                0 => (BufferType::Direct, &[2, 1][..]),
+                1 => (BufferType::Indirect, &[2, 1][..]),
+                _ => (BufferType::Direct, &[2][..]),
+            };
+            vq.dispatch(make_token(&dma, readable, &[2], i), bt)
+                .unwrap();
+        }
+        let popped = dev.pop_all();
+        assert_eq!(popped.len(), 5);
+        dev.complete_in_order_batch(&popped[..3]);
+        for i in 0..3 {
+            let used = vq.poll().unwrap().unwrap();
+            assert_eq!(used.tag(), i);
+            assert_eq!(used.written_len(), if i == 2 { 2 } else { 0 });
+        }
+        assert!(vq.poll().unwrap().is_none());
+        dev.complete(&popped[3]);
+        dev.complete(&popped[4]);
+        assert_eq!(vq.poll().unwrap().unwrap().tag(), 3);
+        assert_eq!(vq.poll().unwrap().unwrap().tag(), 4);
+        assert_eq!(vq.free_descriptors(), size);
+    }
+}
+
+/// A reset returns the tokens in flight with their memory, and the ring works again with a
+/// fresh device.
+pub fn reset_returns_in_flight_tokens_and_ring_works_again<L: Layout>() {
+    // Packed size 3: the two tokens fill the ring.
+    for size in L::sizes(&[3, 8]) {
+        let (dma, mut vq, _dev, _) = L::setup(size, F::INDIRECT_DESC);
+        let baseline = dma.live();
+        vq.dispatch(make_token(&dma, &[1, 1], &[], 0), BufferType::Direct)
+            .unwrap();
+        vq.dispatch(make_token(&dma, &[1, 2], &[3], 1), BufferType::Indirect)
+            .unwrap();
+        let mut tokens = vq.reset();
+        tokens.sort_by_key(|t| t.tag());
+        assert_eq!(tokens.iter().map(|t| t.tag()).collect::<Vec<_>>(), [0, 1]);
+        drop(tokens);
+        assert_eq!(dma.live(), baseline);
+        assert_eq!(vq.free_descriptors(), size);
+        let mut dev = L::device(&dma, &vq, false);
+        vq.dispatch(make_token(&dma, &[4], &[4], 5), BufferType::Direct)
+            .unwrap();
+        let popped = dev.pop_all();
+        dev.complete(&popped[0]);
+        check_used(&vq.poll().unwrap().unwrap());
+    }
+}
+
+/// The shared scenarios as tests for `$layout`, in a module `shared`.
+#[allow(unused_macros, reason = "only the layout test binaries use it")]
+macro_rules! shared_tests {
+    ($layout:ty) => {
+        $crate::support::scenarios::shared_tests!(
+            @each $layout:
+            round_trip_and_chains,
+            event_idx_driver_to_device,
+            event_idx_device_to_driver,
+            flags_suppression_without_event_idx,
+            in_order_batch_returns_all_in_order,
+            reset_returns_in_flight_tokens_and_ring_works_again,
+        );
+    };
+    (@each $layout:ty: $($scenario:ident),* $(,)?) => {
+        mod shared {
+            $(
+                #[test]
+                fn $scenario() {
+                    $crate::support::scenarios::$scenario::<$layout>();
+                }
+            )*
+        }
+    };
+}
+
+#[allow(unused_imports, reason = "only the layout test binaries use it")]
+pub(crate) use shared_tests;

@@ -4,7 +4,9 @@
 mod support;
 
 use support::*;
-use vireo_drivers::blk::{BlkError, BlkOptions, Output, Request};
+use vireo_drivers::blk::{
+    BlkError, BlkOptions, Output, PoolStats, Request, RequestKind, SectorRange,
+};
 
 fn options(packed: bool, indirect: bool) -> BlkOptions {
     BlkOptions {
@@ -107,5 +109,74 @@ fn a_reused_status_byte_never_carries_an_old_answer() {
         assert_eq!(c.buffers.len(), 1);
         sim.state.lock().unwrap().skip_status = false;
         assert_eq!(run(&mut sim, &mut drv, 0, read()).result, Ok(Output::Done));
+    }
+}
+
+#[test]
+fn every_request_kind_gives_its_header_and_status_byte_back() {
+    for packed in [false, true] {
+        let mut sim = Sim::new(ALL_BLK | ring_features(), &BlkConfig::default());
+        let mut drv = sim.driver(options(packed, true));
+        let dma = sim.dma.clone();
+        assert_eq!(drv.pool_stats(), PoolStats::default());
+        // Two requests in flight at once need two of each block.
+        let first = drv.submit(0, Request::Flush).unwrap();
+        let second = drv.submit(0, Request::Flush).unwrap();
+        assert_eq!(sim.serve(0), 2);
+        let done: Vec<_> = std::iter::from_fn(|| drv.poll(0).unwrap()).collect();
+        assert_eq!(
+            done.iter().map(|c| c.id).collect::<Vec<_>>(),
+            [first, second]
+        );
+        let warm = PoolStats {
+            allocated: 4,
+            reused: 0,
+        };
+        assert_eq!(drv.pool_stats(), warm, "packed={packed}");
+        // From now on every request, of every kind, reuses a header and a status byte.
+        let range = SectorRange {
+            sector: 8,
+            num_sectors: 8,
+        };
+        let mut reused = 0;
+        for _ in 0..3 {
+            let requests = [
+                Request::Read {
+                    sector: 0,
+                    buffers: vec![buf(&dma, 512, 0)],
+                },
+                Request::Write {
+                    sector: 0,
+                    buffers: vec![buf(&dma, 512, 0)],
+                },
+                Request::Flush,
+                Request::GetId,
+                Request::Discard {
+                    ranges: vec![range],
+                },
+                Request::WriteZeroes {
+                    ranges: vec![range],
+                    unmap: true,
+                },
+            ];
+            for request in requests {
+                let kind = request.kind();
+                let data = usize::from(matches!(kind, RequestKind::Read | RequestKind::Write));
+                let c = run(&mut sim, &mut drv, 0, request);
+                assert!(c.result.is_ok(), "packed={packed} {kind:?}: {:?}", c.result);
+                // Only the caller's own buffers come back to the caller.
+                assert_eq!(c.buffers.len(), data, "packed={packed} {kind:?}");
+                assert!(c.buffers.iter().all(|b| b.len() == 512));
+                reused += 2;
+                assert_eq!(
+                    drv.pool_stats(),
+                    PoolStats {
+                        allocated: warm.allocated,
+                        reused
+                    },
+                    "packed={packed} {kind:?}"
+                );
+            }
+        }
     }
 }

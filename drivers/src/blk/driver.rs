@@ -13,7 +13,7 @@ use super::{
     completion::Completion,
     config::{BlkInfo, BlkOptions, DISCARD, MQ, WRITE_ZEROES},
     error::{BlkError, SubmitError},
-    pool::RequestPool,
+    pool::{PoolStats, RequestPool},
     request::{Request, RequestId, RequestKind},
 };
 use crate::lifecycle::{DeviceMemory, renegotiate, reset, reset_for_teardown};
@@ -461,6 +461,14 @@ where
     #[must_use]
     pub fn kicks(&self) -> u64 {
         self.kicks
+    }
+
+    /// Where the request headers and status bytes of the requests submitted so far came from:
+    /// DMA allocations, or blocks of finished requests reused from the driver's pool. In steady
+    /// state every request reuses both.
+    #[must_use]
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
     }
 
     /// Requests submitted on `queue` and not yet completed (0 for a queue that does not exist).

@@ -44,6 +44,7 @@ pub fn run(args: &[String]) -> Result<ExitCode, String> {
     let mut summaries = Vec::new();
     for krate in &crates {
         let out = root.join("target/mutants").join(krate);
+        fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
         println!("cargo mutants -p {krate} {}", extra.join(" "));
         let status = Command::new(env!("CARGO"))
             .args(["mutants", "-p", krate, "--output"])

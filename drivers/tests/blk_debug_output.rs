@@ -1,0 +1,53 @@
+//! What a log line shows of virtio-blk results: `{:?}` of a completion names the request, its
+//! kind, how many buffers came back and the outcome (never the buffers' bytes, which may be
+//! megabytes of disk data), and a device id prints as its text.
+
+mod support;
+
+use support::*;
+use vireo_drivers::blk::{BlkOptions, Output, Request};
+
+#[test]
+fn a_completion_prints_its_outcome_not_its_data() {
+    let mut sim = Sim::new(ALL_BLK, &BlkConfig::default());
+    let mut drv = sim.driver(BlkOptions::default());
+    let buffers = vec![buf(&sim.dma, 512, 0xab), buf(&sim.dma, 512, 0xcd)];
+    let c = run(&mut sim, &mut drv, 0, Request::Read { sector: 0, buffers });
+    assert_eq!(
+        format!("{c:?}"),
+        format!(
+            "Completion {{ id: {:?}, kind: Read, buffers: 2, result: Ok(Done) }}",
+            c.id
+        )
+    );
+
+    let c = run(&mut sim, &mut drv, 0, Request::GetId);
+    let Ok(Output::Id(id)) = c.result else {
+        panic!("get-id: {:?}", c.result);
+    };
+    assert_eq!(format!("{id:?}"), r#"DeviceId("VIREO-SERIAL")"#);
+    assert_eq!(
+        format!("{c:?}"),
+        format!(
+            r#"Completion {{ id: {:?}, kind: GetId, buffers: 0, result: Ok(Id(DeviceId("VIREO-SERIAL"))) }}"#,
+            c.id
+        )
+    );
+}
+
+#[test]
+fn a_driver_prints_its_options_and_what_it_knows() {
+    let mut sim = Sim::new(ALL_BLK, &BlkConfig::default());
+    let mut drv = sim.driver(BlkOptions::default());
+    run(&mut sim, &mut drv, 0, Request::Flush);
+    let text = format!("{drv:?}");
+    assert!(
+        text.starts_with(&format!(
+            "BlkDriver {{ options: {:?}, info: {:?}, queues: 1, buffer_type: ",
+            BlkOptions::default(),
+            drv.info()
+        )),
+        "{text}"
+    );
+    assert!(text.ends_with("next_id: 1, .. }"), "{text}");
+}

@@ -553,6 +553,27 @@ impl Sim {
         }
     }
 
+    /// Whether the driver wants a used-buffer notification for what the device put in the used
+    /// ring of `q` since it last asked (the driver's flags or event index, §2.7.10, §2.8.10).
+    pub fn wants_interrupt(&mut self, q: u16) -> bool {
+        let mem = self.mem();
+        let (event_idx, avail) = {
+            let s = self.state.lock().unwrap();
+            let setup = s.queues[usize::from(q)].expect("queue not set up");
+            (
+                s.driver_features.contains(F::EVENT_IDX),
+                setup.addrs.driver_area,
+            )
+        };
+        match self.ring(q) {
+            // virtio-queue reads only the event index; without it, the avail ring's flags
+            // (VIRTQ_AVAIL_F_NO_INTERRUPT, §2.7.6) say it.
+            DevRing::Split(queue) if event_idx => queue.needs_notification(&mem).unwrap(),
+            DevRing::Split(_) => mem.read_obj::<u16>(GuestAddress(avail)).unwrap() & 1 == 0,
+            DevRing::Packed(ring, _) => ring.needs_notification(),
+        }
+    }
+
     /// Executes `chain` against the disk and puts it in the used ring.
     pub fn complete(&mut self, q: u16, chain: &Chain) {
         let mem = self.mem();

@@ -51,3 +51,83 @@ fn a_driver_prints_its_options_and_what_it_knows() {
     );
     assert!(text.ends_with("next_id: 1, .. }"), "{text}");
 }
+
+#[test]
+fn every_error_says_what_went_wrong_with_its_figures() {
+    use vireo_drivers::blk::BlkError::*;
+    use vireo_virtio::transport::TransportError;
+    let errors = [
+        OutOfRange,
+        Misaligned,
+        ReadOnly,
+        EmptyBuffer,
+        TooManySegments { max: 17 },
+        SegmentTooLarge { max: 4099 },
+        Unsupported,
+        NoSuchQueue,
+        QueueFull,
+        AllocFailed,
+        IoError,
+        DeviceUnsupported,
+        BadStatus(0x7f),
+        UsedLength {
+            len: 3,
+            expected: 513,
+        },
+        BadId,
+        DeviceReset,
+        BadCapacity,
+        NotReady,
+        NeedsReset,
+        Transport(TransportError::Timeout),
+    ];
+    let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let mut distinct = messages.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), errors.len(), "{messages:#?}");
+    assert!(messages.iter().all(|m| m.len() > 10), "{messages:#?}");
+    for (error, figures) in [
+        (TooManySegments { max: 17 }, &["17"][..]),
+        (SegmentTooLarge { max: 4099 }, &["4099"]),
+        (BadStatus(0x7f), &["0x7f"]),
+        (
+            UsedLength {
+                len: 3,
+                expected: 513,
+            },
+            &["3", "513"],
+        ),
+    ] {
+        let text = error.to_string();
+        assert!(figures.iter().all(|f| text.contains(f)), "{text}");
+    }
+    assert!(
+        Transport(TransportError::Timeout)
+            .to_string()
+            .contains(&TransportError::Timeout.to_string())
+    );
+}
+
+#[test]
+fn a_refused_request_says_why_and_shows_the_request() {
+    let sim = Sim::new(ALL_BLK, &BlkConfig::default());
+    let mut drv = sim.driver(BlkOptions::default());
+    let refused = drv
+        .submit(
+            0,
+            Request::Read {
+                sector: 1 << 40,
+                buffers: vec![buf(&sim.dma, 512, 0)],
+            },
+        )
+        .unwrap_err();
+    assert_eq!(refused.to_string(), refused.error.to_string());
+    assert_eq!(
+        format!("{refused:?}"),
+        format!(
+            "SubmitError {{ error: OutOfRange, request: {:?} }}",
+            refused.request
+        )
+    );
+}

@@ -131,6 +131,7 @@ fn every_request_kind_gives_its_header_and_status_byte_back() {
         let warm = PoolStats {
             allocated: 4,
             reused: 0,
+            list_allocations: 4,
         };
         assert_eq!(drv.pool_stats(), warm, "packed={packed}");
         // From now on every request, of every kind, reuses a header and a status byte.
@@ -170,13 +171,58 @@ fn every_request_kind_gives_its_header_and_status_byte_back() {
                 reused += 2;
                 assert_eq!(
                     drv.pool_stats(),
-                    PoolStats {
-                        allocated: warm.allocated,
-                        reused
-                    },
+                    PoolStats { reused, ..warm },
                     "packed={packed} {kind:?}"
                 );
             }
         }
+    }
+}
+
+#[test]
+fn the_pool_keeps_at_most_1024_spares_of_each_kind() {
+    const IN_FLIGHT: u64 = 1100;
+    const LIMIT: u64 = 1024;
+    for packed in [false, true] {
+        let mut sim = Sim::new(ALL_BLK | ring_features(), &BlkConfig::default());
+        sim.state.lock().unwrap().max_queue_size = 4096;
+        let mut drv = sim.driver(BlkOptions {
+            queue_size: 4096,
+            ..options(packed, false)
+        });
+        // More requests in flight at once than the pool keeps spares for.
+        let mut burst = || {
+            for _ in 0..IN_FLIGHT {
+                drv.submit(0, Request::Flush).unwrap();
+            }
+            assert_eq!(sim.serve(0) as u64, IN_FLIGHT);
+            let done = std::iter::from_fn(|| drv.poll(0).unwrap())
+                .inspect(|c| assert_eq!(c.result, Ok(Output::Done)))
+                .count();
+            assert_eq!(done as u64, IN_FLIGHT);
+            drv.pool_stats()
+        };
+        let fresh = 2 * IN_FLIGHT;
+        assert_eq!(
+            burst(),
+            PoolStats {
+                allocated: fresh,
+                reused: 0,
+                list_allocations: fresh,
+            },
+            "packed={packed}"
+        );
+        // The second burst finds 1024 spare headers, 1024 status bytes and 1024 lists (one kind
+        // of spare for both sides of a request); the rest is new: what went back beyond the
+        // limit when the first burst completed was freed.
+        assert_eq!(
+            burst(),
+            PoolStats {
+                allocated: fresh + 2 * (IN_FLIGHT - LIMIT),
+                reused: 2 * LIMIT,
+                list_allocations: fresh + (2 * IN_FLIGHT - LIMIT),
+            },
+            "packed={packed}"
+        );
     }
 }

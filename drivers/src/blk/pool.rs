@@ -28,6 +28,10 @@ pub struct PoolStats {
     pub allocated: u64,
     /// Headers and status bytes reused from the pool: DMA allocations avoided.
     pub reused: u64,
+    /// Element lists of the driver's own parts of a request (header, status byte, id buffer,
+    /// ranges) allocated on the heap; reused from the pool like the blocks, so this too stops
+    /// growing in steady state.
+    pub list_allocations: u64,
 }
 
 /// Spare headers, status bytes and element lists.
@@ -50,6 +54,7 @@ impl<A: DmaAllocator> RequestPool<A> {
             stats: PoolStats {
                 allocated: 0,
                 reused: 0,
+                list_allocations: 0,
             },
         }
     }
@@ -86,7 +91,10 @@ impl<A: DmaAllocator> RequestPool<A> {
 
     /// An empty element list with room for at least two elements.
     pub(crate) fn list(&mut self) -> Vec<DmaBuffer<A>> {
-        self.lists.pop().unwrap_or_else(|| Vec::with_capacity(2))
+        self.lists.pop().unwrap_or_else(|| {
+            self.stats.list_allocations += 1;
+            Vec::with_capacity(2)
+        })
     }
 
     /// Takes back a header block (anything that is not a header's size is freed).

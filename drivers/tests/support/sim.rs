@@ -10,7 +10,7 @@ use vireo_drivers::blk::{BlkDriver, BlkOptions};
 use vireo_virtio::{
     Notifier, RingAddresses,
     mock::{FakeClock, PackedDevice},
-    transport::{Transport, TransportError, WaitBudget},
+    transport::{InterruptCause, Transport, TransportError, WaitBudget},
     virtio_spec::{DeviceStatus, F, le128},
 };
 use virtio_queue::{Queue, QueueT};
@@ -178,6 +178,9 @@ pub struct SimState {
     pub refuse_config_vector: bool,
     /// The allocator whose frees [`reset_writes`](Self::reset_writes) records ([`Sim`] sets it).
     pub dma: Option<GuestDma>,
+    /// The interrupt status the device raised; reading it clears it, as the ISR register does
+    /// (virtio 1.2 §4.1.4.5).
+    pub isr: InterruptCause,
 }
 
 impl SimState {
@@ -220,6 +223,7 @@ impl SimState {
             stick_reset_on_setup: false,
             refuse_config_vector: false,
             dma: None,
+            isr: InterruptCause::default(),
         }
     }
 }
@@ -374,8 +378,8 @@ impl Transport for FakeTransport {
         Ok(())
     }
 
-    fn ack_interrupt(&mut self) -> vireo_virtio::transport::InterruptCause {
-        Default::default()
+    fn ack_interrupt(&mut self) -> InterruptCause {
+        core::mem::take(&mut self.0.lock().unwrap().isr)
     }
 }
 

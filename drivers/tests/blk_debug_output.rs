@@ -5,7 +5,7 @@
 mod support;
 
 use support::*;
-use vireo_drivers::blk::{BlkOptions, Output, Request};
+use vireo_drivers::blk::{BlkOptions, Output, Request, SectorRange};
 
 #[test]
 fn a_completion_prints_its_outcome_not_its_data() {
@@ -130,4 +130,47 @@ fn a_refused_request_says_why_and_shows_the_request() {
             refused.request
         )
     );
+}
+
+#[test]
+fn a_request_prints_its_shape_not_its_data() {
+    let sim = Sim::new(ALL_BLK, &BlkConfig::default());
+    let range = SectorRange {
+        sector: 8,
+        num_sectors: 16,
+    };
+    let cases = [
+        (
+            Request::Read {
+                sector: 8,
+                buffers: vec![buf(&sim.dma, 512, 1), buf(&sim.dma, 1024, 2)],
+            },
+            "Read { sector: 8, segments: 2, bytes: 1536 }",
+        ),
+        (
+            Request::Write {
+                sector: 9,
+                buffers: vec![buf(&sim.dma, 4096, 3)],
+            },
+            "Write { sector: 9, segments: 1, bytes: 4096 }",
+        ),
+        (Request::Flush, "Flush"),
+        (Request::GetId, "GetId"),
+        (
+            Request::Discard {
+                ranges: vec![range],
+            },
+            "Discard { ranges: [SectorRange { sector: 8, num_sectors: 16 }] }",
+        ),
+        (
+            Request::WriteZeroes {
+                ranges: vec![range],
+                unmap: true,
+            },
+            "WriteZeroes { ranges: [SectorRange { sector: 8, num_sectors: 16 }], unmap: true }",
+        ),
+    ];
+    for (request, text) in cases {
+        assert_eq!(format!("{request:?}"), text);
+    }
 }

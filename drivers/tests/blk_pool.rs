@@ -4,9 +4,7 @@
 mod support;
 
 use support::*;
-use vireo_drivers::blk::{
-    BlkError, BlkOptions, Output, PoolStats, Request, RequestKind, SectorRange,
-};
+use vireo_drivers::blk::{BlkError, BlkOptions, Output, PoolStats, Request, RequestKind};
 
 fn options(packed: bool, indirect: bool) -> BlkOptions {
     BlkOptions {
@@ -135,32 +133,9 @@ fn every_request_kind_gives_its_header_and_status_byte_back() {
         };
         assert_eq!(drv.pool_stats(), warm, "packed={packed}");
         // From now on every request, of every kind, reuses a header and a status byte.
-        let range = SectorRange {
-            sector: 8,
-            num_sectors: 8,
-        };
         let mut reused = 0;
         for _ in 0..3 {
-            let requests = [
-                Request::Read {
-                    sector: 0,
-                    buffers: vec![buf(&dma, 512, 0)],
-                },
-                Request::Write {
-                    sector: 0,
-                    buffers: vec![buf(&dma, 512, 0)],
-                },
-                Request::Flush,
-                Request::GetId,
-                Request::Discard {
-                    ranges: vec![range],
-                },
-                Request::WriteZeroes {
-                    ranges: vec![range],
-                    unmap: true,
-                },
-            ];
-            for request in requests {
+            for request in KINDS.map(|kind| request_of(kind, &dma)) {
                 let kind = request.kind();
                 let data = usize::from(matches!(kind, RequestKind::Read | RequestKind::Write));
                 let c = run(&mut sim, &mut drv, 0, request);

@@ -6,44 +6,12 @@
 mod support;
 
 use support::*;
-use vireo_drivers::blk::{BlkError, BlkOptions, Output, Request, RequestKind, SectorRange};
-use vireo_virtio::{mock::GuestDma, virtio_spec::F};
-
-fn request(kind: RequestKind, dma: &GuestDma) -> Request<GuestDma> {
-    let ranges = vec![SectorRange {
-        sector: 8,
-        num_sectors: 8,
-    }];
-    match kind {
-        RequestKind::Read => Request::Read {
-            sector: 0,
-            buffers: vec![buf(dma, 512, 0)],
-        },
-        RequestKind::Write => Request::Write {
-            sector: 0,
-            buffers: vec![buf(dma, 512, 0)],
-        },
-        RequestKind::Flush => Request::Flush,
-        RequestKind::GetId => Request::GetId,
-        RequestKind::Discard => Request::Discard { ranges },
-        RequestKind::WriteZeroes => Request::WriteZeroes {
-            ranges,
-            unmap: false,
-        },
-    }
-}
+use vireo_drivers::blk::{BlkError, BlkOptions, Output, RequestKind};
+use vireo_virtio::virtio_spec::F;
 
 #[test]
 fn supports_matches_what_the_driver_accepts() {
     let deciding = [RO, FLUSH, DISCARD, WRITE_ZEROES];
-    let kinds = [
-        RequestKind::Read,
-        RequestKind::Write,
-        RequestKind::Flush,
-        RequestKind::GetId,
-        RequestKind::Discard,
-        RequestKind::WriteZeroes,
-    ];
     for mask in 0..1u32 << deciding.len() {
         let offered = deciding
             .iter()
@@ -53,7 +21,7 @@ fn supports_matches_what_the_driver_accepts() {
         let has = |f: F| offered.contains(f);
         let mut sim = Sim::new(offered, &BlkConfig::default());
         let mut drv = sim.driver(BlkOptions::default());
-        for kind in kinds {
+        for kind in KINDS {
             // §5.2.3: reads and get-id always; writes, discard and write-zeroes not on a
             // read-only device; flush, discard and write-zeroes only when offered.
             let expected = match kind {
@@ -65,7 +33,7 @@ fn supports_matches_what_the_driver_accepts() {
             };
             let supported = drv.supports(kind);
             assert_eq!(supported, expected, "{offered:?} {kind:?}");
-            let request = request(kind, &sim.dma);
+            let request = request_of(kind, &sim.dma);
             if supported {
                 let c = run(&mut sim, &mut drv, 0, request);
                 assert!(

@@ -7,46 +7,22 @@
 mod support;
 
 use support::*;
-use vireo_drivers::blk::{BlkError, BlkOptions, Output, Request, SectorRange};
+use vireo_drivers::blk::{BlkError, BlkOptions, Output, Request, RequestKind};
 use vireo_virtio::mock::GuestDma;
 
 /// Every request kind, with the device-writable length it posts (status byte, plus data or id).
 fn requests(dma: &GuestDma) -> Vec<(Request<GuestDma>, u32)> {
-    let range = SectorRange {
-        sector: 8,
-        num_sectors: 8,
-    };
-    vec![
-        (
-            Request::Read {
-                sector: 0,
-                buffers: vec![buf(dma, 512, 0)],
-            },
-            513,
-        ),
-        (
-            Request::Write {
-                sector: 0,
-                buffers: vec![buf(dma, 512, 0)],
-            },
-            1,
-        ),
-        (Request::Flush, 1),
-        (Request::GetId, 21),
-        (
-            Request::Discard {
-                ranges: vec![range],
-            },
-            1,
-        ),
-        (
-            Request::WriteZeroes {
-                ranges: vec![range],
-                unmap: false,
-            },
-            1,
-        ),
-    ]
+    KINDS
+        .iter()
+        .map(|&kind| {
+            let expected = match kind {
+                RequestKind::Read => 513,
+                RequestKind::GetId => 21,
+                _ => 1,
+            };
+            (request_of(kind, dma), expected)
+        })
+        .collect()
 }
 
 fn device(packed: bool) -> (Sim, Driver) {

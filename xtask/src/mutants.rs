@@ -119,6 +119,9 @@ struct Report {
     missed: Vec<String>,
     timeout: Vec<String>,
     unviable: Vec<String>,
+    /// With `--iterate`: the mutants earlier runs caught or found unviable (not run again, not
+    /// in the score).
+    previously: Vec<String>,
 }
 
 impl Report {
@@ -138,6 +141,7 @@ impl Report {
             missed: list("missed.txt")?,
             timeout: list("timeout.txt")?,
             unviable: list("unviable.txt")?,
+            previously: list("previously_caught.txt").unwrap_or_default(),
         })
     }
 
@@ -167,6 +171,12 @@ impl Report {
         match excluded {
             Some(n) => println!("  {n} equivalent mutants excluded by .cargo/mutants.toml"),
             None => println!("  (could not count the mutants .cargo/mutants.toml excludes)"),
+        }
+        if !self.previously.is_empty() {
+            println!(
+                "  --iterate: the score covers this run only; {} mutants caught or unviable earlier were not run again",
+                self.previously.len()
+            );
         }
         for (what, list) in [("missed", &self.missed), ("timeout", &self.timeout)] {
             for name in list {

@@ -463,9 +463,10 @@ where
         self.kicks
     }
 
-    /// Where the request headers and status bytes of the requests submitted so far came from:
-    /// DMA allocations, or blocks of finished requests reused from the driver's pool. In steady
-    /// state every request reuses both.
+    /// Where the request headers and status bytes of the requests submitted so far came from
+    /// (DMA allocations, or blocks of finished requests reused from the driver's pool), and how
+    /// many element lists the driver allocated for them. In steady state every request reuses
+    /// its header, status byte and lists, and allocates none.
     #[must_use]
     pub fn pool_stats(&self) -> PoolStats {
         self.pool.stats()

@@ -19,7 +19,7 @@ pub(crate) const HEADER_LEN: usize = 16;
 /// What a status byte holds before the device writes it: no valid `VIRTIO_BLK_S_*` value.
 pub(crate) const STATUS_UNSET: u8 = 0xff;
 
-/// Where the request headers and status bytes of submitted requests came from
+/// Where the request headers, status bytes and element lists of submitted requests came from
 /// ([`BlkDriver::pool_stats`](super::BlkDriver::pool_stats)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PoolStats {
@@ -59,7 +59,7 @@ impl<A: DmaAllocator> RequestPool<A> {
         }
     }
 
-    /// Headers and status bytes handed out so far, by origin.
+    /// Headers, status bytes and lists handed out so far, by origin.
     pub(crate) const fn stats(&self) -> PoolStats {
         self.stats
     }

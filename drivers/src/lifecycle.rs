@@ -212,3 +212,22 @@ impl<M: Default> Drop for DeviceMemory<M> {
         mem::forget(mem::take(&mut self.0));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use vireo_virtio::mock::GuestDma;
+
+    use super::*;
+
+    #[test]
+    fn memory_never_released_is_leaked_on_drop_not_freed() {
+        let dma = GuestDma::new(1 << 16);
+        let mut held = DeviceMemory::<Vec<_>>::new();
+        held.push(dma.buffer(&[1; 64]));
+        held.push(dma.buffer(&[2; 64]));
+        assert_eq!(dma.live(), 2);
+        // No `release` after a confirmed reset: the device may still be using it.
+        drop(held);
+        assert_eq!(dma.live(), 2, "the blocks stay allocated");
+    }
+}

@@ -424,3 +424,58 @@ fn random_traffic_matches_a_model_disk() {
         assert!(completed > 600, "{completed} completions");
     }
 }
+
+#[test]
+fn a_full_queue_gives_back_every_kind_of_request_as_it_was() {
+    use vireo_drivers::blk::SectorRange;
+    let ranges = vec![
+        SectorRange {
+            sector: 8,
+            num_sectors: 8,
+        },
+        SectorRange {
+            sector: 32,
+            num_sectors: 16,
+        },
+    ];
+    let requests = [
+        Request::Flush,
+        Request::GetId,
+        Request::Discard {
+            ranges: ranges.clone(),
+        },
+        Request::WriteZeroes {
+            ranges: ranges.clone(),
+            unmap: false,
+        },
+        Request::WriteZeroes {
+            ranges: ranges.clone(),
+            unmap: true,
+        },
+    ];
+    for request in requests {
+        // Direct chains in a queue of 4: one read (3 descriptors) leaves room for none of these.
+        let sim = Sim::new(ALL_BLK, &BlkConfig::default());
+        let mut drv = sim.driver(BlkOptions {
+            indirect: false,
+            queue_size: 4,
+            ..BlkOptions::default()
+        });
+        let buffers = vec![buf(&sim.dma, 512, 0)];
+        drv.submit(0, Request::Read { sector: 0, buffers }).unwrap();
+        let before = format!("{request:?}");
+        let err = drv.submit(0, request).unwrap_err();
+        assert_eq!(err.error, BlkError::QueueFull, "{before}");
+        let given_back = err.request;
+        assert_eq!(format!("{given_back:?}"), before);
+        match given_back {
+            Request::Discard { ranges: r } => assert_eq!(r, ranges),
+            Request::WriteZeroes { ranges: r, unmap } => {
+                assert_eq!(r, ranges);
+                assert_eq!(unmap, before.contains("unmap: true"), "{before}");
+            }
+            Request::Flush | Request::GetId => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}

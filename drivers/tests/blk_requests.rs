@@ -468,3 +468,39 @@ fn boundary_ranges_are_accepted() {
         .unwrap_err();
     assert_eq!(err.error, BlkError::OutOfRange);
 }
+
+#[test]
+fn exactly_the_most_ranges_the_device_takes_are_accepted() {
+    // max_discard_seg and max_write_zeroes_seg are 4 (§5.2.4: the most segments per request).
+    let mut sim = Sim::new(ALL_BLK, &BlkConfig::default());
+    let mut drv = sim.driver(BlkOptions::default());
+    let ranges = |n: u64| -> Vec<SectorRange> {
+        (0..n)
+            .map(|i| SectorRange {
+                sector: 100 + 10 * i,
+                num_sectors: 2,
+            })
+            .collect()
+    };
+    let c = run(
+        &mut sim,
+        &mut drv,
+        0,
+        Request::Discard { ranges: ranges(4) },
+    );
+    assert_eq!(c.result, Ok(Output::Done));
+    let c = run(
+        &mut sim,
+        &mut drv,
+        0,
+        Request::WriteZeroes {
+            ranges: ranges(4),
+            unmap: false,
+        },
+    );
+    assert_eq!(c.result, Ok(Output::Done));
+    let refused = drv
+        .submit(0, Request::Discard { ranges: ranges(5) })
+        .unwrap_err();
+    assert_eq!(refused.error, BlkError::TooManySegments { max: 4 });
+}

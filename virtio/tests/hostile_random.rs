@@ -2,6 +2,9 @@
 //! `used.idx`, descriptor flags, ids and lengths, for over 10^6 operations per layout. The
 //! driver must never panic, and every token must come back exactly once (from `poll` or from
 //! `reset` after an error).
+//!
+//! `VIREO_HOSTILE_OPS` (operations per layout) and `VIREO_HOSTILE_SEED` (a seed for both layouts)
+//! override the defaults for long opt-in runs (`cargo xtask soak`); each run prints its figures.
 
 mod support;
 
@@ -18,6 +21,16 @@ use vireo_virtio::{
 use vm_memory::{Bytes, GuestAddress};
 
 const OPERATIONS: u64 = if cfg!(miri) { 2_000 } else { 1_000_000 };
+
+/// A `u64` from environment variable `name` (decimal, or hex with `0x`), if set.
+fn env_u64(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    let parsed = match value.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => value.parse(),
+    };
+    Some(parsed.unwrap_or_else(|_| panic!("{name}={value}: not a number")))
+}
 const SIZE: u16 = 8;
 
 struct Rng(u64);
@@ -96,7 +109,14 @@ fn corrupt(dma: &GuestDma, vq: &dyn Virtq<GuestDma>, packed: bool, rng: &mut Rng
     }
 }
 
-fn run(packed: bool, seed: u64) {
+fn run(packed: bool, default_seed: u64) {
+    let operations = env_u64("VIREO_HOSTILE_OPS").unwrap_or(OPERATIONS);
+    let seed = env_u64("VIREO_HOSTILE_SEED").unwrap_or(default_seed);
+    assert_ne!(
+        seed, 0,
+        "VIREO_HOSTILE_SEED: xorshift needs a non-zero seed"
+    );
+    let started = std::time::Instant::now();
     let dma = GuestDma::new(4 << 20);
     let wanted = if packed {
         F::RING_PACKED | F::INDIRECT_DESC
@@ -127,7 +147,7 @@ fn run(packed: bool, seed: u64) {
     let mut in_flight: HashSet<u64> = HashSet::new();
     let mut corrupted = false;
     let (mut errors, mut ops) = (0u64, 0u64);
-    while ops < OPERATIONS {
+    while ops < operations {
         ops += 1;
         match rng.below(8) {
             0 | 1 if !corrupted => {
@@ -200,8 +220,13 @@ fn run(packed: bool, seed: u64) {
     }
     assert_eq!(pool.len(), total);
     assert!(
-        errors > OPERATIONS / 1000,
+        errors > operations / 1000,
         "the hostile device was caught {errors} times only"
+    );
+    let layout = if packed { "packed" } else { "split" };
+    eprintln!(
+        "hostile_random {layout}: {ops} operations, seed {seed:#x}, {errors} errors caught, {:.1} s",
+        started.elapsed().as_secs_f64()
     );
 }
 

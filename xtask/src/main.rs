@@ -8,6 +8,8 @@
 //! cargo xtask bench blk [--quick] [--accel kvm|tcg] [--backend null|file] [--layout split|packed] [--job NAME] [--polled] [--append WORD]
 //! cargo xtask bench net [--quick] [--accel kvm|tcg] [--backend user|tap] [--layout split|packed] [--job NAME] [--polled] [--append WORD]
 //! cargo xtask bench boot [--quick] [--accel kvm|tcg] [--machine NAME] [--boots N] [--clock SECS] [--clock-runs N]
+//! cargo xtask mutants [vireo-virtio|vireo-drivers|all] [CARGO-MUTANTS-ARGS]...
+//! cargo xtask soak [OPS] [--seed N] [--timeout SECS]
 //! ```
 
 mod accel;
@@ -23,6 +25,7 @@ mod garbage;
 mod gdb;
 mod httpcheck;
 mod kvmprobe;
+mod mutants;
 mod netns;
 mod netpeer;
 mod peer;
@@ -31,6 +34,7 @@ mod runner;
 mod scaffold;
 mod setup;
 mod sitetar;
+mod soak;
 mod test;
 
 use std::{env, process::ExitCode};
@@ -59,7 +63,9 @@ fn usage() -> &'static str {
   cargo xtask bench net [--quick] [--accel kvm|tcg] [--backend user|tap] [--layout split|packed]
                         [--job NAME] [--polled] [--append KERNEL-ARG]... [--qemu-arg ARG]...
   cargo xtask bench boot [--quick] [--accel kvm|tcg] [--machine NAME] [--boots N] [--clock SECS]
-                         [--clock-runs N]"
+                         [--clock-runs N]
+  cargo xtask mutants [vireo-virtio|vireo-drivers|all] [CARGO-MUTANTS-ARGS]...
+  cargo xtask soak [OPS] [--seed N] [--timeout SECS]"
 }
 
 fn main() -> ExitCode {
@@ -69,6 +75,8 @@ fn main() -> ExitCode {
         Some("test") => test_cmd(&args[1..]),
         Some("bench") => bench(&args[1..]),
         Some("new") => new(&args[1..]),
+        Some("mutants") => mutants::run(&args[1..]),
+        Some("soak") => soak::run(&args[1..]),
         // Hidden: the cargo runner of applications made by `new` (see `runner.rs`).
         Some("runner") => runner::main(&args[1..]),
         // Hidden: the host side of one `bench net` job (see `netpeer.rs`).

@@ -249,7 +249,9 @@ impl BlkInfo {
             (TOPOLOGY, offset::TOPOLOGY + 8),
             (MQ, offset::NUM_QUEUES + 2),
             (DISCARD, offset::DISCARD_SECTOR_ALIGNMENT + 4),
-            (WRITE_ZEROES, offset::END),
+            // The last field: a device's configuration space may end right after it (QEMU's
+            // does, without later features), before the padding that completes the struct.
+            (WRITE_ZEROES, offset::WRITE_ZEROES_MAY_UNMAP + 1),
         ] {
             if has(feature) {
                 end = end.max(field_end);

@@ -13,7 +13,7 @@ use super::{
     completion::Completion,
     config::{BlkInfo, BlkOptions, DISCARD, MQ, WRITE_ZEROES},
     error::{BlkError, SubmitError},
-    pool::RequestPool,
+    pool::{PoolStats, RequestPool},
     request::{Request, RequestId, RequestKind},
 };
 use crate::lifecycle::{BringUp, DeviceMemory, reset_for_teardown};
@@ -443,6 +443,15 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
     #[must_use]
     pub fn kicks(&self) -> u64 {
         self.kicks
+    }
+
+    /// Where the request headers and status bytes of the requests submitted so far came from
+    /// (DMA allocations, or blocks of finished requests reused from the driver's pool), and how
+    /// many element lists the driver allocated for them. In steady state every request reuses
+    /// its header, status byte and lists, and allocates none.
+    #[must_use]
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
     }
 
     /// Requests submitted on `queue` and not yet completed (0 for a queue that does not exist).

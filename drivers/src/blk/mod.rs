@@ -38,5 +38,6 @@ pub use self::{
     config::{BlkInfo, BlkOptions, Geometry, SECTOR_SIZE, Topology},
     driver::BlkDriver,
     error::{BlkError, SubmitError},
+    pool::PoolStats,
     request::{Request, RequestId, RequestKind, SectorRange},
 };

@@ -19,11 +19,27 @@ pub(crate) const HEADER_LEN: usize = 16;
 /// What a status byte holds before the device writes it: no valid `VIRTIO_BLK_S_*` value.
 pub(crate) const STATUS_UNSET: u8 = 0xff;
 
+/// Where the request headers, status bytes and element lists of submitted requests came from
+/// ([`BlkDriver::pool_stats`](super::BlkDriver::pool_stats)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Headers and status bytes allocated from DMA memory (two per request until the pool has
+    /// spares).
+    pub allocated: u64,
+    /// Headers and status bytes reused from the pool: DMA allocations avoided.
+    pub reused: u64,
+    /// Element lists of the driver's own parts of a request (header, status byte, id buffer,
+    /// ranges) allocated on the heap; reused from the pool like the blocks, so this too stops
+    /// growing in steady state.
+    pub list_allocations: u64,
+}
+
 /// Spare headers, status bytes and element lists.
 pub(crate) struct RequestPool<A: DmaAllocator> {
     headers: Vec<DmaBuffer<A>>,
     statuses: Vec<DmaBuffer<A>>,
     lists: Vec<Vec<DmaBuffer<A>>>,
+    stats: PoolStats,
 }
 
 impl<A: DmaAllocator> RequestPool<A> {
@@ -35,35 +51,50 @@ impl<A: DmaAllocator> RequestPool<A> {
             headers: Vec::new(),
             statuses: Vec::new(),
             lists: Vec::new(),
+            stats: PoolStats {
+                allocated: 0,
+                reused: 0,
+                list_allocations: 0,
+            },
         }
+    }
+
+    /// Headers, status bytes and lists handed out so far, by origin.
+    pub(crate) const fn stats(&self) -> PoolStats {
+        self.stats
     }
 
     /// A header block holding `header`: a spare one rewritten, or a new one (`None` if the
     /// allocator fails).
     pub(crate) fn header(&mut self, alloc: &A, header: &[u8; HEADER_LEN]) -> Option<DmaBuffer<A>> {
-        match self.headers.pop() {
-            Some(mut b) => {
-                b.copy_from_slice(header);
-                Some(b)
-            }
-            None => dma_copy(alloc, header),
+        if let Some(mut b) = self.headers.pop() {
+            b.copy_from_slice(header);
+            self.stats.reused += 1;
+            return Some(b);
         }
+        let b = dma_copy(alloc, header)?;
+        self.stats.allocated += 1;
+        Some(b)
     }
 
     /// A status byte set to [`STATUS_UNSET`].
     pub(crate) fn status(&mut self, alloc: &A) -> Option<DmaBuffer<A>> {
-        match self.statuses.pop() {
-            Some(mut b) => {
-                b[0] = STATUS_UNSET;
-                Some(b)
-            }
-            None => dma_copy(alloc, &[STATUS_UNSET]),
+        if let Some(mut b) = self.statuses.pop() {
+            b[0] = STATUS_UNSET;
+            self.stats.reused += 1;
+            return Some(b);
         }
+        let b = dma_copy(alloc, &[STATUS_UNSET])?;
+        self.stats.allocated += 1;
+        Some(b)
     }
 
     /// An empty element list with room for at least two elements.
     pub(crate) fn list(&mut self) -> Vec<DmaBuffer<A>> {
-        self.lists.pop().unwrap_or_else(|| Vec::with_capacity(2))
+        self.lists.pop().unwrap_or_else(|| {
+            self.stats.list_allocations += 1;
+            Vec::with_capacity(2)
+        })
     }
 
     /// Takes back a header block (anything that is not a header's size is freed).

@@ -1,6 +1,8 @@
 //! Helpers shared by the virtio-blk test binaries.
 
-use vireo_drivers::blk::{BlkDriver, BlkOptions, Completion, Output, Request, RequestKind};
+use vireo_drivers::blk::{
+    BlkDriver, BlkOptions, Completion, Output, Request, RequestKind, SectorRange,
+};
 use vireo_virtio::{DmaBuffer, virtio_spec::F};
 
 use super::{
@@ -87,5 +89,41 @@ impl Rng {
 
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+}
+
+/// Every request kind.
+pub const KINDS: [RequestKind; 6] = [
+    RequestKind::Read,
+    RequestKind::Write,
+    RequestKind::Flush,
+    RequestKind::GetId,
+    RequestKind::Discard,
+    RequestKind::WriteZeroes,
+];
+
+/// A small valid request of `kind`: one 512-byte segment at sector 0 (reads, writes), the
+/// range of sectors 8..16 (discard, write-zeroes without unmap).
+pub fn request_of(kind: RequestKind, dma: &GuestDma) -> Request<GuestDma> {
+    let ranges = vec![SectorRange {
+        sector: 8,
+        num_sectors: 8,
+    }];
+    match kind {
+        RequestKind::Read => Request::Read {
+            sector: 0,
+            buffers: vec![buf(dma, 512, 0)],
+        },
+        RequestKind::Write => Request::Write {
+            sector: 0,
+            buffers: vec![buf(dma, 512, 0)],
+        },
+        RequestKind::Flush => Request::Flush,
+        RequestKind::GetId => Request::GetId,
+        RequestKind::Discard => Request::Discard { ranges },
+        RequestKind::WriteZeroes => Request::WriteZeroes {
+            ranges,
+            unmap: false,
+        },
     }
 }

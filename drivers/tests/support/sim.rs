@@ -10,7 +10,7 @@ use vireo_drivers::blk::{BlkDriver, BlkOptions};
 use vireo_virtio::{
     Notifier, RingAddresses,
     mock::{FakeClock, PackedDevice},
-    transport::{Transport, TransportError, WaitBudget},
+    transport::{InterruptCause, Transport, TransportError, WaitBudget},
     virtio_spec::{DeviceStatus, F, le128},
 };
 use virtio_queue::{Queue, QueueT};
@@ -178,6 +178,9 @@ pub struct SimState {
     pub refuse_config_vector: bool,
     /// The allocator whose frees [`reset_writes`](Self::reset_writes) records ([`Sim`] sets it).
     pub dma: Option<GuestDma>,
+    /// The interrupt status the device raised; reading it clears it, as the ISR register does
+    /// (virtio 1.2 §4.1.4.5).
+    pub isr: InterruptCause,
 }
 
 impl SimState {
@@ -220,6 +223,7 @@ impl SimState {
             stick_reset_on_setup: false,
             refuse_config_vector: false,
             dma: None,
+            isr: InterruptCause::default(),
         }
     }
 }
@@ -374,8 +378,8 @@ impl Transport for FakeTransport {
         Ok(())
     }
 
-    fn ack_interrupt(&mut self) -> vireo_virtio::transport::InterruptCause {
-        Default::default()
+    fn ack_interrupt(&mut self) -> InterruptCause {
+        core::mem::take(&mut self.0.lock().unwrap().isr)
     }
 }
 
@@ -550,6 +554,27 @@ impl Sim {
         match self.ring(q) {
             DevRing::Split(queue) => queue.enable_notification(&mem).unwrap(),
             DevRing::Packed(ring, event_idx) => ring.enable_notification(*event_idx),
+        }
+    }
+
+    /// Whether the driver wants a used-buffer notification for what the device put in the used
+    /// ring of `q` since it last asked (the driver's flags or event index, §2.7.10, §2.8.10).
+    pub fn wants_interrupt(&mut self, q: u16) -> bool {
+        let mem = self.mem();
+        let (event_idx, avail) = {
+            let s = self.state.lock().unwrap();
+            let setup = s.queues[usize::from(q)].expect("queue not set up");
+            (
+                s.driver_features.contains(F::EVENT_IDX),
+                setup.addrs.driver_area,
+            )
+        };
+        match self.ring(q) {
+            // virtio-queue reads only the event index; without it, the avail ring's flags
+            // (VIRTQ_AVAIL_F_NO_INTERRUPT, §2.7.6) say it.
+            DevRing::Split(queue) if event_idx => queue.needs_notification(&mem).unwrap(),
+            DevRing::Split(_) => mem.read_obj::<u16>(GuestAddress(avail)).unwrap() & 1 == 0,
+            DevRing::Packed(ring, _) => ring.needs_notification(),
         }
     }
 

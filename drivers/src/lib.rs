@@ -1,5 +1,10 @@
 //! Vireo's virtio device drivers, on top of the virtqueue core (`vireo-virtio`).
 //!
+//! Layer: the middle of three, below the kernel (`vireo`), which owns waiting, memory and the
+//! APIs applications use. Each driver's types are named for its layer (`BlkDriverError`,
+//! `BlkDeviceConfig`, `NetDriverError`, `NetDeviceConfig`, `NetDriverStats`) so they cannot be
+//! mistaken for the kernel's (`BlockError`, `BlockInfo`, `NetError`, `NetInfo`, `NetStats`).
+//!
 //! - [`blk`]: virtio-blk (virtio 1.2 §5.2).
 //! - [`net`]: virtio-net (virtio 1.2 §5.1), with a smoltcp `phy::Device`.
 //!

@@ -1,5 +1,5 @@
 //! The virtio-blk configuration space, laid out byte by byte from virtio 1.2 §5.2.4 (checked
-//! against Linux's `struct virtio_blk_config`), read back through `BlkInfo` for every
+//! against Linux's `struct virtio_blk_config`), read back through `BlkDeviceConfig` for every
 //! combination of the features that guard its fields. Every field holds a distinct value with
 //! distinct bytes, so a field read at the wrong offset, with the wrong width or without its
 //! feature shows.
@@ -7,7 +7,7 @@
 mod support;
 
 use support::*;
-use vireo_drivers::blk::{BlkInfo, BlkOptions, Geometry, Topology};
+use vireo_drivers::blk::{BlkDeviceConfig, BlkOptions, Geometry, Topology};
 use vireo_virtio::virtio_spec::F;
 
 const GEOMETRY: F = blk(4);
@@ -102,11 +102,11 @@ fn features(mask: u32) -> F {
 
 /// What §5.2.4 says the driver knows with `features` negotiated (the queue size is 64, the
 /// driver asks for 4 queues).
-fn expected(features: F, write_zeroes_may_unmap: bool) -> BlkInfo {
+fn expected(features: F, write_zeroes_may_unmap: bool) -> BlkDeviceConfig {
     let has = |f: F| features.contains(f);
     let seg_max = if has(SEG_MAX) { SEG_MAX_VALUE } else { 1 };
     let num_queues = if has(MQ) { NUM_QUEUES } else { 1 };
-    BlkInfo {
+    BlkDeviceConfig {
         capacity: CAPACITY,
         blk_size: if has(BLK_SIZE) { BLK_SIZE_VALUE } else { 512 },
         blk_size_rejected: None,
@@ -163,7 +163,7 @@ fn options() -> BlkOptions {
 }
 
 /// A driver over a device offering `features` with `config` as its configuration space.
-fn read_info(features: F, config: Vec<u8>) -> BlkInfo {
+fn read_info(features: F, config: Vec<u8>) -> BlkDeviceConfig {
     let sim = Sim::with_state(SimState::device(2, features, config));
     let drv = sim.driver(options());
     assert_eq!(drv.features(), features | F::VERSION_1);

@@ -54,7 +54,7 @@ fn a_driver_prints_its_options_and_what_it_knows() {
 
 #[test]
 fn every_error_says_what_went_wrong_with_its_figures() {
-    use vireo_drivers::blk::BlkError::*;
+    use vireo_drivers::blk::BlkDriverError::*;
     use vireo_virtio::transport::TransportError;
     let errors = [
         OutOfRange,

@@ -6,7 +6,7 @@
 mod support;
 
 use support::*;
-use vireo_drivers::blk::{BlkDriver, BlkError, BlkOptions, Request};
+use vireo_drivers::blk::{BlkDriver, BlkDriverError, BlkOptions, Request};
 use vireo_virtio::transport::TransportError;
 
 fn options(packed: bool) -> BlkOptions {
@@ -32,7 +32,7 @@ fn two_queues(packed: bool) -> (Sim, BlkOptions) {
     (sim, options)
 }
 
-fn try_driver(sim: &Sim, options: BlkOptions) -> Result<Driver, BlkError> {
+fn try_driver(sim: &Sim, options: BlkOptions) -> Result<Driver, BlkDriverError> {
     BlkDriver::new(
         sim.transport(),
         sim.dma.clone(),
@@ -124,7 +124,7 @@ fn unconfirmed_recovery_keeps_the_requests_and_a_later_drop_leaks_them() {
     sim.state.lock().unwrap().reset_stuck = true;
     let mut done = Vec::new();
     let err = drv.reset_and_reinit(&mut sim.budget(), &[], &mut done);
-    assert_eq!(err, Err(BlkError::Transport(TransportError::Timeout)));
+    assert_eq!(err, Err(BlkDriverError::Transport(TransportError::Timeout)));
     assert!(done.is_empty());
     assert_eq!(drv.in_flight(0), 3);
     assert_eq!(freed(&sim.dma), freed_before);
@@ -140,7 +140,10 @@ fn bring_up_failing_at_driver_ok_resets_before_freeing_the_queues() {
         let (baseline, freed_before) = (sim.dma.live(), freed(&sim.dma));
         sim.state.lock().unwrap().needs_reset_on_driver_ok = true;
         let err = try_driver(&sim, options).unwrap_err();
-        assert_eq!(err, BlkError::Transport(TransportError::DeviceNeedsReset));
+        assert_eq!(
+            err,
+            BlkDriverError::Transport(TransportError::DeviceNeedsReset)
+        );
         // Device::init resets first (nothing held yet); the second reset comes after the
         // queues were handed over and DRIVER_OK set, and before they were freed.
         let resets = sim.reset_writes();
@@ -160,7 +163,10 @@ fn bring_up_failing_at_a_later_queue_resets_before_freeing_the_first() {
     let baseline = sim.dma.live();
     sim.state.lock().unwrap().refuse_queue = Some(1);
     let err = try_driver(&sim, options).unwrap_err();
-    assert_eq!(err, BlkError::Transport(TransportError::QueueUnavailable));
+    assert_eq!(
+        err,
+        BlkDriverError::Transport(TransportError::QueueUnavailable)
+    );
     let resets = sim.reset_writes();
     assert_eq!(resets.len(), 2, "{resets:?}");
     assert!(resets[1].done);
@@ -180,7 +186,10 @@ fn bring_up_that_cannot_reset_leaks_the_queues() {
         s.stick_reset_on_setup = true;
     }
     let err = try_driver(&sim, options).unwrap_err();
-    assert_eq!(err, BlkError::Transport(TransportError::DeviceNeedsReset));
+    assert_eq!(
+        err,
+        BlkDriverError::Transport(TransportError::DeviceNeedsReset)
+    );
     // Device::init's reset, then the teardown's: within the budget, then with status reads.
     let resets = sim.reset_writes();
     assert!(resets.len() >= 2, "{resets:?}");
@@ -199,7 +208,7 @@ fn probe_failing_after_bring_up_resets_before_freeing() {
     let log = sim.reset_writes().len();
     assert_eq!(
         drv.set_config_vector(Some(0)),
-        Err(BlkError::Transport(TransportError::VectorRejected))
+        Err(BlkDriverError::Transport(TransportError::VectorRejected))
     );
     drop(drv);
     let resets = resets_since(&sim, log);
@@ -223,7 +232,7 @@ fn failed_reinit_resets_before_freeing_the_new_queues() {
     let err = drv.reset_and_reinit(&mut sim.budget(), &[], &mut done);
     assert_eq!(
         err,
-        Err(BlkError::Transport(TransportError::DeviceNeedsReset))
+        Err(BlkDriverError::Transport(TransportError::DeviceNeedsReset))
     );
     assert_eq!(done.len(), 3, "the requests in flight came back");
     // The recovery's reset, then the reset of the failed bring-up, with the new queues still
@@ -233,7 +242,7 @@ fn failed_reinit_resets_before_freeing_the_new_queues() {
     assert!(resets.iter().all(|r| r.done));
     assert!(resets[1].live > sim.dma.live());
     assert_eq!(drv.queue_count(), 0);
-    assert_eq!(drv.poll(0).unwrap_err(), BlkError::NotReady);
+    assert_eq!(drv.poll(0).unwrap_err(), BlkDriverError::NotReady);
     sim.state.lock().unwrap().needs_reset_on_driver_ok = false;
     drv.reset_and_reinit(&mut sim.budget(), &[], &mut done)
         .unwrap();

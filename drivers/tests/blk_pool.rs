@@ -4,7 +4,7 @@
 mod support;
 
 use support::*;
-use vireo_drivers::blk::{BlkError, BlkOptions, Output, PoolStats, Request, RequestKind};
+use vireo_drivers::blk::{BlkDriverError, BlkOptions, Output, PoolStats, Request, RequestKind};
 
 fn options(packed: bool, indirect: bool) -> BlkOptions {
     BlkOptions {
@@ -103,7 +103,7 @@ fn a_reused_status_byte_never_carries_an_old_answer() {
         // The device claims the whole length but never writes the (reused) status byte.
         sim.state.lock().unwrap().skip_status = true;
         let c = run(&mut sim, &mut drv, 0, read());
-        assert_eq!(c.result, Err(BlkError::BadStatus(0xff)));
+        assert_eq!(c.result, Err(BlkDriverError::BadStatus(0xff)));
         assert_eq!(c.buffers.len(), 1);
         sim.state.lock().unwrap().skip_status = false;
         assert_eq!(run(&mut sim, &mut drv, 0, read()).result, Ok(Output::Done));

@@ -5,7 +5,7 @@ mod support;
 use std::collections::VecDeque;
 
 use support::*;
-use vireo_drivers::blk::{BlkError, BlkOptions, Output, Request};
+use vireo_drivers::blk::{BlkDriverError, BlkOptions, Output, Request};
 use vireo_virtio::virtio_spec::F;
 
 #[test]
@@ -37,7 +37,7 @@ fn queue_full_returns_the_request_and_its_buffers() {
             },
         )
         .unwrap_err();
-    assert_eq!(err.error, BlkError::QueueFull);
+    assert_eq!(err.error, BlkDriverError::QueueFull);
     match err.request {
         Request::Write { sector, buffers } => {
             assert_eq!(sector, 7);
@@ -66,7 +66,7 @@ fn queue_full_returns_the_request_and_its_buffers() {
         .unwrap();
     }
     let err = drv.submit(0, Request::Flush).unwrap_err();
-    assert_eq!(err.error, BlkError::QueueFull);
+    assert_eq!(err.error, BlkDriverError::QueueFull);
     let seen_indirect = |sim: &Sim| sim.seen().iter().filter(|s| s.indirect).count();
     assert_eq!(sim.serve(0), 6);
     assert_eq!(seen_indirect(&sim), 5);
@@ -90,7 +90,7 @@ fn queue_full_returns_the_request_and_its_buffers() {
     }
     assert_eq!(
         drv.submit(0, Request::Flush).unwrap_err().error,
-        BlkError::QueueFull
+        BlkDriverError::QueueFull
     );
     assert_eq!(sim.serve(0), 8);
     assert_eq!(seen_indirect(&sim), 13);
@@ -179,7 +179,7 @@ fn batch_submit_notifies_once_and_keeps_the_rest() {
     );
     let mut ids = Vec::new();
     let err = drv.submit_batch(0, &mut requests, &mut ids).unwrap_err();
-    assert_eq!(err, BlkError::OutOfRange);
+    assert_eq!(err, BlkDriverError::OutOfRange);
     assert_eq!(ids.len(), 3);
     assert_eq!(requests.len(), 2);
     assert!(matches!(requests[0], Request::Read { sector: 4096, .. }));
@@ -218,7 +218,7 @@ fn batch_submit_notifies_once_and_keeps_the_rest() {
     let mut ids = Vec::new();
     assert_eq!(
         drv.submit_batch(0, &mut requests, &mut ids),
-        Err(BlkError::QueueFull)
+        Err(BlkDriverError::QueueFull)
     );
     assert_eq!(ids.len(), 2);
     let sectors: Vec<u64> = requests
@@ -276,7 +276,7 @@ fn multi_queue() {
         }
         assert_eq!(
             drv.submit(3, Request::Flush).unwrap_err().error,
-            BlkError::NoSuchQueue
+            BlkDriverError::NoSuchQueue
         );
         for q in (0..3u16).rev() {
             assert_eq!(drv.in_flight(q), 1);
@@ -304,7 +304,10 @@ fn notifications_and_config_change() {
     );
     assert!(drv.poll(0).unwrap().is_some());
     assert!(!drv.enable_notifications(0).unwrap());
-    assert_eq!(drv.enable_notifications(9), Err(BlkError::NoSuchQueue));
+    assert_eq!(
+        drv.enable_notifications(9),
+        Err(BlkDriverError::NoSuchQueue)
+    );
 
     // The disk grows.
     let config = BlkConfig {
@@ -384,7 +387,7 @@ fn random_traffic_matches_a_model_disk() {
                             busy[k] = true;
                             pending.insert(id, (k, sector, write, seed, lens));
                         }
-                        Err(e) => assert_eq!(e.error, BlkError::QueueFull),
+                        Err(e) => assert_eq!(e.error, BlkDriverError::QueueFull),
                     }
                 }
                 _ => {
@@ -465,7 +468,7 @@ fn a_full_queue_gives_back_every_kind_of_request_as_it_was() {
         drv.submit(0, Request::Read { sector: 0, buffers }).unwrap();
         let before = format!("{request:?}");
         let err = drv.submit(0, request).unwrap_err();
-        assert_eq!(err.error, BlkError::QueueFull, "{before}");
+        assert_eq!(err.error, BlkDriverError::QueueFull, "{before}");
         let given_back = err.request;
         assert_eq!(format!("{given_back:?}"), before);
         match given_back {

@@ -3,7 +3,7 @@
 mod support;
 
 use support::*;
-use vireo_drivers::blk::{BlkDriver, BlkError, BlkOptions, Output, Request, RequestKind};
+use vireo_drivers::blk::{BlkDriver, BlkDriverError, BlkOptions, Output, Request, RequestKind};
 use vireo_virtio::virtio_spec::F;
 
 #[test]
@@ -36,13 +36,13 @@ fn reset_and_reinit_completes_in_flight_requests() {
         sim.complete(0, &chains[0]);
         sim.state.lock().unwrap().needs_reset = true;
         assert!(drv.needs_reset());
-        assert_eq!(drv.config_changed(), Err(BlkError::NeedsReset));
+        assert_eq!(drv.config_changed(), Err(BlkDriverError::NeedsReset));
 
         // A device that never finishes its reset keeps the buffers (it may still use them).
         sim.state.lock().unwrap().reset_stuck = true;
         let mut done = Vec::new();
         let err = drv.reset_and_reinit(&mut sim.budget(), &[Some(7)], &mut done);
-        assert!(matches!(err, Err(BlkError::Transport(_))));
+        assert!(matches!(err, Err(BlkDriverError::Transport(_))));
         assert!(done.is_empty());
         assert_eq!(drv.in_flight(0), 4);
 
@@ -56,7 +56,7 @@ fn reset_and_reinit_completes_in_flight_requests() {
         assert_eq!(done[0].id, ids[0]);
         assert_eq!(done[0].result, Ok(Output::Done));
         for c in &done[1..] {
-            assert_eq!(c.result, Err(BlkError::DeviceReset));
+            assert_eq!(c.result, Err(BlkDriverError::DeviceReset));
             let lens: Vec<usize> = c.buffers.iter().map(|b| b.len()).collect();
             match c.kind {
                 RequestKind::Read => assert_eq!(lens, [512, 1024]),
@@ -93,12 +93,12 @@ fn failed_reinit_leaves_the_driver_not_ready() {
     let err = drv
         .reset_and_reinit(&mut sim.budget(), &[], &mut done)
         .unwrap_err();
-    assert!(matches!(err, BlkError::Transport(_)));
+    assert!(matches!(err, BlkDriverError::Transport(_)));
     assert_eq!(done.len(), 1, "in-flight requests are completed even so");
     assert_eq!(done[0].id, id);
     let err = drv.submit(0, Request::GetId).unwrap_err();
-    assert_eq!(err.error, BlkError::NotReady);
-    assert_eq!(drv.poll(0).unwrap_err(), BlkError::NotReady);
+    assert_eq!(err.error, BlkDriverError::NotReady);
+    assert_eq!(drv.poll(0).unwrap_err(), BlkDriverError::NotReady);
     // The device comes back: a second attempt succeeds.
     sim.state.lock().unwrap().offered = ALL_BLK | F::INDIRECT_DESC | F::VERSION_1;
     drv.reset_and_reinit(&mut sim.budget(), &[], &mut done)
@@ -133,7 +133,7 @@ fn unusable_config_values() {
         &mut sim.budget(),
     )
     .unwrap_err();
-    assert_eq!(err, BlkError::BadCapacity);
+    assert_eq!(err, BlkDriverError::BadCapacity);
     assert_ne!(
         sim.state.lock().unwrap().status & 0x80,
         0,

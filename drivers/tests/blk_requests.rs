@@ -3,7 +3,7 @@
 mod support;
 
 use support::*;
-use vireo_drivers::blk::{BlkError, BlkOptions, Output, Request, RequestKind, SectorRange};
+use vireo_drivers::blk::{BlkDriverError, BlkOptions, Output, Request, RequestKind, SectorRange};
 use vireo_virtio::{QueueError, virtio_spec::F};
 
 #[test]
@@ -109,7 +109,10 @@ fn every_request_round_trips_on_every_ring_configuration() {
 
 #[test]
 fn device_error_statuses_are_typed_errors_with_buffers() {
-    for (status, error) in [(1u8, BlkError::IoError), (2, BlkError::DeviceUnsupported)] {
+    for (status, error) in [
+        (1u8, BlkDriverError::IoError),
+        (2, BlkDriverError::DeviceUnsupported),
+    ] {
         let mut sim = Sim::new(ALL_BLK, &BlkConfig::default());
         let mut drv = sim.driver(BlkOptions::default());
         sim.state.lock().unwrap().status_override = Some(status);
@@ -125,7 +128,7 @@ fn device_error_statuses_are_typed_errors_with_buffers() {
     let mut drv = sim.driver(BlkOptions::default());
     sim.state.lock().unwrap().offered = ALL_BLK.difference(FLUSH) | F::VERSION_1;
     let c = run(&mut sim, &mut drv, 0, Request::Flush);
-    assert_eq!(c.result, Err(BlkError::DeviceUnsupported));
+    assert_eq!(c.result, Err(BlkDriverError::DeviceUnsupported));
 }
 
 #[test]
@@ -146,7 +149,7 @@ fn hostile_device_answers_are_typed_errors() {
         // A status byte that is none of OK/IOERR/UNSUPP.
         sim.state.lock().unwrap().status_override = Some(0x7f);
         let c = run(&mut sim, &mut drv, 0, read_req());
-        assert_eq!(c.result, Err(BlkError::BadStatus(0x7f)));
+        assert_eq!(c.result, Err(BlkDriverError::BadStatus(0x7f)));
         assert_eq!(c.buffers.len(), 1);
         sim.state.lock().unwrap().status_override = None;
 
@@ -155,7 +158,7 @@ fn hostile_device_answers_are_typed_errors() {
         let c = run(&mut sim, &mut drv, 0, read_req());
         assert_eq!(
             c.result,
-            Err(BlkError::UsedLength {
+            Err(BlkDriverError::UsedLength {
                 len: 0,
                 expected: 513
             })
@@ -165,7 +168,7 @@ fn hostile_device_answers_are_typed_errors() {
         let c = run(&mut sim, &mut drv, 0, read_req());
         assert_eq!(
             c.result,
-            Err(BlkError::UsedLength {
+            Err(BlkDriverError::UsedLength {
                 len: 100,
                 expected: 513
             })
@@ -175,7 +178,7 @@ fn hostile_device_answers_are_typed_errors() {
         let c = run(&mut sim, &mut drv, 0, Request::GetId);
         assert_eq!(
             c.result,
-            Err(BlkError::UsedLength {
+            Err(BlkDriverError::UsedLength {
                 len: 1,
                 expected: 21
             })
@@ -185,10 +188,10 @@ fn hostile_device_answers_are_typed_errors() {
         // Id strings that are not NUL-padded ASCII; a full 20-byte id without NUL is valid.
         sim.state.lock().unwrap().serial = *b"ABC\0garbage-after-NU";
         let c = run(&mut sim, &mut drv, 0, Request::GetId);
-        assert_eq!(c.result, Err(BlkError::BadId));
+        assert_eq!(c.result, Err(BlkDriverError::BadId));
         sim.state.lock().unwrap().serial = [0xC3; 20];
         let c = run(&mut sim, &mut drv, 0, Request::GetId);
-        assert_eq!(c.result, Err(BlkError::BadId));
+        assert_eq!(c.result, Err(BlkDriverError::BadId));
         sim.state.lock().unwrap().serial = *b"01234567890123456789";
         let c = run(&mut sim, &mut drv, 0, Request::GetId);
         match c.result {
@@ -203,7 +206,7 @@ fn hostile_device_answers_are_typed_errors() {
         sim.serve(0);
         assert!(matches!(
             drv.poll(0),
-            Err(BlkError::Queue(QueueError::WrittenLenTooLarge {
+            Err(BlkDriverError::Queue(QueueError::WrittenLenTooLarge {
                 len: 10_000,
                 ..
             }))
@@ -215,7 +218,7 @@ fn hostile_device_answers_are_typed_errors() {
         assert_eq!(done.len(), 1);
         assert_eq!(
             (done[0].id, done[0].result),
-            (id, Err(BlkError::DeviceReset))
+            (id, Err(BlkDriverError::DeviceReset))
         );
         assert_eq!(done[0].buffers.len(), 1);
         assert_eq!(read(&mut sim, &mut drv, 0, &[512]).len(), 512);
@@ -243,101 +246,104 @@ fn validation_errors_never_reach_the_device() {
         sector,
         num_sectors,
     };
-    let cases: Vec<(Request<GuestDma>, BlkError)> = vec![
+    let cases: Vec<(Request<GuestDma>, BlkDriverError)> = vec![
         (
             Request::Read {
                 sector: 2048 - 8,
                 buffers: vec![b(8192)],
             },
-            BlkError::OutOfRange,
+            BlkDriverError::OutOfRange,
         ),
         (
             Request::Read {
                 sector: u64::MAX - 7,
                 buffers: vec![b(4096)],
             },
-            BlkError::OutOfRange,
+            BlkDriverError::OutOfRange,
         ),
         (
             Request::Write {
                 sector: 0,
                 buffers: vec![b(512)],
             },
-            BlkError::Misaligned,
+            BlkDriverError::Misaligned,
         ),
         (
             Request::Write {
                 sector: 1,
                 buffers: vec![b(4096)],
             },
-            BlkError::Misaligned,
+            BlkDriverError::Misaligned,
         ),
         (
             Request::Read {
                 sector: 0,
                 buffers: vec![],
             },
-            BlkError::EmptyBuffer,
+            BlkDriverError::EmptyBuffer,
         ),
         (
             Request::Read {
                 sector: 0,
                 buffers: vec![b(4096), b(0)],
             },
-            BlkError::EmptyBuffer,
+            BlkDriverError::EmptyBuffer,
         ),
         (
             Request::Read {
                 sector: 0,
                 buffers: vec![b(4096), b(4096), b(4096)],
             },
-            BlkError::TooManySegments { max: 2 },
+            BlkDriverError::TooManySegments { max: 2 },
         ),
         (
             Request::Read {
                 sector: 0,
                 buffers: vec![b(16384)],
             },
-            BlkError::SegmentTooLarge { max: 8192 },
+            BlkDriverError::SegmentTooLarge { max: 8192 },
         ),
-        (Request::Flush, BlkError::Unsupported),
+        (Request::Flush, BlkDriverError::Unsupported),
         (
             Request::WriteZeroes {
                 ranges: vec![range(0, 8)],
                 unmap: false,
             },
-            BlkError::Unsupported,
+            BlkDriverError::Unsupported,
         ),
-        (Request::Discard { ranges: vec![] }, BlkError::EmptyBuffer),
+        (
+            Request::Discard { ranges: vec![] },
+            BlkDriverError::EmptyBuffer,
+        ),
         (
             Request::Discard {
                 ranges: vec![range(0, 0)],
             },
-            BlkError::EmptyBuffer,
+            BlkDriverError::EmptyBuffer,
         ),
         (
             Request::Discard {
                 ranges: vec![range(4, 8)],
             },
-            BlkError::Misaligned,
+            BlkDriverError::Misaligned,
         ),
         (
             Request::Discard {
                 ranges: vec![range(2048, 8)],
             },
-            BlkError::OutOfRange,
+            BlkDriverError::OutOfRange,
         ),
         (
             Request::Discard {
                 ranges: vec![range(0, 2048)],
             },
-            BlkError::SegmentTooLarge { max: 1024 },
+            BlkDriverError::SegmentTooLarge { max: 1024 },
         ),
         (
             Request::Discard {
                 ranges: vec![range(0, 8); 5],
             },
-            BlkError::TooManySegments { max: 4 },
+            BlkDriverError::TooManySegments { max: 4 },
         ),
     ];
     for (req, error) in cases {
@@ -381,7 +387,10 @@ fn validation_errors_never_reach_the_device() {
             unmap: true,
         },
     ] {
-        assert_eq!(drv.submit(0, req).unwrap_err().error, BlkError::ReadOnly);
+        assert_eq!(
+            drv.submit(0, req).unwrap_err().error,
+            BlkDriverError::ReadOnly
+        );
     }
     assert!(sim.seen().is_empty());
     assert_eq!(read(&mut sim, &mut drv, 0, &[512]), vec![0; 512]);
@@ -466,7 +475,7 @@ fn boundary_ranges_are_accepted() {
             },
         )
         .unwrap_err();
-    assert_eq!(err.error, BlkError::OutOfRange);
+    assert_eq!(err.error, BlkDriverError::OutOfRange);
 }
 
 #[test]
@@ -502,5 +511,5 @@ fn exactly_the_most_ranges_the_device_takes_are_accepted() {
     let refused = drv
         .submit(0, Request::Discard { ranges: ranges(5) })
         .unwrap_err();
-    assert_eq!(refused.error, BlkError::TooManySegments { max: 4 });
+    assert_eq!(refused.error, BlkDriverError::TooManySegments { max: 4 });
 }

@@ -6,7 +6,7 @@
 mod support;
 
 use support::*;
-use vireo_drivers::blk::{BlkError, BlkOptions, Output, RequestKind};
+use vireo_drivers::blk::{BlkDriverError, BlkOptions, Output, RequestKind};
 use vireo_virtio::virtio_spec::F;
 
 #[test]
@@ -44,7 +44,10 @@ fn supports_matches_what_the_driver_accepts() {
             } else {
                 let refused = drv.submit(0, request).expect_err("refused");
                 assert!(
-                    matches!(refused.error, BlkError::ReadOnly | BlkError::Unsupported),
+                    matches!(
+                        refused.error,
+                        BlkDriverError::ReadOnly | BlkDriverError::Unsupported
+                    ),
                     "{offered:?} {kind:?}: {:?}",
                     refused.error
                 );

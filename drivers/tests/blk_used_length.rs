@@ -7,7 +7,7 @@
 mod support;
 
 use support::*;
-use vireo_drivers::blk::{BlkError, BlkOptions, Output, Request, RequestKind};
+use vireo_drivers::blk::{BlkDriverError, BlkOptions, Output, Request, RequestKind};
 use vireo_virtio::mock::GuestDma;
 
 /// Every request kind, with the device-writable length it posts (status byte, plus data or id).
@@ -51,7 +51,7 @@ fn a_used_length_of_zero_is_never_an_answer() {
                 let c = run(&mut sim, &mut drv, 0, request);
                 assert_eq!(
                     c.result,
-                    Err(BlkError::UsedLength { len: 0, expected }),
+                    Err(BlkDriverError::UsedLength { len: 0, expected }),
                     "packed={packed} {kind:?} status {status}"
                 );
             }
@@ -79,7 +79,7 @@ fn a_stale_ok_in_a_reused_status_byte_is_not_an_answer() {
             let c = run(&mut sim, &mut drv, 0, request);
             assert_eq!(
                 c.result,
-                Err(BlkError::UsedLength { len: 0, expected }),
+                Err(BlkDriverError::UsedLength { len: 0, expected }),
                 "packed={packed} {kind:?}"
             );
             let mut s = sim.state.lock().unwrap();
@@ -109,7 +109,7 @@ fn an_ok_needs_every_byte_the_device_had_to_write() {
                 let c = run(&mut sim, &mut drv, 0, request);
                 assert_eq!(
                     c.result,
-                    Err(BlkError::UsedLength {
+                    Err(BlkDriverError::UsedLength {
                         len,
                         expected: request_len
                     }),
@@ -132,7 +132,10 @@ fn an_error_status_with_only_the_status_byte_written_is_the_answer() {
     // its answer, and the caller's buffer comes back.
     for packed in [false, true] {
         let (mut sim, mut drv) = device(packed);
-        for (status, error) in [(1u8, BlkError::IoError), (2, BlkError::DeviceUnsupported)] {
+        for (status, error) in [
+            (1u8, BlkDriverError::IoError),
+            (2, BlkDriverError::DeviceUnsupported),
+        ] {
             {
                 let mut s = sim.state.lock().unwrap();
                 s.status_override = Some(status);

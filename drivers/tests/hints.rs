@@ -6,8 +6,8 @@ mod support;
 
 use support::{net::Net, *};
 use vireo_drivers::{
-    blk::{BlkDriver, BlkError, BlkOptions, Request},
-    net::{NetError, NetOptions},
+    blk::{BlkDriver, BlkDriverError, BlkOptions, Request},
+    net::{NetDriverError, NetOptions},
 };
 use vireo_virtio::{
     BROKEN_DEVICE_HINT, QueueError,
@@ -15,7 +15,7 @@ use vireo_virtio::{
     virtio_spec::{DeviceStatus, F},
 };
 
-fn blk_init(sim: &Sim) -> BlkError {
+fn blk_init(sim: &Sim) -> BlkDriverError {
     BlkDriver::new(
         sim.transport(),
         sim.dma.clone(),
@@ -35,14 +35,14 @@ fn hint_of(e: impl Into<Hinted>) -> &'static str {
 /// An error and its hint, whichever driver it came from.
 struct Hinted(String, Option<&'static str>);
 
-impl From<BlkError> for Hinted {
-    fn from(e: BlkError) -> Self {
+impl From<BlkDriverError> for Hinted {
+    fn from(e: BlkDriverError) -> Self {
         Self(e.to_string(), e.hint())
     }
 }
 
-impl From<NetError> for Hinted {
-    fn from(e: NetError) -> Self {
+impl From<NetDriverError> for Hinted {
+    fn from(e: NetDriverError) -> Self {
         Self(e.to_string(), e.hint())
     }
 }
@@ -57,7 +57,7 @@ fn a_disk_whose_queue_is_too_small_names_the_queue_size_option() {
     });
     // Header, id and status: three descriptors in a two-descriptor queue.
     let err = drv.submit(0, Request::GetId).unwrap_err().error;
-    assert_eq!(err, BlkError::Queue(QueueError::ChainTooLong));
+    assert_eq!(err, BlkDriverError::Queue(QueueError::ChainTooLong));
     let h = hint_of(err);
     assert!(h.contains("vireo.blk.queue_size="), "{h}");
     assert!(h.contains("queue-size="), "{h}");
@@ -70,7 +70,10 @@ fn a_disk_the_device_will_not_give_a_queue_names_the_queue_options() {
     let sim = Sim::new(F::empty(), &BlkConfig::default());
     sim.state.lock().unwrap().refuse_queue = Some(0);
     let err = blk_init(&sim);
-    assert_eq!(err, BlkError::Transport(TransportError::QueueUnavailable));
+    assert_eq!(
+        err,
+        BlkDriverError::Transport(TransportError::QueueUnavailable)
+    );
     assert!(
         hint_of(err).contains("vireo.blk.queues=1"),
         "{}",
@@ -88,13 +91,16 @@ fn a_disk_stuck_in_reset_or_needing_one_gets_the_transport_hint() {
         s.reset_stuck = true;
     }
     let err = blk_init(&sim);
-    assert_eq!(err, BlkError::Transport(TransportError::Timeout));
+    assert_eq!(err, BlkDriverError::Transport(TransportError::Timeout));
     assert_eq!(err.hint(), TransportError::Timeout.hint());
 
     let sim = Sim::new(F::empty(), &BlkConfig::default());
     sim.state.lock().unwrap().needs_reset_on_driver_ok = true;
     let err = blk_init(&sim);
-    assert_eq!(err, BlkError::Transport(TransportError::DeviceNeedsReset));
+    assert_eq!(
+        err,
+        BlkDriverError::Transport(TransportError::DeviceNeedsReset)
+    );
     assert!(hint_of(err).contains("QEMU's messages"), "{}", hint_of(err));
 }
 
@@ -105,7 +111,7 @@ fn a_legacy_disk_is_told_to_turn_modern() {
     let err = blk_init(&sim);
     assert!(matches!(
         err,
-        BlkError::Transport(TransportError::Features(_))
+        BlkDriverError::Transport(TransportError::Features(_))
     ));
     assert!(
         hint_of(err).contains("disable-legacy=on"),
@@ -119,15 +125,15 @@ fn a_disk_with_a_nonsense_capacity_is_broken() {
     let sim = Sim::new(F::empty(), &BlkConfig::default());
     sim.state.lock().unwrap().config[0..8].copy_from_slice(&u64::MAX.to_le_bytes());
     let err = blk_init(&sim);
-    assert_eq!(err, BlkError::BadCapacity);
+    assert_eq!(err, BlkDriverError::BadCapacity);
     assert_eq!(err.hint(), Some(BROKEN_DEVICE_HINT));
 }
 
 #[test]
 fn a_refused_vector_names_each_drivers_polling_option() {
-    let blk = BlkError::Transport(TransportError::VectorRejected);
+    let blk = BlkDriverError::Transport(TransportError::VectorRejected);
     assert!(hint_of(blk).contains("vireo.blk.polled=on"));
-    let net = NetError::Transport(TransportError::VectorRejected);
+    let net = NetDriverError::Transport(TransportError::VectorRejected);
     assert!(hint_of(net).contains("vireo.net.polled=on"));
 }
 
@@ -139,7 +145,10 @@ fn a_card_whose_queues_are_missing_names_the_control_queue_option() {
         .try_driver(NetOptions::default())
         .map(|_| ())
         .unwrap_err();
-    assert_eq!(err, NetError::Transport(TransportError::QueueUnavailable));
+    assert_eq!(
+        err,
+        NetDriverError::Transport(TransportError::QueueUnavailable)
+    );
     assert!(
         hint_of(err).contains("vireo.net.ctrl_vq=off"),
         "{}",
@@ -160,27 +169,30 @@ fn a_card_stuck_in_reset_gets_the_transport_hint() {
         .try_driver(NetOptions::default())
         .map(|_| ())
         .unwrap_err();
-    assert_eq!(err, NetError::Transport(TransportError::Timeout));
+    assert_eq!(err, NetDriverError::Transport(TransportError::Timeout));
     assert_eq!(err.hint(), TransportError::Timeout.hint());
 }
 
 #[test]
 fn a_net_queue_too_small_names_the_net_queue_size_option() {
-    let err = NetError::from(QueueError::ChainTooLong);
+    let err = NetDriverError::from(QueueError::ChainTooLong);
     assert!(
         hint_of(err).contains("vireo.net.queue_size="),
         "{}",
         hint_of(err)
     );
-    assert_eq!(NetError::CtrlBadAck(7).hint(), Some(BROKEN_DEVICE_HINT));
+    assert_eq!(
+        NetDriverError::CtrlBadAck(7).hint(),
+        Some(BROKEN_DEVICE_HINT)
+    );
     // Errors a caller made are explained by their message alone.
     assert_eq!(
-        NetError::FrameTooLarge {
+        NetDriverError::FrameTooLarge {
             len: 9000,
             max: 1514
         }
         .hint(),
         None
     );
-    assert_eq!(BlkError::Misaligned.hint(), None);
+    assert_eq!(BlkDriverError::Misaligned.hint(), None);
 }

@@ -15,7 +15,7 @@ use smoltcp::{
     wire::{EthernetAddress, HardwareAddress, IpCidr},
 };
 use support::{frames::*, net::*};
-use vireo_drivers::net::{NetOptions, NetStats};
+use vireo_drivers::net::{NetDriverStats, NetOptions};
 use vireo_virtio::virtio_spec::{F, net};
 
 const TCP_PORT: u16 = 80;
@@ -95,7 +95,7 @@ impl Host {
         out
     }
 
-    fn stats(&self) -> NetStats {
+    fn stats(&self) -> NetDriverStats {
         self.drv.stats()
     }
 }

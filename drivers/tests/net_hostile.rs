@@ -4,7 +4,7 @@
 mod support;
 
 use support::net::*;
-use vireo_drivers::net::{NetError, NetOptions};
+use vireo_drivers::net::{NetDriverError, NetOptions};
 use vireo_virtio::QueueError;
 
 fn options(packed: bool, mrg_rxbuf: bool) -> NetOptions {
@@ -58,7 +58,7 @@ fn used_length_beyond_the_buffer_is_a_queue_error() {
         let err = drv.receive(|_| ()).unwrap_err();
         assert!(matches!(
             err,
-            NetError::Queue(QueueError::WrittenLenTooLarge { .. })
+            NetDriverError::Queue(QueueError::WrittenLenTooLarge { .. })
         ));
         assert_eq!(drv.stats().rx_frames, 0);
     });
@@ -130,7 +130,7 @@ fn used_id_not_in_flight_is_a_queue_error() {
         let mut drv = net.driver(options(packed, mrg));
         net.dev.borrow_mut().sim.push_used_id(0, 40, 20);
         let err = drv.receive(|_| ()).unwrap_err();
-        assert!(matches!(err, NetError::Queue(_)), "{err:?}");
+        assert!(matches!(err, NetDriverError::Queue(_)), "{err:?}");
         // Recovery: reset, and frames flow again.
         drv.reset_and_reinit(&mut net.budget(), &[]).unwrap();
         let good = eth_frame(MAC, 64, 3);
@@ -214,7 +214,7 @@ fn protocol_errors_inside_a_smoltcp_poll_are_kept_for_the_caller() {
         let mut sockets = SocketSet::new(Vec::new());
         net.dev.borrow_mut().sim.push_used_id(0, 40, 20);
         iface.poll(Instant::from_millis(1), &mut drv.phy(), &mut sockets);
-        assert!(matches!(drv.take_error(), Some(NetError::Queue(_))));
+        assert!(matches!(drv.take_error(), Some(NetDriverError::Queue(_))));
         assert_eq!(drv.take_error(), None);
         assert!(drv.stats().phy_errors >= 1);
     });

@@ -12,7 +12,7 @@
 mod support;
 
 use support::net::*;
-use vireo_drivers::net::{NetError, NetOptions};
+use vireo_drivers::net::{NetDriverError, NetOptions};
 
 /// Transmit buffers: a full ring is this many frames in flight.
 const TX_BUFFERS: usize = 8;
@@ -56,7 +56,7 @@ fn assert_stalled(net: &Net, drv: &mut NetDrv) {
         assert_eq!(serve(net), Vec::<Vec<u8>>::new(), "the device sent frames");
         assert_eq!(drv.reclaim_tx(), Ok(0));
         assert_eq!(drv.tx_outstanding(), TX_BUFFERS);
-        assert_eq!(drv.transmit(60, |_| ()), Err(NetError::TxFull));
+        assert_eq!(drv.transmit(60, |_| ()), Err(NetDriverError::TxFull));
         assert_eq!(drv.flush(), Ok(false), "nothing batched, nothing notified");
     }
 }

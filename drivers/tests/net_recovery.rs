@@ -4,7 +4,7 @@
 mod support;
 
 use support::net::*;
-use vireo_drivers::net::{NetError, NetOptions};
+use vireo_drivers::net::{NetDriverError, NetOptions};
 use vireo_virtio::{transport::TransportError, virtio_spec::DeviceStatus};
 
 fn small(packed: bool) -> NetOptions {
@@ -34,12 +34,12 @@ fn reset_and_reinit_reclaims_every_buffer() {
         drv.transmit(100, |b| b.copy_from_slice(&frame)).unwrap();
         net.set_hostile(|s| s.needs_reset = true);
         assert!(drv.needs_reset());
-        assert_eq!(drv.config_changed(), Err(NetError::NeedsReset));
+        assert_eq!(drv.config_changed(), Err(NetDriverError::NeedsReset));
 
         // A reset that never completes keeps everything (the device may still use it).
         net.set_hostile(|s| s.reset_stuck = true);
         let err = drv.reset_and_reinit(&mut net.budget(), &[]);
-        assert_eq!(err, Err(NetError::Transport(TransportError::Timeout)));
+        assert_eq!(err, Err(NetDriverError::Transport(TransportError::Timeout)));
         assert_eq!(net.dma.live(), live);
         assert!(drv.is_ready());
 
@@ -68,10 +68,10 @@ fn failed_reinit_leaves_the_driver_not_ready_until_a_later_success() {
     let live = net.dma.live();
     net.dev.borrow_mut().ctrl_ack = 1;
     let err = drv.reset_and_reinit(&mut net.budget(), &[]);
-    assert_eq!(err, Err(NetError::CtrlRejected));
+    assert_eq!(err, Err(NetDriverError::CtrlRejected));
     assert!(!drv.is_ready());
-    assert_eq!(drv.receive(|_| ()), Err(NetError::NotReady));
-    assert_eq!(drv.transmit(10, |_| ()), Err(NetError::NotReady));
+    assert_eq!(drv.receive(|_| ()), Err(NetDriverError::NotReady));
+    assert_eq!(drv.transmit(10, |_| ()), Err(NetDriverError::NotReady));
     assert!(net.dev.borrow().state().status & DeviceStatus::FAILED.bits() != 0);
     net.dev.borrow_mut().ctrl_ack = 0;
     drv.reset_and_reinit(&mut net.budget(), &[]).unwrap();
@@ -116,7 +116,7 @@ fn failed_bring_up_after_driver_ok_resets_before_freeing() {
     let before = net.dma.live();
     net.dev.borrow_mut().ctrl_ack = 1;
     let err = net.try_driver(small(false)).unwrap_err();
-    assert_eq!(err, NetError::CtrlRejected);
+    assert_eq!(err, NetDriverError::CtrlRejected);
     assert_eq!(net.dma.live(), before);
     let status = net.dev.borrow().state().status;
     assert_eq!(status, DeviceStatus::FAILED.bits(), "reset, then FAILED");
@@ -127,7 +127,7 @@ fn failed_bring_up_after_driver_ok_resets_before_freeing() {
     let before = net.dma.live();
     net.dev.borrow_mut().ctrl_silent = true;
     let err = net.try_driver(small(false)).unwrap_err();
-    assert_eq!(err, NetError::Transport(TransportError::Timeout));
+    assert_eq!(err, NetDriverError::Transport(TransportError::Timeout));
     assert_eq!(net.dma.live(), before, "reset confirmed: freed");
 
     // The same, and the device stops finishing resets once it is live: leaked.
@@ -136,7 +136,7 @@ fn failed_bring_up_after_driver_ok_resets_before_freeing() {
     net.dev.borrow_mut().ctrl_silent = true;
     net.dev.borrow_mut().stick_reset_on_ctrl = true;
     let err = net.try_driver(small(false)).unwrap_err();
-    assert_eq!(err, NetError::Transport(TransportError::Timeout));
+    assert_eq!(err, NetDriverError::Transport(TransportError::Timeout));
     assert!(net.dma.live() > before, "reset not confirmed: leaked");
 }
 
@@ -146,10 +146,10 @@ fn unanswered_command_keeps_the_control_queue_busy_until_reset() {
     let mut drv = net.driver(small(true));
     net.dev.borrow_mut().ctrl_silent = true;
     let err = drv.set_promiscuous(true, &mut net.budget());
-    assert_eq!(err, Err(NetError::Transport(TransportError::Timeout)));
+    assert_eq!(err, Err(NetDriverError::Transport(TransportError::Timeout)));
     net.dev.borrow_mut().ctrl_silent = false;
     let err = drv.set_promiscuous(true, &mut net.budget());
-    assert_eq!(err, Err(NetError::CtrlBusy));
+    assert_eq!(err, Err(NetDriverError::CtrlBusy));
     drv.reset_and_reinit(&mut net.budget(), &[]).unwrap();
     drv.set_promiscuous(true, &mut net.budget()).unwrap();
 }

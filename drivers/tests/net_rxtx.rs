@@ -4,7 +4,9 @@
 mod support;
 
 use support::net::*;
-use vireo_drivers::net::{MAX_MAC_FILTERS, NetError, NetOptions, TxChecksum, default_multicast};
+use vireo_drivers::net::{
+    MAX_MAC_FILTERS, NetDriverError, NetOptions, TxChecksum, default_multicast,
+};
 use vireo_virtio::virtio_spec::{F, net};
 
 #[test]
@@ -173,9 +175,9 @@ fn tx_buffers_are_reclaimed_lazily() {
     for _ in 0..4 {
         drv.transmit(64, |b| b.copy_from_slice(&frame)).unwrap();
     }
-    assert_eq!(drv.transmit(64, |_| ()), Err(NetError::TxFull));
+    assert_eq!(drv.transmit(64, |_| ()), Err(NetDriverError::TxFull));
     drv.flush().unwrap();
-    assert_eq!(drv.transmit(64, |_| ()), Err(NetError::TxFull));
+    assert_eq!(drv.transmit(64, |_| ()), Err(NetDriverError::TxFull));
     assert_eq!(net.dev.borrow_mut().take_tx().len(), 4);
     // The next transmit reclaims what the device used.
     drv.transmit(64, |b| b.copy_from_slice(&frame)).unwrap();
@@ -183,7 +185,7 @@ fn tx_buffers_are_reclaimed_lazily() {
     let too_big = drv.transmit(1515, |_| ());
     assert_eq!(
         too_big,
-        Err(NetError::FrameTooLarge {
+        Err(NetDriverError::FrameTooLarge {
             len: 1515,
             max: 1514
         })
@@ -218,7 +220,7 @@ fn checksum_flags() {
     };
     assert_eq!(
         drv.transmit_with_checksum(80, bad, |_| ()),
-        Err(NetError::ChecksumOffload)
+        Err(NetDriverError::ChecksumOffload)
     );
     drv.flush().unwrap();
     let (h, _) = net.dev.borrow_mut().take_tx().pop().unwrap();
@@ -231,7 +233,7 @@ fn checksum_flags() {
     });
     assert_eq!(
         drv.transmit_with_checksum(80, csum, |_| ()),
-        Err(NetError::ChecksumOffload)
+        Err(NetDriverError::ChecksumOffload)
     );
 }
 
@@ -281,13 +283,13 @@ fn control_commands_on(options: NetOptions) {
     assert_eq!(log[2].data, [1, 0, 0, 0, 2, 0, 0, 0, 0, 7, 0, 0, 0, 0]);
     let too_many = vec![[1u8; 6]; MAX_MAC_FILTERS + 1];
     let err = drv.set_mac_table(&too_many, &[], &mut net.budget());
-    assert_eq!(err, Err(NetError::CtrlTooLarge));
+    assert_eq!(err, Err(NetDriverError::CtrlTooLarge));
     net.dev.borrow_mut().ctrl_ack = 1;
     let err = drv.set_promiscuous(false, &mut net.budget());
-    assert_eq!(err, Err(NetError::CtrlRejected));
+    assert_eq!(err, Err(NetDriverError::CtrlRejected));
     net.dev.borrow_mut().ctrl_ack = 7;
     let err = drv.set_promiscuous(false, &mut net.budget());
-    assert_eq!(err, Err(NetError::CtrlBadAck(7)));
+    assert_eq!(err, Err(NetDriverError::CtrlBadAck(7)));
     // Without the control queue.
     let plain = Net::standard();
     let mut drv = plain.driver(NetOptions {
@@ -295,5 +297,5 @@ fn control_commands_on(options: NetOptions) {
         ..options
     });
     let err = drv.set_promiscuous(false, &mut plain.budget());
-    assert_eq!(err, Err(NetError::NoControlQueue));
+    assert_eq!(err, Err(NetDriverError::NoControlQueue));
 }

@@ -17,7 +17,7 @@ use support::{
     net::*,
     tso::{Framed, coalesce, segment},
 };
-use vireo_drivers::net::{NetOptions, NetStats};
+use vireo_drivers::net::{NetDriverStats, NetOptions};
 
 const MAC_B: [u8; 6] = [0x52, 0x54, 0x00, 0xab, 0xcd, 0xef];
 const TOTAL: usize = 1 << 20;
@@ -225,11 +225,11 @@ impl Link {
     }
 }
 
-fn transfer(options: NetOptions, wire: Wire) -> [NetStats; 2] {
+fn transfer(options: NetOptions, wire: Wire) -> [NetDriverStats; 2] {
     transfer_over(options, wire, false)
 }
 
-fn transfer_over(options: NetOptions, wire: Wire, ipv6: bool) -> [NetStats; 2] {
+fn transfer_over(options: NetOptions, wire: Wire, ipv6: bool) -> [NetDriverStats; 2] {
     let mut a = End::new(MAC, 1, ipv6, options, 1);
     let mut b = End::new(MAC_B, 2, ipv6, options, 2);
     if wire == Wire::Coalescing {

@@ -8,7 +8,7 @@
 mod support;
 
 use support::{frames::*, net::*, tso::*};
-use vireo_drivers::net::{MAX_GSO_FRAME_LEN, MAX_TSO_FRAME_LEN, NetError, NetOptions};
+use vireo_drivers::net::{MAX_GSO_FRAME_LEN, MAX_TSO_FRAME_LEN, NetDriverError, NetOptions};
 use vireo_virtio::virtio_spec::{F, net};
 
 fn tso() -> F {
@@ -299,12 +299,12 @@ fn a_segment_the_device_cannot_cut_is_dropped_and_reported() {
     // UDP is not TCP/IPv4: taken out of the batch, its buffer free again.
     let udp = frame(MAC, false, L4::Udp { port: 53 }, &[1; 3000]);
     send_segmented(&mut drv, &udp, 1448);
-    assert_eq!(drv.take_error(), Some(NetError::ChecksumOffload));
+    assert_eq!(drv.take_error(), Some(NetDriverError::ChecksumOffload));
     // Longer than the largest IPv4 packet: refused before it is written.
     send_segmented(&mut drv, &vec![0; MAX_TSO_FRAME_LEN + 1], 1448);
     assert!(matches!(
         drv.take_error(),
-        Some(NetError::FrameTooLarge { .. })
+        Some(NetDriverError::FrameTooLarge { .. })
     ));
     assert!(net.dev.borrow_mut().take_tx().is_empty());
     assert_eq!(drv.tx_outstanding(), 0);
@@ -324,7 +324,7 @@ fn a_segment_the_device_cannot_cut_is_dropped_and_reported() {
     send_segmented(&mut drv, &frame(MAC, false, l4, &[0; 3000]), 1448);
     assert!(matches!(
         drv.take_error(),
-        Some(NetError::FrameTooLarge { max: 1514, .. })
+        Some(NetDriverError::FrameTooLarge { max: 1514, .. })
     ));
 }
 

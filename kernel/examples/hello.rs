@@ -113,7 +113,7 @@ fn scratch_check(disk: &block::BlockDevice) -> Result<(), BlockError> {
     let elapsed = start.elapsed();
     if back != data {
         println!("scratch disk: read-back MISMATCH");
-        return Err(BlockError::Driver(block::BlkError::IoError));
+        return Err(BlockError::Driver(block::BlkDriverError::IoError));
     }
     println!(
         "scratch disk: wrote, flushed, read back and verified {} KiB in {elapsed:?}",

@@ -19,7 +19,7 @@ mod support;
 use alloc::vec;
 
 use support::Rng;
-use vireo::block::{self, BlkError, BlockDevice, BlockError, Request, SECTOR_SIZE};
+use vireo::block::{self, BlkDriverError, BlockDevice, BlockError, Request, SECTOR_SIZE};
 
 vireo::test_main!(
     both_disks_are_found,
@@ -37,7 +37,7 @@ fn rw() -> &'static BlockDevice {
     block::by_serial("rw-disk").expect("writable disk")
 }
 
-fn refused(result: Result<(), BlockError>, expected: BlkError) {
+fn refused(result: Result<(), BlockError>, expected: BlkDriverError) {
     assert_eq!(result, Err(BlockError::Driver(expected)));
 }
 
@@ -54,13 +54,13 @@ fn both_disks_are_found() {
 fn read_only_disk_refuses_writes() {
     let d = ro();
     let data = vec![0xa5u8; 4096];
-    refused(d.write(0, &data), BlkError::ReadOnly);
+    refused(d.write(0, &data), BlkDriverError::ReadOnly);
     let r = d.discard(0, 8);
     assert!(
         matches!(
             r,
             Err(BlockError::Driver(
-                BlkError::ReadOnly | BlkError::Unsupported
+                BlkDriverError::ReadOnly | BlkDriverError::Unsupported
             ))
         ),
         "{r:?}"
@@ -70,7 +70,7 @@ fn read_only_disk_refuses_writes() {
         matches!(
             r,
             Err(BlockError::Driver(
-                BlkError::ReadOnly | BlkError::Unsupported
+                BlkDriverError::ReadOnly | BlkDriverError::Unsupported
             ))
         ),
         "{r:?}"
@@ -85,7 +85,7 @@ fn read_only_disk_refuses_writes() {
             },
         )
         .unwrap_err();
-    assert_eq!(e.error, BlkError::ReadOnly);
+    assert_eq!(e.error, BlkDriverError::ReadOnly);
     assert_eq!(e.request.into_buffers().len(), 1);
     // Reads work, and the disk is untouched.
     let mut back = vec![1u8; 4096];
@@ -97,11 +97,11 @@ fn out_of_range_is_refused() {
     let d = rw();
     let blocks = d.info().blocks;
     let mut buf = vec![0u8; 1024];
-    refused(d.read(blocks, &mut buf[..512]), BlkError::OutOfRange);
-    refused(d.read(blocks - 1, &mut buf), BlkError::OutOfRange);
-    refused(d.write(blocks - 1, &buf), BlkError::OutOfRange);
-    refused(d.read(u64::MAX / 2, &mut buf), BlkError::OutOfRange);
-    refused(d.discard(blocks - 4, 8), BlkError::OutOfRange);
+    refused(d.read(blocks, &mut buf[..512]), BlkDriverError::OutOfRange);
+    refused(d.read(blocks - 1, &mut buf), BlkDriverError::OutOfRange);
+    refused(d.write(blocks - 1, &buf), BlkDriverError::OutOfRange);
+    refused(d.read(u64::MAX / 2, &mut buf), BlkDriverError::OutOfRange);
+    refused(d.discard(blocks - 4, 8), BlkDriverError::OutOfRange);
     let e = d
         .submit(
             0,
@@ -111,7 +111,7 @@ fn out_of_range_is_refused() {
             },
         )
         .unwrap_err();
-    assert_eq!(e.error, BlkError::OutOfRange);
+    assert_eq!(e.error, BlkDriverError::OutOfRange);
     // The last block itself is fine.
     d.read(blocks - 1, &mut buf[..512]).unwrap();
 }
@@ -119,9 +119,9 @@ fn out_of_range_is_refused() {
 fn misaligned_and_empty_are_refused() {
     let d = rw();
     let mut buf = vec![0u8; 700];
-    refused(d.read(0, &mut buf), BlkError::Misaligned);
-    refused(d.write(0, &buf), BlkError::Misaligned);
-    refused(d.read(0, &mut []), BlkError::EmptyBuffer);
+    refused(d.read(0, &mut buf), BlkDriverError::Misaligned);
+    refused(d.write(0, &buf), BlkDriverError::Misaligned);
+    refused(d.read(0, &mut []), BlkDriverError::EmptyBuffer);
     let e = d
         .submit(
             0,
@@ -131,7 +131,7 @@ fn misaligned_and_empty_are_refused() {
             },
         )
         .unwrap_err();
-    assert_eq!(e.error, BlkError::Misaligned);
+    assert_eq!(e.error, BlkDriverError::Misaligned);
     let e = d
         .submit(
             0,
@@ -141,7 +141,7 @@ fn misaligned_and_empty_are_refused() {
             },
         )
         .unwrap_err();
-    assert_eq!(e.error, BlkError::EmptyBuffer);
+    assert_eq!(e.error, BlkDriverError::EmptyBuffer);
 }
 
 fn two_disks_at_once() {

@@ -16,7 +16,7 @@ use alloc::vec;
 use core::time::Duration;
 
 use vireo::{
-    block::{self, BlkError, BlockError},
+    block::{self, BlkDriverError, BlockError},
     time::{Instant, sleep},
 };
 
@@ -28,7 +28,7 @@ fn capacity_change_is_picked_up() {
     let mut buf = vec![0x5au8; 512];
     assert_eq!(
         d.write(8192, &buf),
-        Err(BlockError::Driver(BlkError::OutOfRange))
+        Err(BlockError::Driver(BlkDriverError::OutOfRange))
     );
     vireo::println!("vireo-test: resize the disk now");
     let start = Instant::now();

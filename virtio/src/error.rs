@@ -91,7 +91,7 @@ impl core::error::Error for QueueError {}
 impl QueueError {
     /// What a user can do about this error, in words for a boot log (`None`: nothing beyond the
     /// message). The queue layer does not know the device type: a driver's error gives the
-    /// option of its own for the cases it knows better (see `BlkError::hint` in
+    /// option of its own for the cases it knows better (see `BlkDriverError::hint` in
     /// `vireo-drivers`).
     #[must_use]
     pub fn hint(&self) -> Option<&'static str> {

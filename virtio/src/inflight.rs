@@ -1,5 +1,7 @@
 //! Bookkeeping of the buffers in flight, shared by both ring layouts.
 //!
+//! Layer: virtqueue core, private (drivers and the kernel track requests, not ring slots).
+//!
 //! Each in-flight token sits in a slot indexed by its buffer id (split: the head descriptor's
 //! index; packed: the Buffer ID). Device-written ids and lengths are checked against these slots
 //! before anything changes, so a bad id can neither return a token twice nor lose one.

@@ -1,6 +1,10 @@
 //! Vireo's virtqueue core: split (virtio 1.2 §2.7) and packed (§2.8) rings, buffer tokens and
 //! feature negotiation, with no kernel code.
 //!
+//! Layer: the lowest of three. The drivers (`vireo-drivers`) build requests from buffer tokens
+//! and the kernel (`vireo`) supplies memory, registers and interrupts; neither touches ring
+//! memory.
+//!
 //! The kernel plugs in through two traits: [`DmaAllocator`] (device memory and
 //! virtual→physical translation) and [`Notifier`] (driver→device notification). Both ring
 //! layouts, [`SplitVq`] and [`PackedVq`], are one generic [`Queue`] and implement [`Virtq`].

@@ -6,7 +6,7 @@ use core::fmt;
 use vireo_virtio::{AvailBufferToken, DmaAllocator, DmaBuffer, UsedBufferToken};
 
 use super::{
-    error::BlkError,
+    error::BlkDriverError,
     pool::RequestPool,
     request::{ID_LEN, Request, RequestId, RequestKind, split_tag},
 };
@@ -26,16 +26,16 @@ pub struct DeviceId {
 impl DeviceId {
     /// Parses the device's 20 bytes: ASCII, NUL-padded, with no terminator when all 20 are used
     /// (§5.2.6).
-    fn parse(raw: &[u8]) -> Result<Self, BlkError> {
+    fn parse(raw: &[u8]) -> Result<Self, BlkDriverError> {
         let mut bytes = [0u8; ID_LEN];
-        let raw = raw.get(..ID_LEN).ok_or(BlkError::BadId)?;
+        let raw = raw.get(..ID_LEN).ok_or(BlkDriverError::BadId)?;
         bytes.copy_from_slice(raw);
         let len = bytes.iter().position(|&b| b == 0).unwrap_or(ID_LEN);
         let (id, padding) = bytes.split_at(len);
         if !id.iter().all(|b| b.is_ascii() && !b.is_ascii_control())
             || padding.iter().any(|&b| b != 0)
         {
-            return Err(BlkError::BadId);
+            return Err(BlkDriverError::BadId);
         }
         Ok(Self {
             bytes,
@@ -80,7 +80,7 @@ pub struct Completion<A: DmaAllocator> {
     /// The caller's data buffers, in submission order (empty for requests without data).
     pub buffers: Vec<DmaBuffer<A>>,
     /// The outcome, with the device's status and lengths checked.
-    pub result: Result<Output, BlkError>,
+    pub result: Result<Output, BlkDriverError>,
 }
 
 impl<A: DmaAllocator> fmt::Debug for Completion<A> {
@@ -152,7 +152,7 @@ impl<A: DmaAllocator> Completion<A> {
             id,
             kind,
             buffers: Request::from_token(token).into_buffers(),
-            result: Err(BlkError::DeviceReset),
+            result: Err(BlkDriverError::DeviceReset),
         }
     }
 }
@@ -163,33 +163,33 @@ fn interpret<A: DmaAllocator>(
     expected_len: usize,
     status: Option<&[u8]>,
     id_buf: Option<DmaBuffer<A>>,
-) -> Result<Output, BlkError> {
+) -> Result<Output, BlkDriverError> {
     let expected = u32::try_from(expected_len).unwrap_or(u32::MAX);
     // The status byte is the last device-writable byte: a used length of 0 means the device
     // never wrote it.
     let status = status.and_then(<[u8]>::last).copied();
     let Some(status) = status.filter(|_| written_len > 0) else {
-        return Err(BlkError::UsedLength {
+        return Err(BlkDriverError::UsedLength {
             len: written_len,
             expected,
         });
     };
     match status {
         S_OK => {}
-        S_IOERR => return Err(BlkError::IoError),
-        S_UNSUPP => return Err(BlkError::DeviceUnsupported),
-        other => return Err(BlkError::BadStatus(other)),
+        S_IOERR => return Err(BlkDriverError::IoError),
+        S_UNSUPP => return Err(BlkDriverError::DeviceUnsupported),
+        other => return Err(BlkDriverError::BadStatus(other)),
     }
     // Data the device reads for us must be covered by the length it reports written.
     if written_len < expected {
-        return Err(BlkError::UsedLength {
+        return Err(BlkDriverError::UsedLength {
             len: written_len,
             expected,
         });
     }
     match (kind, id_buf) {
         (RequestKind::GetId, Some(buf)) => DeviceId::parse(&buf).map(Output::Id),
-        (RequestKind::GetId, None) => Err(BlkError::BadId),
+        (RequestKind::GetId, None) => Err(BlkDriverError::BadId),
         _ => Ok(Output::Done),
     }
 }
@@ -205,7 +205,7 @@ mod tests {
         // The driver always posts a 20-byte id buffer for get-id; a token that lost it (a
         // driver bug) must not turn an OK status into a success without an id.
         let result = interpret::<GuestDma>(RequestKind::GetId, 1, 1, Some(&[S_OK]), None);
-        assert_eq!(result, Err(BlkError::BadId));
+        assert_eq!(result, Err(BlkDriverError::BadId));
         // With the buffer, the same answer is the id.
         let dma = GuestDma::new(1 << 16);
         let id = dma.buffer(b"serial\0\0\0\0\0\0\0\0\0\0\0\0\0\0");

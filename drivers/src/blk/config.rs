@@ -1,11 +1,14 @@
 //! Feature bits, driver options and the device configuration (virtio 1.2 §5.2.3, §5.2.4).
+//!
+//! Layer: driver (`vireo-drivers`). [`BlkDeviceConfig`] is what the device's configuration
+//! space says, checked; the kernel's `vireo::block::BlockInfo` is the summary applications get.
 
 use vireo_virtio::{
     transport::{Device, Transport},
     virtio_spec::{F, le128},
 };
 
-use super::error::BlkError;
+use super::error::BlkDriverError;
 
 /// The unit of `capacity` and of request sectors: 512 bytes, whatever the block size (§5.2.4).
 pub const SECTOR_SIZE: u64 = 512;
@@ -140,7 +143,7 @@ pub struct Topology {
 /// What the driver knows about the disk: the device configuration, checked, with the limits
 /// every request is validated against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BlkInfo {
+pub struct BlkDeviceConfig {
     /// Size of the disk in 512-byte sectors.
     pub capacity: u64,
     /// Logical block size in bytes: a power of two in 512..=65536 (512 when not offered).
@@ -185,7 +188,7 @@ pub struct BlkInfo {
     pub max_segments: u32,
 }
 
-impl BlkInfo {
+impl BlkDeviceConfig {
     /// The largest data segment (one caller buffer) in bytes.
     #[must_use]
     pub fn max_segment_bytes(&self) -> u32 {
@@ -240,7 +243,7 @@ impl BlkInfo {
     /// Reads and checks the configuration for the negotiated `features` (one consistent read
     /// under the generation counter, §2.5.1). `queues` and `max_segments` are left for the
     /// caller to fill once the queues exist.
-    pub(crate) fn read<T: Transport>(device: &Device<T>) -> Result<Self, BlkError> {
+    pub(crate) fn read<T: Transport>(device: &Device<T>) -> Result<Self, BlkDriverError> {
         let features = device.features();
         let has = |f: F| features.contains(f);
         let mut end = offset::BLK_SIZE;
@@ -260,11 +263,11 @@ impl BlkInfo {
         let mut raw = [0u8; offset::END];
         device
             .read_config(0, &mut raw[..end])
-            .map_err(BlkError::Transport)?;
+            .map_err(BlkDriverError::Transport)?;
         Self::parse(features, &raw)
     }
 
-    fn parse(features: F, raw: &[u8; offset::END]) -> Result<Self, BlkError> {
+    fn parse(features: F, raw: &[u8; offset::END]) -> Result<Self, BlkDriverError> {
         let has = |f: F| features.contains(f);
         let u16_at = |o: usize| u16::from_le_bytes([raw[o], raw[o + 1]]);
         let u32_at = |o: usize| u32::from_le_bytes([raw[o], raw[o + 1], raw[o + 2], raw[o + 3]]);
@@ -272,7 +275,7 @@ impl BlkInfo {
         u64_bytes.copy_from_slice(&raw[offset::CAPACITY..offset::CAPACITY + 8]);
         let capacity = u64::from_le_bytes(u64_bytes);
         if capacity.checked_mul(SECTOR_SIZE).is_none() {
-            return Err(BlkError::BadCapacity);
+            return Err(BlkDriverError::BadCapacity);
         }
         let (blk_size, blk_size_rejected) = if has(BLK_SIZE) {
             let reported = u32_at(offset::BLK_SIZE);
@@ -366,24 +369,27 @@ mod tests {
     fn blk_size_falls_back_to_512_when_unusable() {
         for bad in [0u32, 256, 1000, 131_072, 4097] {
             let raw = config(|r| r[20..24].copy_from_slice(&bad.to_le_bytes()));
-            let info = BlkInfo::parse(BLK_SIZE, &raw).unwrap();
+            let info = BlkDeviceConfig::parse(BLK_SIZE, &raw).unwrap();
             assert_eq!((info.blk_size, info.blk_size_rejected), (512, Some(bad)));
         }
         let raw = config(|r| r[20..24].copy_from_slice(&4096u32.to_le_bytes()));
-        let info = BlkInfo::parse(BLK_SIZE, &raw).unwrap();
+        let info = BlkDeviceConfig::parse(BLK_SIZE, &raw).unwrap();
         assert_eq!((info.blk_size, info.blk_size_rejected), (4096, None));
     }
 
     #[test]
     fn capacity_overflow_is_an_error() {
         let raw = config(|r| r[0..8].copy_from_slice(&(u64::MAX / 256).to_le_bytes()));
-        assert_eq!(BlkInfo::parse(F::empty(), &raw), Err(BlkError::BadCapacity));
+        assert_eq!(
+            BlkDeviceConfig::parse(F::empty(), &raw),
+            Err(BlkDriverError::BadCapacity)
+        );
     }
 
     #[test]
     fn absent_or_zero_limits_get_defaults() {
         let raw = config(|_| ());
-        let info = BlkInfo::parse(SIZE_MAX | SEG_MAX | MQ | DISCARD, &raw).unwrap();
+        let info = BlkDeviceConfig::parse(SIZE_MAX | SEG_MAX | MQ | DISCARD, &raw).unwrap();
         assert_eq!(info.size_max, u32::MAX);
         assert_eq!(info.seg_max, 1);
         assert_eq!(info.num_queues, 1);

@@ -11,8 +11,8 @@ use vireo_virtio::{
 
 use super::{
     completion::Completion,
-    config::{BlkInfo, BlkOptions, DISCARD, MQ, WRITE_ZEROES},
-    error::{BlkError, SubmitError},
+    config::{BlkDeviceConfig, BlkOptions, DISCARD, MQ, WRITE_ZEROES},
+    error::{BlkDriverError, SubmitError},
     pool::{PoolStats, RequestPool},
     request::{Request, RequestId, RequestKind},
 };
@@ -123,7 +123,7 @@ pub struct BlkDriver<T: Transport, A: DmaAllocator + 'static> {
     device: Device<T>,
     alloc: A,
     options: BlkOptions,
-    info: BlkInfo,
+    info: BlkDeviceConfig,
     /// Empty while the driver is not operational (after a failed re-initialisation). The
     /// requests in flight are inside.
     queues: DeviceMemory<Vec<Box<dyn Virtq<A> + Send>>>,
@@ -155,8 +155,8 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
     /// `vectors[i]` (`None` or missing: no vector) — and `DRIVER_OK`.
     ///
     /// # Errors
-    /// [`BlkError::Transport`] (wrong device type, timeout, features rejected, queue setup,
-    /// `DEVICE_NEEDS_RESET` at `DRIVER_OK`), [`BlkError::BadCapacity`]. Queues already handed
+    /// [`BlkDriverError::Transport`] (wrong device type, timeout, features rejected, queue setup,
+    /// `DEVICE_NEEDS_RESET` at `DRIVER_OK`), [`BlkDriverError::BadCapacity`]. Queues already handed
     /// to the device are freed only after a confirmed reset (within `budget`, or else
     /// [`BlkOptions::drop_reset_polls`] status reads), leaked otherwise; the device is left
     /// `FAILED`.
@@ -166,7 +166,7 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
         options: BlkOptions,
         vectors: &[Option<u16>],
         budget: &mut WaitBudget<'_>,
-    ) -> Result<Self, BlkError> {
+    ) -> Result<Self, BlkDriverError> {
         let device = Device::init(transport, DEVICE_TYPE_BLOCK, options.wanted(), budget)?;
         let buffer_type = if device.features().contains(F::INDIRECT_DESC) {
             BufferType::Indirect
@@ -177,7 +177,7 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
             device,
             alloc,
             options,
-            info: BlkInfo::empty(),
+            info: BlkDeviceConfig::empty(),
             queues: DeviceMemory::new(),
             buffer_type,
             queue_segment_limit: 0,
@@ -191,8 +191,8 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
 
     /// Reads the configuration, creates the queues and sets `DRIVER_OK` (the driver's steps of
     /// [`BringUp::bring_up`], which tears down and sets `FAILED` on failure).
-    fn try_configure(&mut self, vectors: &[Option<u16>]) -> Result<(), BlkError> {
-        let mut info = BlkInfo::read(&self.device)?;
+    fn try_configure(&mut self, vectors: &[Option<u16>]) -> Result<(), BlkDriverError> {
+        let mut info = BlkDeviceConfig::read(&self.device)?;
         let count = if self.device.features().contains(MQ) {
             info.num_queues.min(self.options.queues.max(1))
         } else {
@@ -238,14 +238,14 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
     /// A device reset forgets it: set it again after [`reset_and_reinit`](Self::reset_and_reinit).
     ///
     /// # Errors
-    /// [`BlkError::Transport`] if the device refuses the vector.
-    pub fn set_config_vector(&mut self, vector: Option<u16>) -> Result<(), BlkError> {
+    /// [`BlkDriverError::Transport`] if the device refuses the vector.
+    pub fn set_config_vector(&mut self, vector: Option<u16>) -> Result<(), BlkDriverError> {
         Ok(self.device.transport_mut().set_config_vector(vector)?)
     }
 
     /// What the driver knows about the disk and the limits requests are checked against.
     #[must_use]
-    pub fn info(&self) -> &BlkInfo {
+    pub fn info(&self) -> &BlkDeviceConfig {
         &self.info
     }
 
@@ -261,13 +261,13 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
         self.queues.len() as u16
     }
 
-    fn queue(&mut self, queue: u16) -> Result<&mut Box<dyn Virtq<A> + Send>, BlkError> {
+    fn queue(&mut self, queue: u16) -> Result<&mut Box<dyn Virtq<A> + Send>, BlkDriverError> {
         if self.queues.is_empty() {
-            return Err(BlkError::NotReady);
+            return Err(BlkDriverError::NotReady);
         }
         self.queues
             .get_mut(usize::from(queue))
-            .ok_or(BlkError::NoSuchQueue)
+            .ok_or(BlkDriverError::NoSuchQueue)
     }
 
     /// Checks `request` and makes it available on `queue`, notifying the device if it asked.
@@ -279,8 +279,8 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
     ///
     /// # Errors
     /// Nothing reaches the device, and the request comes back with its buffers: validation
-    /// errors (see [`BlkError`]), [`BlkError::QueueFull`], [`BlkError::AllocFailed`],
-    /// [`BlkError::NoSuchQueue`], [`BlkError::NotReady`].
+    /// errors (see [`BlkDriverError`]), [`BlkDriverError::QueueFull`], [`BlkDriverError::AllocFailed`],
+    /// [`BlkDriverError::NoSuchQueue`], [`BlkDriverError::NotReady`].
     pub fn submit(&mut self, queue: u16, request: Request<A>) -> Result<RequestId, SubmitError<A>> {
         let id = RequestId(self.next_id);
         let refuse = |error, request| SubmitError { error, request };
@@ -326,7 +326,7 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
         queue: u16,
         requests: &mut VecDeque<Request<A>>,
         ids: &mut Vec<RequestId>,
-    ) -> Result<(), BlkError> {
+    ) -> Result<(), BlkDriverError> {
         self.queue(queue)?;
         let mut tokens = VecDeque::with_capacity(requests.len());
         let mut first_id = self.next_id;
@@ -389,11 +389,11 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
     /// a bad answer is an error in [`Completion::result`], with the buffers.
     ///
     /// # Errors
-    /// [`BlkError::Queue`] when the device broke the ring protocol (nothing is lost: call
+    /// [`BlkDriverError::Queue`] when the device broke the ring protocol (nothing is lost: call
     /// [`reset_and_reinit`](Self::reset_and_reinit), which completes every request in flight);
-    /// [`BlkError::NoSuchQueue`], [`BlkError::NotReady`].
-    pub fn poll(&mut self, queue: u16) -> Result<Option<Completion<A>>, BlkError> {
-        let used = self.queue(queue)?.poll().map_err(BlkError::Queue)?;
+    /// [`BlkDriverError::NoSuchQueue`], [`BlkDriverError::NotReady`].
+    pub fn poll(&mut self, queue: u16) -> Result<Option<Completion<A>>, BlkDriverError> {
+        let used = self.queue(queue)?.poll().map_err(BlkDriverError::Queue)?;
         Ok(used.map(|u| Completion::from_used(u, &mut self.pool)))
     }
 
@@ -402,16 +402,16 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
     /// Returns `true` if completions are already pending: poll before waiting for an interrupt.
     ///
     /// # Errors
-    /// [`BlkError::NoSuchQueue`], [`BlkError::NotReady`].
-    pub fn enable_notifications(&mut self, queue: u16) -> Result<bool, BlkError> {
+    /// [`BlkDriverError::NoSuchQueue`], [`BlkDriverError::NotReady`].
+    pub fn enable_notifications(&mut self, queue: u16) -> Result<bool, BlkDriverError> {
         Ok(self.queue(queue)?.enable_notifications())
     }
 
     /// Asks the device not to send used-buffer notifications on `queue` (polling; a hint).
     ///
     /// # Errors
-    /// [`BlkError::NoSuchQueue`], [`BlkError::NotReady`].
-    pub fn disable_notifications(&mut self, queue: u16) -> Result<(), BlkError> {
+    /// [`BlkDriverError::NoSuchQueue`], [`BlkDriverError::NotReady`].
+    pub fn disable_notifications(&mut self, queue: u16) -> Result<(), BlkDriverError> {
         self.queue(queue)?.disable_notifications();
         Ok(())
     }
@@ -420,8 +420,8 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
     /// may have been lost; not counted in [`kicks`](Self::kicks)).
     ///
     /// # Errors
-    /// [`BlkError::NoSuchQueue`], [`BlkError::NotReady`].
-    pub fn renotify(&mut self, queue: u16) -> Result<(), BlkError> {
+    /// [`BlkDriverError::NoSuchQueue`], [`BlkDriverError::NotReady`].
+    pub fn renotify(&mut self, queue: u16) -> Result<(), BlkDriverError> {
         self.queue(queue)?.notify();
         Ok(())
     }
@@ -429,13 +429,13 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
     /// The notification state of `queue`'s ring, for diagnostics.
     ///
     /// # Errors
-    /// [`BlkError::NoSuchQueue`], [`BlkError::NotReady`].
-    pub fn ring_state(&self, queue: u16) -> Result<RingState, BlkError> {
+    /// [`BlkDriverError::NoSuchQueue`], [`BlkDriverError::NotReady`].
+    pub fn ring_state(&self, queue: u16) -> Result<RingState, BlkDriverError> {
         if self.queues.is_empty() {
-            return Err(BlkError::NotReady);
+            return Err(BlkDriverError::NotReady);
         }
         let q = self.queues.get(usize::from(queue));
-        q.map(|q| q.ring_state()).ok_or(BlkError::NoSuchQueue)
+        q.map(|q| q.ring_state()).ok_or(BlkDriverError::NoSuchQueue)
     }
 
     /// How many driver-to-device notifications (queue kicks) submissions have sent so far, on all
@@ -474,16 +474,16 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
     }
 
     /// Handles a configuration-change notification: re-reads the configuration (a resized disk
-    /// shows in [`BlkInfo::capacity`]). Returns whether the capacity changed.
+    /// shows in [`BlkDeviceConfig::capacity`]). Returns whether the capacity changed.
     ///
     /// # Errors
-    /// [`BlkError::NeedsReset`] if the notification meant the device needs a reset;
-    /// [`BlkError::Transport`], [`BlkError::BadCapacity`] (the old information is kept).
-    pub fn config_changed(&mut self) -> Result<bool, BlkError> {
+    /// [`BlkDriverError::NeedsReset`] if the notification meant the device needs a reset;
+    /// [`BlkDriverError::Transport`], [`BlkDriverError::BadCapacity`] (the old information is kept).
+    pub fn config_changed(&mut self) -> Result<bool, BlkDriverError> {
         if self.device.needs_reset() {
-            return Err(BlkError::NeedsReset);
+            return Err(BlkDriverError::NeedsReset);
         }
-        let mut info = BlkInfo::read(&self.device)?;
+        let mut info = BlkDeviceConfig::read(&self.device)?;
         info.queues = self.info.queues;
         info.max_segments = info.seg_max.min(self.queue_segment_limit);
         let changed = info.capacity != self.info.capacity;
@@ -494,24 +494,24 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
     /// Recovers from `DEVICE_NEEDS_RESET` or a queue protocol error: resets the device, completes
     /// every request that was in flight (pushed onto `completed` with their buffers, whether or
     /// not re-initialisation then succeeds: those the device had already finished with their
-    /// result, the others with [`BlkError::DeviceReset`]), renegotiates the same
+    /// result, the others with [`BlkDriverError::DeviceReset`]), renegotiates the same
     /// features, re-reads the configuration and re-creates the queues with the MSI-X `vectors`
     /// (as in [`new`](Self::new)).
     ///
     /// # Errors
-    /// - [`BlkError::Transport`] with
+    /// - [`BlkDriverError::Transport`] with
     ///   [`TransportError::Timeout`](vireo_virtio::transport::TransportError::Timeout) if the
     ///   device does not finish its reset: it may still access the buffers, so they stay with
     ///   the queues and nothing is completed; call again (or give up on the device).
     /// - Any re-initialisation failure: the device is reset again (queues it was given are
     ///   freed only if that reset is confirmed, as in [`new`](Self::new)), left `FAILED`, and
-    ///   the driver is not operational ([`BlkError::NotReady`]) until a later call succeeds.
+    ///   the driver is not operational ([`BlkDriverError::NotReady`]) until a later call succeeds.
     pub fn reset_and_reinit(
         &mut self,
         budget: &mut WaitBudget<'_>,
         vectors: &[Option<u16>],
         completed: &mut Vec<Completion<A>>,
-    ) -> Result<(), BlkError> {
+    ) -> Result<(), BlkDriverError> {
         // The device has stopped using the rings: the buffers are ours again. Requests it had
         // already finished keep their real (checked) result; the rest end with `DeviceReset`.
         // A protocol error stops the harvest of that queue, and its remaining requests end
@@ -531,7 +531,7 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
     for BlkDriver<T, A>
 {
     type Transport = T;
-    type Error = BlkError;
+    type Error = BlkDriverError;
 
     fn device_mut(&mut self) -> &mut Device<T> {
         &mut self.device
@@ -541,7 +541,7 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
         &mut self,
         vectors: &[Option<u16>],
         _budget: &mut WaitBudget<'_>,
-    ) -> Result<(), BlkError> {
+    ) -> Result<(), BlkDriverError> {
         self.try_configure(vectors)
     }
 
@@ -572,11 +572,11 @@ impl<T: Transport, A: DmaAllocator + 'static> Drop for BlkDriver<T, A> {
     }
 }
 
-fn queue_error(e: QueueError) -> BlkError {
+fn queue_error(e: QueueError) -> BlkDriverError {
     match e {
-        QueueError::QueueFull => BlkError::QueueFull,
-        QueueError::AllocFailed => BlkError::AllocFailed,
-        other => BlkError::Queue(other),
+        QueueError::QueueFull => BlkDriverError::QueueFull,
+        QueueError::AllocFailed => BlkDriverError::AllocFailed,
+        other => BlkDriverError::Queue(other),
     }
 }
 

@@ -1,4 +1,7 @@
-//! The driver's errors.
+//! [`BlkDriverError`]: why the virtio-blk driver refused a request or what the device answered.
+//!
+//! Layer: driver (`vireo-drivers`). Applications see these wrapped in the kernel's
+//! `vireo::block::BlockError::Driver`, next to the kernel's own failures (timeouts, memory).
 
 use core::fmt;
 
@@ -13,7 +16,7 @@ use super::request::Request;
 /// are the device's answers. [`BadStatus`](Self::BadStatus), [`UsedLength`](Self::UsedLength),
 /// [`BadId`](Self::BadId) and [`Queue`](Self::Queue) report a device that broke the protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BlkError {
+pub enum BlkDriverError {
     /// The sector range ends beyond the capacity (or its arithmetic overflows).
     OutOfRange,
     /// The start sector or the length is not a multiple of the block size.
@@ -71,7 +74,7 @@ pub enum BlkError {
     Transport(TransportError),
 }
 
-impl fmt::Display for BlkError {
+impl fmt::Display for BlkDriverError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::OutOfRange => f.write_str("sector range beyond the disk capacity"),
@@ -104,9 +107,9 @@ impl fmt::Display for BlkError {
     }
 }
 
-impl core::error::Error for BlkError {}
+impl core::error::Error for BlkDriverError {}
 
-impl BlkError {
+impl BlkDriverError {
     /// What a user can do about this error, in words for a boot log (`None`: the message says
     /// it all). Queue and transport errors take the queue layer's hint
     /// ([`TransportError::hint`]) except where a block device has its own remedy (Vireo's
@@ -171,7 +174,7 @@ impl BlkError {
     }
 }
 
-impl From<TransportError> for BlkError {
+impl From<TransportError> for BlkDriverError {
     fn from(e: TransportError) -> Self {
         Self::Transport(e)
     }
@@ -181,7 +184,7 @@ impl From<TransportError> for BlkError {
 /// buffers, intact (it did not reach the device).
 pub struct SubmitError<A: DmaAllocator> {
     /// Why the request was refused.
-    pub error: BlkError,
+    pub error: BlkDriverError,
     /// The request, as given.
     pub request: Request<A>,
 }

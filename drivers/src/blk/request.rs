@@ -6,8 +6,8 @@ use core::fmt;
 use vireo_virtio::{AvailBufferToken, DmaAllocator, DmaBuffer};
 
 use super::{
-    config::{BlkInfo, SECTOR_SIZE},
-    error::BlkError,
+    config::{BlkDeviceConfig, SECTOR_SIZE},
+    error::BlkDriverError,
     pool::{HEADER_LEN, RequestPool},
 };
 
@@ -146,18 +146,18 @@ impl<A: DmaAllocator> Request<A> {
 
     /// Checks the request against the device's configuration, before anything is allocated or
     /// made available.
-    pub(crate) fn validate(&self, info: &BlkInfo) -> Result<(), BlkError> {
+    pub(crate) fn validate(&self, info: &BlkDeviceConfig) -> Result<(), BlkDriverError> {
         let per_block = info.sectors_per_block();
         match self {
             Self::Read { sector, buffers } | Self::Write { sector, buffers } => {
                 if matches!(self, Self::Write { .. }) && info.read_only {
-                    return Err(BlkError::ReadOnly);
+                    return Err(BlkDriverError::ReadOnly);
                 }
                 if buffers.is_empty() || buffers.iter().any(|b| b.is_empty()) {
-                    return Err(BlkError::EmptyBuffer);
+                    return Err(BlkDriverError::EmptyBuffer);
                 }
                 if buffers.len() as u64 > u64::from(info.max_segments) {
-                    return Err(BlkError::TooManySegments {
+                    return Err(BlkDriverError::TooManySegments {
                         max: info.max_segments,
                     });
                 }
@@ -165,17 +165,17 @@ impl<A: DmaAllocator> Request<A> {
                     .iter()
                     .any(|b| b.len() as u64 > u64::from(info.size_max))
                 {
-                    return Err(BlkError::SegmentTooLarge { max: info.size_max });
+                    return Err(BlkDriverError::SegmentTooLarge { max: info.size_max });
                 }
                 let bytes: u64 = buffers.iter().map(|b| b.len() as u64).sum();
                 if !bytes.is_multiple_of(u64::from(info.blk_size))
                     || !sector.is_multiple_of(per_block)
                 {
-                    return Err(BlkError::Misaligned);
+                    return Err(BlkDriverError::Misaligned);
                 }
                 check_range(info, *sector, bytes / SECTOR_SIZE)
             }
-            Self::Flush if !info.flush => Err(BlkError::Unsupported),
+            Self::Flush if !info.flush => Err(BlkDriverError::Unsupported),
             Self::Flush | Self::GetId => Ok(()),
             Self::Discard { ranges } | Self::WriteZeroes { ranges, .. } => {
                 let (max_sectors, max_seg) = if matches!(self, Self::Discard { .. }) {
@@ -184,25 +184,25 @@ impl<A: DmaAllocator> Request<A> {
                     (info.max_write_zeroes_sectors, info.max_write_zeroes_seg)
                 };
                 if max_sectors == 0 {
-                    return Err(BlkError::Unsupported);
+                    return Err(BlkDriverError::Unsupported);
                 }
                 if info.read_only {
-                    return Err(BlkError::ReadOnly);
+                    return Err(BlkDriverError::ReadOnly);
                 }
                 if ranges.is_empty() || ranges.iter().any(|r| r.num_sectors == 0) {
-                    return Err(BlkError::EmptyBuffer);
+                    return Err(BlkDriverError::EmptyBuffer);
                 }
                 if ranges.len() as u64 > u64::from(max_seg) {
-                    return Err(BlkError::TooManySegments { max: max_seg });
+                    return Err(BlkDriverError::TooManySegments { max: max_seg });
                 }
                 for range in ranges {
                     if range.num_sectors > max_sectors {
-                        return Err(BlkError::SegmentTooLarge { max: max_sectors });
+                        return Err(BlkDriverError::SegmentTooLarge { max: max_sectors });
                     }
                     if range.sector % per_block != 0
                         || u64::from(range.num_sectors) % per_block != 0
                     {
-                        return Err(BlkError::Misaligned);
+                        return Err(BlkDriverError::Misaligned);
                     }
                     check_range(info, range.sector, u64::from(range.num_sectors))?;
                 }
@@ -220,7 +220,7 @@ impl<A: DmaAllocator> Request<A> {
         id: RequestId,
         alloc: &A,
         pool: &mut RequestPool<A>,
-    ) -> Result<AvailBufferToken<A>, (BlkError, Self)> {
+    ) -> Result<AvailBufferToken<A>, (BlkDriverError, Self)> {
         let kind = self.kind();
         let sector = match &self {
             Self::Read { sector, .. } | Self::Write { sector, .. } => *sector,
@@ -230,11 +230,11 @@ impl<A: DmaAllocator> Request<A> {
         header[0..4].copy_from_slice(&kind.blk_type().to_le_bytes());
         header[8..16].copy_from_slice(&sector.to_le_bytes());
         let Some(header) = pool.header(alloc, &header) else {
-            return Err((BlkError::AllocFailed, self));
+            return Err((BlkDriverError::AllocFailed, self));
         };
         let Some(status) = pool.status(alloc) else {
             pool.put_header(header);
-            return Err((BlkError::AllocFailed, self));
+            return Err((BlkDriverError::AllocFailed, self));
         };
         let tag = id.0 << 3 | kind.code();
         // Reads and writes reuse the caller's list for the data side (no copy of the list).
@@ -264,7 +264,7 @@ impl<A: DmaAllocator> Request<A> {
                 let Some(id_buf) = dma_copy(alloc, &[0u8; ID_LEN]) else {
                     pool.put_header(header);
                     pool.put_status(status);
-                    return Err((BlkError::AllocFailed, self));
+                    return Err((BlkDriverError::AllocFailed, self));
                 };
                 let mut readable = pool.list();
                 readable.push(header);
@@ -278,7 +278,7 @@ impl<A: DmaAllocator> Request<A> {
                 let Some(segments) = encode_ranges(alloc, ranges, unmap) else {
                     pool.put_header(header);
                     pool.put_status(status);
-                    return Err((BlkError::AllocFailed, self));
+                    return Err((BlkDriverError::AllocFailed, self));
                 };
                 let mut readable = pool.list();
                 readable.push(header);
@@ -366,10 +366,10 @@ pub(crate) fn split_tag(tag: u64) -> (RequestKind, RequestId) {
     (RequestKind::from_code(tag & 7), RequestId(tag >> 3))
 }
 
-fn check_range(info: &BlkInfo, sector: u64, sectors: u64) -> Result<(), BlkError> {
+fn check_range(info: &BlkDeviceConfig, sector: u64, sectors: u64) -> Result<(), BlkDriverError> {
     match sector.checked_add(sectors) {
         Some(end) if end <= info.capacity => Ok(()),
-        _ => Err(BlkError::OutOfRange),
+        _ => Err(BlkDriverError::OutOfRange),
     }
 }
 

@@ -7,7 +7,7 @@ use vireo_virtio::virtio_spec::net::HdrGso;
 use super::{
     checksum::{RxVerdict, is_tcp_segment, verify_received},
     config::{HEADER_LEN, MAX_GSO_FRAME_LEN, hdr, hdr_u16},
-    error::NetStats,
+    error::NetDriverStats,
 };
 
 /// The negotiated features and limits a received frame is checked against.
@@ -58,7 +58,7 @@ impl RxConfig {
 /// see [`checksum`].
 pub(crate) fn accept(
     config: &RxConfig,
-    stats: &mut NetStats,
+    stats: &mut NetDriverStats,
     header: &[u8; HEADER_LEN],
     frame: &[u8],
 ) -> bool {
@@ -98,7 +98,7 @@ pub(crate) fn accept(
 /// `DATA_VALID` the device may set even then, as the corrected spec allows, is only counted).
 fn checksum(
     guest_csum: bool,
-    stats: &mut NetStats,
+    stats: &mut NetDriverStats,
     header: &[u8; HEADER_LEN],
     frame: &[u8],
 ) -> bool {

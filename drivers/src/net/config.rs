@@ -1,5 +1,8 @@
 //! Feature bits, driver options, the net header and the device configuration
 //! (virtio 1.2 §5.1.3, §5.1.4, §5.1.6).
+//!
+//! Layer: driver (`vireo-drivers`). [`NetDeviceConfig`] is what the device's configuration
+//! space says, checked; the kernel's `vireo::net::NetInfo` is the summary applications get.
 
 use core::mem::{offset_of, size_of};
 
@@ -8,7 +11,7 @@ use vireo_virtio::{
     virtio_spec::{F, net},
 };
 
-use super::error::NetError;
+use super::error::NetDriverError;
 
 /// Length of `struct virtio_net_hdr_v1` (§5.1.6): modern devices always have `num_buffers`.
 pub const HEADER_LEN: usize = size_of::<net::Hdr>();
@@ -196,7 +199,7 @@ pub(crate) fn has(features: F, f: net::F) -> bool {
 
 /// What the driver knows about the device, read from its configuration and checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NetInfo {
+pub struct NetDeviceConfig {
     /// The MAC address (`VIRTIO_NET_F_MAC`), as read at initialisation or at the last
     /// [`config_changed`](super::NetDriver::config_changed); all zero when not offered.
     pub mac: [u8; 6],
@@ -213,15 +216,15 @@ pub struct NetInfo {
     pub rx_buffer_len: usize,
 }
 
-impl NetInfo {
+impl NetDeviceConfig {
     /// Reads the configuration at initialisation: MAC, link state and MTU.
     ///
     /// # Errors
-    /// [`NetError::Transport`] if the configuration cannot be read.
+    /// [`NetDriverError::Transport`] if the configuration cannot be read.
     pub(crate) fn read<T: Transport>(
         device: &Device<T>,
         options: &NetOptions,
-    ) -> Result<Self, NetError> {
+    ) -> Result<Self, NetDriverError> {
         let features = device.features();
         let (mac, link_up) = read_mac_status(device)?;
         let (mtu, mtu_rejected) = if has(features, net::F::MTU) {
@@ -267,10 +270,10 @@ fn checked_mtu(raw: u16, max_mtu: u16) -> (u16, Option<u16>) {
 /// `VIRTIO_NET_F_STATUS`).
 ///
 /// # Errors
-/// [`NetError::Transport`] if the configuration cannot be read.
+/// [`NetDriverError::Transport`] if the configuration cannot be read.
 pub(crate) fn read_mac_status<T: Transport>(
     device: &Device<T>,
-) -> Result<([u8; 6], bool), NetError> {
+) -> Result<([u8; 6], bool), NetDriverError> {
     let features = device.features();
     let mut mac = [0u8; 6];
     if has(features, net::F::MAC) {

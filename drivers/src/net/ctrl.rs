@@ -9,7 +9,7 @@ use vireo_virtio::{
     virtio_spec::net::{Ctrl, ctrl},
 };
 
-use super::error::NetError;
+use super::error::NetDriverError;
 
 /// Most MAC addresses in one MAC table command (unicast and multicast together).
 pub const MAX_MAC_FILTERS: usize = 64;
@@ -45,7 +45,7 @@ impl<A: DmaAllocator> CtrlQueue<A> {
         command: ctrl::Rx,
         on: bool,
         budget: &mut WaitBudget<'_>,
-    ) -> Result<(), NetError> {
+    ) -> Result<(), NetDriverError> {
         self.send(Ctrl::Rx.into(), command.into(), &[&[u8::from(on)]], budget)
     }
 
@@ -56,9 +56,9 @@ impl<A: DmaAllocator> CtrlQueue<A> {
         unicast: &[[u8; 6]],
         multicast: &[[u8; 6]],
         budget: &mut WaitBudget<'_>,
-    ) -> Result<(), NetError> {
+    ) -> Result<(), NetDriverError> {
         if unicast.len() + multicast.len() > MAX_MAC_FILTERS {
-            return Err(NetError::CtrlTooLarge);
+            return Err(NetDriverError::CtrlTooLarge);
         }
         let uni_count = (unicast.len() as u32).to_le_bytes();
         let multi_count = (multicast.len() as u32).to_le_bytes();
@@ -78,17 +78,17 @@ impl<A: DmaAllocator> CtrlQueue<A> {
     /// Sends one command (`class`, `command`, then `data` concatenated) and waits for the ack.
     ///
     /// # Errors
-    /// [`NetError::CtrlBusy`] (an earlier command never came back), [`NetError::CtrlTooLarge`],
-    /// [`NetError::Transport`] with a timeout (the command stays in flight; reset the device),
-    /// [`NetError::CtrlRejected`], [`NetError::CtrlBadAck`], [`NetError::Queue`].
+    /// [`NetDriverError::CtrlBusy`] (an earlier command never came back), [`NetDriverError::CtrlTooLarge`],
+    /// [`NetDriverError::Transport`] with a timeout (the command stays in flight; reset the device),
+    /// [`NetDriverError::CtrlRejected`], [`NetDriverError::CtrlBadAck`], [`NetDriverError::Queue`].
     fn send(
         &mut self,
         class: u8,
         command: u8,
         data: &[&[u8]],
         budget: &mut WaitBudget<'_>,
-    ) -> Result<(), NetError> {
-        let mut token = self.token.take().ok_or(NetError::CtrlBusy)?;
+    ) -> Result<(), NetDriverError> {
+        let mut token = self.token.take().ok_or(NetDriverError::CtrlBusy)?;
         let len = 2 + data.iter().map(|d| d.len()).sum::<usize>();
         let filled = match token.readable_mut().first_mut() {
             Some(buffer) if buffer.capacity() >= len => {
@@ -109,7 +109,7 @@ impl<A: DmaAllocator> CtrlQueue<A> {
         }
         if !filled {
             self.token = Some(token);
-            return Err(NetError::CtrlTooLarge);
+            return Err(NetDriverError::CtrlTooLarge);
         }
         if let Err(e) = self.vq.dispatch(token, BufferType::Direct) {
             self.token = Some(e.token);
@@ -121,7 +121,7 @@ impl<A: DmaAllocator> CtrlQueue<A> {
             answer = vq.poll().transpose();
             answer.is_some()
         })?;
-        let used = answer.ok_or(NetError::CtrlBusy)??;
+        let used = answer.ok_or(NetDriverError::CtrlBusy)??;
         let written = used.written_len();
         let token = used.into_avail();
         let ack = match token.writable().first() {
@@ -131,8 +131,8 @@ impl<A: DmaAllocator> CtrlQueue<A> {
         self.token = Some(token);
         match ack {
             ACK_OK => Ok(()),
-            ACK_ERR => Err(NetError::CtrlRejected),
-            other => Err(NetError::CtrlBadAck(other)),
+            ACK_ERR => Err(NetDriverError::CtrlRejected),
+            other => Err(NetDriverError::CtrlBadAck(other)),
         }
     }
 }

@@ -5,7 +5,7 @@ use vireo_virtio::{
     DmaAllocator, RingState, transport::Transport, transport::WaitBudget, virtio_spec::net,
 };
 
-use super::{NetDriver, error::NetError, tx::TxChecksum};
+use super::{NetDriver, error::NetDriverError, tx::TxChecksum};
 
 impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     /// Receives the next frame, if one is waiting: `f` sees its bytes (Ethernet header first,
@@ -14,9 +14,9 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     /// refill. Malformed frames are dropped and counted in [`stats`](Self::stats).
     ///
     /// # Errors
-    /// [`NetError::NotReady`]; [`NetError::Queue`] when the device broke the ring protocol
+    /// [`NetDriverError::NotReady`]; [`NetDriverError::Queue`] when the device broke the ring protocol
     /// (call [`reset_and_reinit`](Self::reset_and_reinit)).
-    pub fn receive<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, NetError> {
+    pub fn receive<R>(&mut self, f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>, NetDriverError> {
         let rx = &mut self.queues_mut()?.rx;
         let Some(held) = rx.next()? else {
             return Ok(None);
@@ -32,13 +32,13 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     /// of them. Used buffers are reclaimed here when none is free.
     ///
     /// # Errors
-    /// [`NetError::FrameTooLarge`], [`NetError::TxFull`] (every buffer in flight or batched:
-    /// flush, let the device work, retry), [`NetError::NotReady`], [`NetError::Queue`].
+    /// [`NetDriverError::FrameTooLarge`], [`NetDriverError::TxFull`] (every buffer in flight or batched:
+    /// flush, let the device work, retry), [`NetDriverError::NotReady`], [`NetDriverError::Queue`].
     pub fn transmit<R>(
         &mut self,
         len: usize,
         f: impl FnOnce(&mut [u8]) -> R,
-    ) -> Result<R, NetError> {
+    ) -> Result<R, NetDriverError> {
         Ok(f(self.queues_mut()?.tx.reserve(len, None)?))
     }
 
@@ -46,14 +46,14 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     /// completes the checksum described by `csum`.
     ///
     /// # Errors
-    /// As [`transmit`](Self::transmit), and [`NetError::ChecksumOffload`] when `CSUM` was
+    /// As [`transmit`](Self::transmit), and [`NetDriverError::ChecksumOffload`] when `CSUM` was
     /// not negotiated or the checksum field lies outside the frame.
     pub fn transmit_with_checksum<R>(
         &mut self,
         len: usize,
         csum: TxChecksum,
         f: impl FnOnce(&mut [u8]) -> R,
-    ) -> Result<R, NetError> {
+    ) -> Result<R, NetDriverError> {
         Ok(f(self.queues_mut()?.tx.reserve(len, Some(csum))?))
     }
 
@@ -61,8 +61,8 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     /// Returns whether the device was notified.
     ///
     /// # Errors
-    /// [`NetError::NotReady`], [`NetError::Queue`].
-    pub fn flush(&mut self) -> Result<bool, NetError> {
+    /// [`NetDriverError::NotReady`], [`NetDriverError::Queue`].
+    pub fn flush(&mut self) -> Result<bool, NetDriverError> {
         self.queues_mut()?.tx.flush()
     }
 
@@ -70,8 +70,8 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     /// [`transmit`](Self::transmit)); returns how many.
     ///
     /// # Errors
-    /// [`NetError::NotReady`], [`NetError::Queue`].
-    pub fn reclaim_tx(&mut self) -> Result<usize, NetError> {
+    /// [`NetDriverError::NotReady`], [`NetDriverError::Queue`].
+    pub fn reclaim_tx(&mut self) -> Result<usize, NetDriverError> {
         self.queues_mut()?.tx.reclaim()
     }
 
@@ -94,16 +94,16 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     /// ([`receive`](Self::receive)) instead of sleeping, or their notification may never come.
     ///
     /// # Errors
-    /// [`NetError::NotReady`], [`NetError::Queue`].
-    pub fn enable_rx_notifications(&mut self) -> Result<bool, NetError> {
+    /// [`NetDriverError::NotReady`], [`NetDriverError::Queue`].
+    pub fn enable_rx_notifications(&mut self) -> Result<bool, NetDriverError> {
         self.queues_mut()?.rx.enable_notifications()
     }
 
     /// Asks the device not to notify the driver of received frames (NAPI-style polling).
     ///
     /// # Errors
-    /// [`NetError::NotReady`].
-    pub fn disable_rx_notifications(&mut self) -> Result<(), NetError> {
+    /// [`NetDriverError::NotReady`].
+    pub fn disable_rx_notifications(&mut self) -> Result<(), NetDriverError> {
         self.queues_mut()?.rx.disable_notifications();
         Ok(())
     }
@@ -113,8 +113,8 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     /// without receive buffers, or with frames it never sends (the tx ring then stays full).
     ///
     /// # Errors
-    /// [`NetError::NotReady`].
-    pub fn renotify(&mut self) -> Result<(), NetError> {
+    /// [`NetDriverError::NotReady`].
+    pub fn renotify(&mut self) -> Result<(), NetDriverError> {
         let q = self.queues_mut()?;
         q.rx.renotify();
         q.tx.renotify();
@@ -124,9 +124,9 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     /// The notification state of the rx queue's ring, for diagnostics.
     ///
     /// # Errors
-    /// [`NetError::NotReady`].
-    pub fn rx_ring_state(&self) -> Result<RingState, NetError> {
-        let q = self.queues.as_ref().ok_or(NetError::NotReady)?;
+    /// [`NetDriverError::NotReady`].
+    pub fn rx_ring_state(&self) -> Result<RingState, NetDriverError> {
+        let q = self.queues.as_ref().ok_or(NetDriverError::NotReady)?;
         Ok(q.rx.ring_state())
     }
 
@@ -134,13 +134,13 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     /// device's answer within `budget`.
     ///
     /// # Errors
-    /// [`NetError::NoControlQueue`] without `CTRL_VQ` and `CTRL_RX`, and the errors of a
-    /// control command (see [`NetError`]).
+    /// [`NetDriverError::NoControlQueue`] without `CTRL_VQ` and `CTRL_RX`, and the errors of a
+    /// control command (see [`NetDriverError`]).
     pub fn set_promiscuous(
         &mut self,
         on: bool,
         budget: &mut WaitBudget<'_>,
-    ) -> Result<(), NetError> {
+    ) -> Result<(), NetDriverError> {
         self.rx_filter()?
             .set_rx_mode(net::ctrl::Rx::Promisc, on, budget)
     }
@@ -153,7 +153,7 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
         &mut self,
         on: bool,
         budget: &mut WaitBudget<'_>,
-    ) -> Result<(), NetError> {
+    ) -> Result<(), NetDriverError> {
         self.rx_filter()?
             .set_rx_mode(net::ctrl::Rx::Allmulti, on, budget)
     }
@@ -164,21 +164,21 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     /// solicited-node multicast address of each IPv6 address it configures.
     ///
     /// # Errors
-    /// As [`set_promiscuous`](Self::set_promiscuous), and [`NetError::CtrlTooLarge`].
+    /// As [`set_promiscuous`](Self::set_promiscuous), and [`NetDriverError::CtrlTooLarge`].
     pub fn set_mac_table(
         &mut self,
         unicast: &[[u8; 6]],
         multicast: &[[u8; 6]],
         budget: &mut WaitBudget<'_>,
-    ) -> Result<(), NetError> {
+    ) -> Result<(), NetDriverError> {
         self.rx_filter()?.set_mac_table(unicast, multicast, budget)
     }
 
-    fn rx_filter(&mut self) -> Result<&mut super::ctrl::CtrlQueue<A>, NetError> {
+    fn rx_filter(&mut self) -> Result<&mut super::ctrl::CtrlQueue<A>, NetDriverError> {
         let filtering = super::config::has(self.features(), net::F::CTRL_RX);
         match self.queues_mut()?.ctrl.as_mut() {
             Some(ctrl) if filtering => Ok(ctrl),
-            _ => Err(NetError::NoControlQueue),
+            _ => Err(NetDriverError::NoControlQueue),
         }
     }
 }

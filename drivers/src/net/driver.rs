@@ -12,11 +12,11 @@ use vireo_virtio::{
 use super::{
     accept::RxConfig,
     config::{
-        HEADER_LEN, MAX_GSO_FRAME_LEN, MAX_TSO_FRAME_LEN, NetInfo, NetOptions, has,
+        HEADER_LEN, MAX_GSO_FRAME_LEN, MAX_TSO_FRAME_LEN, NetDeviceConfig, NetOptions, has,
         read_mac_status, settle,
     },
     ctrl::{COMMAND_CAPACITY, CtrlQueue},
-    error::{NetError, NetStats},
+    error::{NetDriverError, NetDriverStats},
     rx::RxQueue,
     tx::TxQueue,
 };
@@ -58,15 +58,15 @@ pub struct NetDriver<T: Transport, A: DmaAllocator + 'static> {
     pub(crate) device: Device<T>,
     alloc: A,
     options: NetOptions,
-    info: NetInfo,
+    info: NetDeviceConfig,
     /// `None` while not operational.
     pub(crate) queues: DeviceMemory<Option<Queues<A>>>,
     /// Queues created during a bring-up and not yet in `queues`.
     staged: DeviceMemory<Vec<Box<dyn Virtq<A> + Send>>>,
     /// Counters of queues that were torn down (a reset keeps the totals).
-    past_stats: NetStats,
+    past_stats: NetDriverStats,
     /// The last error the phy layer could not report.
-    pub(crate) last_error: Option<NetError>,
+    pub(crate) last_error: Option<NetDriverError>,
 }
 
 impl<T: Transport, A: DmaAllocator + 'static> fmt::Debug for NetDriver<T, A> {
@@ -88,8 +88,8 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> N
     /// ([`default_multicast`]). Control commands wait within `budget`.
     ///
     /// # Errors
-    /// [`NetError::Transport`] (wrong device type, timeout, features rejected, queue setup),
-    /// [`NetError::AllocFailed`], a control command's error. The device is reset (memory is
+    /// [`NetDriverError::Transport`] (wrong device type, timeout, features rejected, queue setup),
+    /// [`NetDriverError::AllocFailed`], a control command's error. The device is reset (memory is
     /// freed only if the reset is confirmed, leaked otherwise) and left `FAILED`.
     pub fn new(
         transport: T,
@@ -97,10 +97,10 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> N
         options: NetOptions,
         vectors: &[Option<u16>],
         budget: &mut WaitBudget<'_>,
-    ) -> Result<Self, NetError> {
+    ) -> Result<Self, NetDriverError> {
         let wanted = options.wanted();
         let mut device = Device::init_with(transport, DEVICE_TYPE_NET, wanted, settle, budget)?;
-        let info = NetInfo::read(&device, &options).inspect_err(|_| device.fail())?;
+        let info = NetDeviceConfig::read(&device, &options).inspect_err(|_| device.fail())?;
         let mut driver = Self {
             device,
             alloc,
@@ -108,7 +108,7 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> N
             info,
             queues: DeviceMemory::new(),
             staged: DeviceMemory::new(),
-            past_stats: NetStats::default(),
+            past_stats: NetDriverStats::default(),
             last_error: None,
         };
         driver.bring_up(vectors, budget)?;
@@ -121,15 +121,15 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> N
     /// does. Frames batched but not flushed are lost; counters are kept.
     ///
     /// # Errors
-    /// - [`NetError::Transport`] with a timeout if the device does not finish its reset: it
+    /// - [`NetDriverError::Transport`] with a timeout if the device does not finish its reset: it
     ///   may still access the buffers, so they stay; call again (or give up on the device).
     /// - Any re-initialisation failure: the device is left `FAILED` and the driver not
-    ///   operational ([`NetError::NotReady`]) until a later call succeeds.
+    ///   operational ([`NetDriverError::NotReady`]) until a later call succeeds.
     pub fn reset_and_reinit(
         &mut self,
         budget: &mut WaitBudget<'_>,
         vectors: &[Option<u16>],
-    ) -> Result<(), NetError> {
+    ) -> Result<(), NetDriverError> {
         // The device no longer touches the rings or buffers: they may go back.
         self.reset_and_bring_up(vectors, budget, |driver, confirmed| {
             if let Some(q) = driver.queues.reclaim(confirmed) {
@@ -145,11 +145,11 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> N
     /// configuration space says.
     ///
     /// # Errors
-    /// [`NetError::NeedsReset`] if the notification meant the device needs a reset;
-    /// [`NetError::Transport`] (the old values are kept).
-    pub fn config_changed(&mut self) -> Result<ConfigChange, NetError> {
+    /// [`NetDriverError::NeedsReset`] if the notification meant the device needs a reset;
+    /// [`NetDriverError::Transport`] (the old values are kept).
+    pub fn config_changed(&mut self) -> Result<ConfigChange, NetDriverError> {
         if self.device.needs_reset() {
-            return Err(NetError::NeedsReset);
+            return Err(NetDriverError::NeedsReset);
         }
         let (mac, link_up) = read_mac_status(&self.device)?;
         let change = ConfigChange {
@@ -178,14 +178,14 @@ fn token<A: DmaAllocator>(
     alloc: &A,
     readable: &[usize],
     writable: &[usize],
-) -> Result<AvailBufferToken<A>, NetError> {
+) -> Result<AvailBufferToken<A>, NetDriverError> {
     let make = |lens: &[usize]| {
         let mut list = Vec::with_capacity(lens.len());
         for &len in lens {
             let buffer = DmaBuffer::new_zeroed_in(len, alloc.clone());
-            list.push(buffer.map_err(|_| NetError::AllocFailed)?);
+            list.push(buffer.map_err(|_| NetDriverError::AllocFailed)?);
         }
-        Ok::<_, NetError>(list)
+        Ok::<_, NetDriverError>(list)
     };
     Ok(AvailBufferToken::new(make(readable)?, make(writable)?))
 }
@@ -205,7 +205,7 @@ pub fn default_multicast(mac: [u8; 6]) -> Vec<[u8; 6]> {
 impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     /// What the driver knows about the device.
     #[must_use]
-    pub fn info(&self) -> &NetInfo {
+    pub fn info(&self) -> &NetDeviceConfig {
         &self.info
     }
 
@@ -236,7 +236,7 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
 
     /// Counters since initialisation.
     #[must_use]
-    pub fn stats(&self) -> NetStats {
+    pub fn stats(&self) -> NetDriverStats {
         let mut total = self.past_stats;
         if let Some(q) = self.queues.as_ref() {
             total.add(&q.rx.stats);
@@ -261,14 +261,14 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     /// [`reset_and_reinit`](Self::reset_and_reinit).
     ///
     /// # Errors
-    /// [`NetError::Transport`] if the device refuses the vector.
-    pub fn set_config_vector(&mut self, vector: Option<u16>) -> Result<(), NetError> {
+    /// [`NetDriverError::Transport`] if the device refuses the vector.
+    pub fn set_config_vector(&mut self, vector: Option<u16>) -> Result<(), NetDriverError> {
         Ok(self.device.transport_mut().set_config_vector(vector)?)
     }
 
     /// Takes the last error met inside the smoltcp [`phy`](Self::phy) calls, which cannot
     /// return one (a queue protocol error there means: reset the device).
-    pub fn take_error(&mut self) -> Option<NetError> {
+    pub fn take_error(&mut self) -> Option<NetDriverError> {
         self.last_error.take()
     }
 
@@ -288,8 +288,8 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
         self.staged.release(confirmed.as_ref());
     }
 
-    pub(crate) fn queues_mut(&mut self) -> Result<&mut Queues<A>, NetError> {
-        self.queues.as_mut().ok_or(NetError::NotReady)
+    pub(crate) fn queues_mut(&mut self) -> Result<&mut Queues<A>, NetDriverError> {
+        self.queues.as_mut().ok_or(NetDriverError::NotReady)
     }
 }
 
@@ -297,7 +297,7 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
     for NetDriver<T, A>
 {
     type Transport = T;
-    type Error = NetError;
+    type Error = NetDriverError;
 
     fn device_mut(&mut self) -> &mut Device<T> {
         &mut self.device
@@ -310,8 +310,8 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
         &mut self,
         vectors: &[Option<u16>],
         budget: &mut WaitBudget<'_>,
-    ) -> Result<(), NetError> {
-        self.info = NetInfo::read(&self.device, &self.options)?;
+    ) -> Result<(), NetDriverError> {
+        self.info = NetDeviceConfig::read(&self.device, &self.options)?;
         let features = self.device.features();
         let ctrl = has(features, net::F::CTRL_VQ);
         for index in [RX_QUEUE, TX_QUEUE, CTRL_QUEUE]
@@ -361,7 +361,7 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
         };
         let ctrl_vq = if ctrl { self.staged.pop() } else { None };
         let (Some(tx_vq), Some(rx_vq)) = (self.staged.pop(), self.staged.pop()) else {
-            return Err(NetError::NotReady);
+            return Err(NetDriverError::NotReady);
         };
         let csum = has(features, net::F::CSUM);
         let rx_config = RxConfig {
@@ -378,7 +378,7 @@ impl<T: Transport<Notifier: Send + 'static>, A: DmaAllocator + Send + 'static> B
             ctrl: ctrl_vq.zip(ctrl_token).map(|(vq, t)| CtrlQueue::new(vq, t)),
         });
         self.device.driver_ok()?;
-        let queues = self.queues.as_mut().ok_or(NetError::NotReady)?;
+        let queues = self.queues.as_mut().ok_or(NetDriverError::NotReady)?;
         queues.rx.refill(true)?;
         if let Some(ctrl) = queues
             .ctrl

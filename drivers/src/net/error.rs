@@ -1,4 +1,8 @@
-//! The driver's errors and counters.
+//! The virtio-net driver's errors ([`NetDriverError`]) and counters ([`NetDriverStats`]).
+//!
+//! Layer: driver (`vireo-drivers`). Applications never see [`NetDriverError`]: the kernel's
+//! network stack turns a failed device into its own `vireo::net::NetError`, and reports these
+//! counters inside `vireo::net::NetStats`.
 
 use core::fmt;
 
@@ -9,12 +13,12 @@ use vireo_virtio::{BROKEN_DEVICE_HINT, QueueError, transport::TransportError};
 /// [`Queue`](Self::Queue) with a protocol-violation kind, [`CtrlBadAck`](Self::CtrlBadAck) and
 /// [`NeedsReset`](Self::NeedsReset) mean the device must be reset
 /// ([`NetDriver::reset_and_reinit`](super::NetDriver::reset_and_reinit)). A malformed received
-/// frame is not an error: it is dropped and counted in [`NetStats`].
+/// frame is not an error: it is dropped and counted in [`NetDriverStats`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NetError {
+pub enum NetDriverError {
     /// Every transmit buffer is in flight; poll (or wait for the device) and retry.
     TxFull,
-    /// A frame longer than [`NetInfo::max_frame_len`](super::NetInfo::max_frame_len).
+    /// A frame longer than [`NetDeviceConfig::max_frame_len`](super::NetDeviceConfig::max_frame_len).
     FrameTooLarge {
         /// The length asked for.
         len: usize,
@@ -47,7 +51,7 @@ pub enum NetError {
     Transport(TransportError),
 }
 
-impl fmt::Display for NetError {
+impl fmt::Display for NetDriverError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::TxFull => f.write_str("every transmit buffer is in flight"),
@@ -67,9 +71,9 @@ impl fmt::Display for NetError {
     }
 }
 
-impl core::error::Error for NetError {}
+impl core::error::Error for NetDriverError {}
 
-impl NetError {
+impl NetDriverError {
     /// What a user can do about this error, in words for a boot log (`None`: the message says
     /// it all). Queue and transport errors take the queue layer's hint
     /// ([`TransportError::hint`]) except where a network device has its own remedy (Vireo's
@@ -123,7 +127,7 @@ impl NetError {
     }
 }
 
-impl From<TransportError> for NetError {
+impl From<TransportError> for NetDriverError {
     fn from(e: TransportError) -> Self {
         match e {
             TransportError::Queue(q) => q.into(),
@@ -132,7 +136,7 @@ impl From<TransportError> for NetError {
     }
 }
 
-impl From<QueueError> for NetError {
+impl From<QueueError> for NetDriverError {
     fn from(e: QueueError) -> Self {
         match e {
             QueueError::AllocFailed => Self::AllocFailed,
@@ -144,7 +148,7 @@ impl From<QueueError> for NetError {
 /// Counters of what the driver did and of what it dropped, since initialisation (a reset
 /// keeps them).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NetStats {
+pub struct NetDriverStats {
     /// Frames delivered to the caller.
     pub rx_frames: u64,
     /// Bytes of those frames (net header excluded).
@@ -193,7 +197,7 @@ pub struct NetStats {
     pub phy_errors: u64,
 }
 
-impl NetStats {
+impl NetDriverStats {
     /// Frames dropped for any reason.
     #[must_use]
     pub fn rx_dropped(&self) -> u64 {
@@ -206,7 +210,7 @@ impl NetStats {
     }
 }
 
-impl NetStats {
+impl NetDriverStats {
     /// Adds `other`'s counters to these.
     pub(crate) fn add(&mut self, other: &Self) {
         let pairs = [

@@ -1,9 +1,12 @@
 //! The virtio-net driver (virtio 1.2 §5.1), with a smoltcp device.
 //!
+//! Layer: driver, between the virtqueue core (`vireo-virtio`) and the kernel's network API
+//! (`vireo::net`), which adds the smoltcp interface, sockets and waiting.
+//!
 //! [`NetDriver`] brings up a network device over any
 //! [`Transport`](vireo_virtio::transport::Transport) with one queue pair (rx queue 0, tx
 //! queue 1, control queue 2 with `VIRTIO_NET_F_CTRL_VQ`). What it negotiates is chosen by
-//! [`NetOptions`]; what it read from the device is in [`NetInfo`].
+//! [`NetOptions`]; what it read from the device is in [`NetDeviceConfig`].
 //!
 //! - Receive: a pool of fixed-size DMA buffers kept posted, refilled in batches (one
 //!   notification per batch). A frame is handed over in its buffer
@@ -19,10 +22,10 @@
 //! - Checksums: with `VIRTIO_NET_F_GUEST_CSUM` the driver, not smoltcp, answers for received
 //!   TCP and UDP checksums, per frame: on the device's word (`NEEDS_CSUM`, `DATA_VALID`) or
 //!   by verifying them itself when the device set neither flag: one pass at most, a wrong
-//!   checksum dropped and counted ([`NetStats::rx_csum_failed`]). The details are in `phy.rs`.
+//!   checksum dropped and counted ([`NetDriverStats::rx_csum_failed`]). The details are in `phy.rs`.
 //! - The device is not trusted: a used length shorter than the net header, a bad
 //!   `num_buffers`, an oversized frame, checksum offsets outside the frame or a GSO type it may
-//!   not send drop the frame and count it in [`NetStats`]; ring protocol violations are [`NetError::Queue`]. No byte the
+//!   not send drop the frame and count it in [`NetDriverStats`]; ring protocol violations are [`NetDriverError::Queue`]. No byte the
 //!   device did not write reaches the caller.
 //! - Lifetime: a driver that is dropped, or whose bring-up fails, resets the device and frees
 //!   its rings and buffers only once the reset is confirmed; otherwise it leaks them.
@@ -41,11 +44,11 @@ mod tx;
 pub use self::{
     config::{
         DEFAULT_MTU, ETHERNET_HEADER_LEN, HEADER_LEN, MAX_GSO_FRAME_LEN, MAX_TSO_FRAME_LEN,
-        MIN_MTU, NetInfo, NetOptions,
+        MIN_MTU, NetDeviceConfig, NetOptions,
     },
     ctrl::MAX_MAC_FILTERS,
     driver::{ConfigChange, NetDriver, default_multicast},
-    error::{NetError, NetStats},
+    error::{NetDriverError, NetDriverStats},
     phy::{NetPhy, NetRxToken, NetTxToken},
     tx::TxChecksum,
 };

@@ -10,13 +10,13 @@
 //!
 //! - `NEEDS_CSUM`: the device validated every checksum before the partial one it left; the
 //!   frame is accepted without computing anything, once `csum_start`/`csum_offset` are seen
-//!   to lie inside it (otherwise it is dropped and counted in [`NetStats::rx_bad_csum`]).
+//!   to lie inside it (otherwise it is dropped and counted in [`NetDriverStats::rx_bad_csum`]).
 //!   smoltcp then sees a frame whose TCP or UDP checksum field holds a partial sum.
 //! - `DATA_VALID`: accepted.
 //! - Neither: the driver verifies the TCP or UDP checksum itself (IPv4 and IPv6, behind
 //!   hop-by-hop or destination-options headers; UDP over IPv4 with a zero checksum carries
 //!   none; a zero UDP checksum over IPv6 fails, RFC 8200 §8.1). A wrong one is dropped and
-//!   counted in [`NetStats::rx_csum_failed`]. A frame that smoltcp would not hand to TCP or
+//!   counted in [`NetDriverStats::rx_csum_failed`]. A frame that smoltcp would not hand to TCP or
 //!   UDP (not IP, another protocol, an IP fragment, lengths smoltcp refuses) goes to smoltcp
 //!   unchanged; smoltcp keeps verifying IPv4 header and ICMP checksums.
 //!
@@ -49,7 +49,7 @@ use vireo_virtio::{DmaAllocator, transport::Transport};
 use super::{
     NetDriver,
     config::HEADER_LEN,
-    error::{NetError, NetStats},
+    error::{NetDriverError, NetDriverStats},
     rx::{RxHeld, RxQueue},
     tx::TxQueue,
 };
@@ -60,7 +60,7 @@ use super::{
 /// Frames smoltcp transmits during the poll are batched; dropping the `NetPhy` (at the end
 /// of the statement above) hands them to the device with one notification. Errors smoltcp
 /// cannot take are kept for [`NetDriver::take_error`] and counted in
-/// [`NetStats::phy_errors`].
+/// [`NetDriverStats::phy_errors`].
 pub struct NetPhy<'a, T: Transport, A: DmaAllocator + 'static> {
     driver: &'a mut NetDriver<T, A>,
 }
@@ -110,7 +110,7 @@ impl<T: Transport, A: DmaAllocator + 'static> NetDriver<T, A> {
     }
 }
 
-fn record(error: &mut Option<NetError>, stats: &mut NetStats, e: NetError) {
+fn record(error: &mut Option<NetDriverError>, stats: &mut NetDriverStats, e: NetDriverError) {
     *error = Some(e);
     stats.phy_errors += 1;
 }
@@ -228,7 +228,7 @@ impl<A: DmaAllocator> Drop for NetRxToken<'_, A> {
 /// A transmit buffer for smoltcp: the frame is written after the net header, in place.
 pub struct NetTxToken<'a, A: DmaAllocator> {
     tx: &'a mut TxQueue<A>,
-    error: &'a mut Option<NetError>,
+    error: &'a mut Option<NetDriverError>,
     /// The MSS smoltcp asked the device to cut this TCP segment at (see the module docs).
     mss: Option<u16>,
 }

@@ -10,7 +10,7 @@ use vireo_virtio::{AvailBufferToken, BufferType, DmaAllocator, RingState, Virtq}
 use super::{
     accept::{RxConfig, accept},
     config::{HEADER_LEN, hdr, hdr_u16},
-    error::{NetError, NetStats},
+    error::{NetDriverError, NetDriverStats},
 };
 
 /// A received frame the caller holds: its buffer stays out of the ring until it is released.
@@ -38,7 +38,7 @@ pub(crate) struct RxQueue<A: DmaAllocator> {
     refill_batch: usize,
     /// Buffers in the pool (posted, spare or held).
     total: usize,
-    pub(crate) stats: NetStats,
+    pub(crate) stats: NetDriverStats,
 }
 
 impl<A: DmaAllocator> RxQueue<A> {
@@ -61,7 +61,7 @@ impl<A: DmaAllocator> RxQueue<A> {
             merged,
             config,
             refill_batch: usize::from(refill_batch.max(1)),
-            stats: NetStats::default(),
+            stats: NetDriverStats::default(),
         }
     }
 
@@ -69,8 +69,8 @@ impl<A: DmaAllocator> RxQueue<A> {
     /// gathered, when the ring runs low, or when `force` is set.
     ///
     /// # Errors
-    /// [`NetError::Queue`] if the ring refuses a buffer (the buffer stays spare).
-    pub(crate) fn refill(&mut self, force: bool) -> Result<(), NetError> {
+    /// [`NetDriverError::Queue`] if the ring refuses a buffer (the buffer stays spare).
+    pub(crate) fn refill(&mut self, force: bool) -> Result<(), NetDriverError> {
         let low = self.vq.in_flight() < self.refill_batch;
         if self.spare.is_empty() || !(force || low || self.spare.len() >= self.refill_batch) {
             return Ok(());
@@ -105,7 +105,7 @@ impl<A: DmaAllocator> RxQueue<A> {
 
     /// See [`Virtq::enable_notifications`]; posts the spare buffers first, so the device has
     /// every buffer while the caller sleeps.
-    pub(crate) fn enable_notifications(&mut self) -> Result<bool, NetError> {
+    pub(crate) fn enable_notifications(&mut self) -> Result<bool, NetDriverError> {
         self.refill(true)?;
         Ok(self.vq.enable_notifications())
     }
@@ -129,8 +129,8 @@ impl<A: DmaAllocator> RxQueue<A> {
     /// counted, and their buffers reused.
     ///
     /// # Errors
-    /// [`NetError::Queue`] when the device broke the ring protocol (reset it).
-    pub(crate) fn next(&mut self) -> Result<Option<RxHeld<A>>, NetError> {
+    /// [`NetDriverError::Queue`] when the device broke the ring protocol (reset it).
+    pub(crate) fn next(&mut self) -> Result<Option<RxHeld<A>>, NetDriverError> {
         self.refill(false)?;
         loop {
             let Some(used) = self.vq.poll()? else {
@@ -193,7 +193,7 @@ impl<A: DmaAllocator> RxQueue<A> {
     /// Appends the `count - 1` further buffers of a merged frame to `merged`. Returns `false`
     /// (counted) when the device did not use that many buffers or the frame is longer than
     /// `limit`.
-    fn gather(&mut self, count: u16, limit: usize) -> Result<bool, NetError> {
+    fn gather(&mut self, count: u16, limit: usize) -> Result<bool, NetDriverError> {
         let rest = usize::from(count) - 1;
         // More buffers than the device holds cannot follow: drop only the first.
         if rest > self.vq.in_flight() {

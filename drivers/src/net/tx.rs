@@ -12,7 +12,7 @@ use vireo_virtio::virtio_spec::net::HdrGso;
 use super::{
     checksum::{prepare_offload, tcp_header_end},
     config::{HEADER_LEN, MAX_TSO_FRAME_LEN, hdr},
-    error::{NetError, NetStats},
+    error::{NetDriverError, NetDriverStats},
 };
 
 /// Checksum offload for one transmitted frame (`VIRTIO_NET_F_CSUM`, §5.1.6.2): the device
@@ -41,7 +41,7 @@ pub(crate) struct TxQueue<A: DmaAllocator> {
     /// `VIRTIO_NET_F_HOST_TSO4` (with buffers in `free_tso`).
     tso4: bool,
     max_frame_len: usize,
-    pub(crate) stats: NetStats,
+    pub(crate) stats: NetDriverStats,
 }
 
 /// Segmentation offload for one transmitted TCP/IPv4 segment (`VIRTIO_NET_HDR_GSO_TCPV4`,
@@ -76,7 +76,7 @@ impl<A: DmaAllocator> TxQueue<A> {
             pending,
             csum,
             max_frame_len,
-            stats: NetStats::default(),
+            stats: NetDriverStats::default(),
         }
     }
 
@@ -96,8 +96,8 @@ impl<A: DmaAllocator> TxQueue<A> {
     /// Takes back every buffer the device has finished with.
     ///
     /// # Errors
-    /// [`NetError::Queue`] when the device broke the ring protocol (reset it).
-    pub(crate) fn reclaim(&mut self) -> Result<usize, NetError> {
+    /// [`NetDriverError::Queue`] when the device broke the ring protocol (reset it).
+    pub(crate) fn reclaim(&mut self) -> Result<usize, NetDriverError> {
         let mut count = 0;
         while let Some(used) = self.vq.poll()? {
             self.give_back(used.into_avail());
@@ -110,7 +110,7 @@ impl<A: DmaAllocator> TxQueue<A> {
     /// not): an ordinary one and, with `VIRTIO_NET_F_HOST_TSO4`, one that holds a segment the
     /// device cuts, so that no frame is dropped for want of a buffer (they come back as soon as
     /// the device has read them).
-    pub(crate) fn has_room(&mut self) -> Result<bool, NetError> {
+    pub(crate) fn has_room(&mut self) -> Result<bool, NetDriverError> {
         if !self.room() {
             self.reclaim()?;
         }
@@ -148,13 +148,13 @@ impl<A: DmaAllocator> TxQueue<A> {
     /// bytes, which still hold an earlier frame: the caller must write all `len` of them.
     ///
     /// # Errors
-    /// [`NetError::FrameTooLarge`], [`NetError::ChecksumOffload`] (not negotiated, or the
-    /// field is outside the frame), [`NetError::TxFull`], [`NetError::Queue`].
+    /// [`NetDriverError::FrameTooLarge`], [`NetDriverError::ChecksumOffload`] (not negotiated, or the
+    /// field is outside the frame), [`NetDriverError::TxFull`], [`NetDriverError::Queue`].
     pub(crate) fn reserve(
         &mut self,
         len: usize,
         csum: Option<TxChecksum>,
-    ) -> Result<&mut [u8], NetError> {
+    ) -> Result<&mut [u8], NetDriverError> {
         self.reserve_up_to(len, csum, self.max_frame_len)
     }
 
@@ -164,7 +164,7 @@ impl<A: DmaAllocator> TxQueue<A> {
     ///
     /// # Errors
     /// As [`reserve`](Self::reserve).
-    pub(crate) fn reserve_segmented(&mut self, len: usize) -> Result<&mut [u8], NetError> {
+    pub(crate) fn reserve_segmented(&mut self, len: usize) -> Result<&mut [u8], NetDriverError> {
         let max = self.tso_frame_len().unwrap_or(self.max_frame_len);
         self.reserve_up_to(len, None, max)
     }
@@ -174,14 +174,14 @@ impl<A: DmaAllocator> TxQueue<A> {
         len: usize,
         csum: Option<TxChecksum>,
         max: usize,
-    ) -> Result<&mut [u8], NetError> {
+    ) -> Result<&mut [u8], NetDriverError> {
         if len > max {
-            return Err(NetError::FrameTooLarge { len, max });
+            return Err(NetDriverError::FrameTooLarge { len, max });
         }
         if let Some(c) = csum {
             let field_end = usize::from(c.start) + usize::from(c.offset) + 2;
             if !self.csum || field_end > len {
-                return Err(NetError::ChecksumOffload);
+                return Err(NetDriverError::ChecksumOffload);
             }
         }
         // A frame up to the MTU takes an ordinary buffer, a longer one a segment buffer.
@@ -189,7 +189,7 @@ impl<A: DmaAllocator> TxQueue<A> {
         if self.pool(ordinary).is_empty() {
             self.reclaim()?;
         }
-        let token = self.pool(ordinary).pop().ok_or(NetError::TxFull)?;
+        let token = self.pool(ordinary).pop().ok_or(NetDriverError::TxFull)?;
         self.pending.push_back(token);
         self.stats.tx_frames += 1;
         self.stats.tx_bytes += len as u64;
@@ -197,7 +197,7 @@ impl<A: DmaAllocator> TxQueue<A> {
             .pending
             .back_mut()
             .and_then(|t| t.readable_mut().first_mut())
-            .ok_or(NetError::TxFull)?;
+            .ok_or(NetDriverError::TxFull)?;
         // `len <= max`, and the pool's buffers were allocated for the largest such frame.
         buffer.set_len(HEADER_LEN + len);
         let (header, frame) = buffer.split_at_mut(HEADER_LEN);
@@ -220,9 +220,9 @@ impl<A: DmaAllocator> TxQueue<A> {
     /// returns whether it did. Only with `VIRTIO_NET_F_CSUM` (which `HOST_TSO4` requires).
     ///
     /// # Errors
-    /// [`NetError::ChecksumOffload`] when a segment to be cut is not one the device can cut
+    /// [`NetDriverError::ChecksumOffload`] when a segment to be cut is not one the device can cut
     /// (not TCP over IPv4, or `HOST_TSO4` not negotiated): it is taken out of the batch.
-    pub(crate) fn offload_last(&mut self, mss: Option<u16>) -> Result<bool, NetError> {
+    pub(crate) fn offload_last(&mut self, mss: Option<u16>) -> Result<bool, NetDriverError> {
         if !self.csum {
             return Ok(false);
         }
@@ -241,7 +241,7 @@ impl<A: DmaAllocator> TxQueue<A> {
                 }),
                 _ => {
                     self.drop_last();
-                    return Err(NetError::ChecksumOffload);
+                    return Err(NetDriverError::ChecksumOffload);
                 }
             },
         };
@@ -280,8 +280,8 @@ impl<A: DmaAllocator> TxQueue<A> {
     /// Makes every batched frame available, with at most one notification.
     ///
     /// # Errors
-    /// [`NetError::Queue`] if the ring refuses a frame (it stays batched).
-    pub(crate) fn flush(&mut self) -> Result<bool, NetError> {
+    /// [`NetDriverError::Queue`] if the ring refuses a frame (it stays batched).
+    pub(crate) fn flush(&mut self) -> Result<bool, NetDriverError> {
         if self.pending.is_empty() {
             return Ok(false);
         }

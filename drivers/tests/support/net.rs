@@ -9,7 +9,7 @@ use std::{
     rc::{Rc, Weak},
 };
 
-use vireo_drivers::net::{HEADER_LEN, NetDriver, NetError, NetOptions};
+use vireo_drivers::net::{HEADER_LEN, NetDriver, NetDriverError, NetOptions};
 use vireo_virtio::{
     transport::{Clock, WaitBudget},
     virtio_spec::{DeviceStatus, F, net},
@@ -342,7 +342,7 @@ impl Net {
         WaitBudget::new(&self.clock, 10_000_000)
     }
 
-    pub fn try_driver(&self, options: NetOptions) -> Result<NetDrv, NetError> {
+    pub fn try_driver(&self, options: NetOptions) -> Result<NetDrv, NetDriverError> {
         let transport = FakeTransport(self.dev.borrow().sim.state.clone());
         let vectors = [Some(1), Some(2), Some(3)];
         NetDriver::new(

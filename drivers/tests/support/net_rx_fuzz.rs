@@ -39,7 +39,7 @@ use smoltcp::{
     phy::{Device as _, RxToken as _},
     time::Instant,
 };
-use vireo_drivers::net::{HEADER_LEN, MAX_GSO_FRAME_LEN, NetError, NetOptions};
+use vireo_drivers::net::{HEADER_LEN, MAX_GSO_FRAME_LEN, NetDriverError, NetOptions};
 use vireo_virtio::{
     QueueError,
     virtio_spec::{F, net},
@@ -424,8 +424,11 @@ impl Rx {
     }
 
     /// Handles a receive error: only a used length past its buffer may cause one.
-    fn recover(&mut self, e: NetError) {
-        let expected = matches!(e, NetError::Queue(QueueError::WrittenLenTooLarge { .. }));
+    fn recover(&mut self, e: NetDriverError) {
+        let expected = matches!(
+            e,
+            NetDriverError::Queue(QueueError::WrittenLenTooLarge { .. })
+        );
         assert!(self.overrun && expected, "unexpected error {e:?}");
         self.reset();
     }

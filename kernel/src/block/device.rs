@@ -5,7 +5,7 @@ use alloc::{collections::VecDeque, string::String, vec::Vec};
 use core::{fmt, time::Duration};
 
 use spin::{Mutex, Once};
-use vireo_drivers::blk::{BlkDriver, BlkError, Output, Request, RequestId, RequestKind};
+use vireo_drivers::blk::{BlkDriver, BlkDriverError, Output, Request, RequestId, RequestKind};
 use vireo_virtio::virtio_spec::F;
 
 use super::{BlockError, Completion};
@@ -22,9 +22,10 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request the copying calls make (their bounce buffer).
 pub(super) const COPY_CHUNK: u64 = 256 * 1024;
 
-/// A request the device has not completed.
+/// A request the device has not completed, as the kernel tracks it for its waiters (the driver
+/// keeps the request's buffers; the virtqueue core keeps its ring slots).
 #[derive(Debug, Clone, Copy)]
-pub(super) struct InFlight {
+pub(super) struct PendingRequest {
     pub(super) id: RequestId,
     pub(super) queue: u16,
     /// Its waiter gave up (timeout): drop the completion when it comes.
@@ -36,7 +37,7 @@ pub(super) struct Inner {
     pub(super) irq: Interrupts,
     /// Requests in flight, in no order: a short list (the queue depth) searched linearly, which
     /// costs less than a map's node allocations at every submission and completion.
-    pub(super) in_flight: Vec<InFlight>,
+    pub(super) in_flight: Vec<PendingRequest>,
     /// Completions taken from a queue but not yet claimed, per queue.
     pub(super) ready: Vec<VecDeque<Completion>>,
     pub(super) timeout: Duration,
@@ -65,7 +66,8 @@ pub struct BlockStats {
     pub renotified: u64,
 }
 
-/// What an application needs to know about a block device.
+/// What an application needs to know about a block device (kernel API; built from the driver's
+/// [`BlkDeviceConfig`](vireo_drivers::blk::BlkDeviceConfig) and what was negotiated).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlockInfo {
     /// Number of logical blocks.
@@ -166,7 +168,7 @@ impl BlockDevice {
         let id = match self.run(0, Request::GetId)?.result {
             Ok(Output::Id(id)) => String::from(id.as_str()),
             Ok(Output::Done) => String::new(),
-            Err(BlkError::DeviceUnsupported) => String::new(),
+            Err(BlkDriverError::DeviceUnsupported) => String::new(),
             Err(e) => return Err(e.into()),
         };
         self.serial.call_once(|| id);

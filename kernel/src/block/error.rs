@@ -1,15 +1,18 @@
-//! The block API's errors.
+//! [`BlockError`]: what a block call can fail with.
+//!
+//! Layer: kernel API (what applications see). The driver's own refusals and the device's answers
+//! arrive as [`BlockError::Driver`] with a [`BlkDriverError`] (layer below, `vireo-drivers`).
 
 use core::fmt;
 
-use vireo_drivers::blk::BlkError;
+use vireo_drivers::blk::BlkDriverError;
 
 /// Why a block operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockError {
     /// The driver refused the request or the device failed it (range, alignment, read-only,
     /// unsupported operation, I/O error, protocol violation, ...).
-    Driver(BlkError),
+    Driver(BlkDriverError),
     /// The device did not complete the request within the device's time budget. The request stays
     /// with the device; its buffers are freed if it ever completes.
     Timeout,
@@ -31,7 +34,7 @@ impl core::error::Error for BlockError {}
 
 impl BlockError {
     /// What a user can do about this error, in words for a boot log (`None`: the message says
-    /// it all); the driver's errors give [`BlkError::hint`].
+    /// it all); the driver's errors give [`BlkDriverError::hint`].
     #[must_use]
     pub fn hint(&self) -> Option<&'static str> {
         match self {
@@ -49,8 +52,8 @@ impl BlockError {
     }
 }
 
-impl From<BlkError> for BlockError {
-    fn from(e: BlkError) -> Self {
+impl From<BlkDriverError> for BlockError {
+    fn from(e: BlkDriverError) -> Self {
         Self::Driver(e)
     }
 }

@@ -3,7 +3,7 @@
 
 use alloc::{vec, vec::Vec};
 
-use vireo_drivers::blk::{BlkError, Request, SECTOR_SIZE, SectorRange, SubmitError};
+use vireo_drivers::blk::{BlkDriverError, Request, SECTOR_SIZE, SectorRange, SubmitError};
 
 use super::{
     BlockError, Buffer, buffer,
@@ -27,7 +27,7 @@ impl BlockDevice {
         let per_block = u64::from(self.info().block_size) / SECTOR_SIZE;
         block
             .checked_mul(per_block)
-            .ok_or(BlockError::Driver(BlkError::OutOfRange))
+            .ok_or(BlockError::Driver(BlkDriverError::OutOfRange))
     }
 
     /// Reads `buf.len()` bytes (a multiple of the block size) from block `block` on, copying
@@ -84,10 +84,10 @@ impl BlockDevice {
         let info = self.info();
         let block = u64::from(info.block_size);
         if len == 0 {
-            return Err(BlkError::EmptyBuffer.into());
+            return Err(BlkDriverError::EmptyBuffer.into());
         }
         if !(len as u64).is_multiple_of(block) {
-            return Err(BlkError::Misaligned.into());
+            return Err(BlkDriverError::Misaligned.into());
         }
         let limit = COPY_CHUNK.min(u64::from(info.max_segment_bytes));
         Ok(((limit / block).max(1) * block) as usize)
@@ -149,7 +149,7 @@ impl BlockDevice {
                     };
                 }
                 Err(SubmitError {
-                    error: BlkError::QueueFull,
+                    error: BlkDriverError::QueueFull,
                     request: r,
                 }) => {
                     match self.wait_until(0, None) {
@@ -190,7 +190,7 @@ impl BlockDevice {
     /// the virtio spec does not promise it: use [`write_zeroes`](Self::write_zeroes) for that).
     ///
     /// # Errors
-    /// [`BlkError::Unsupported`] without `VIRTIO_BLK_F_DISCARD`; range errors; the device's error.
+    /// [`BlkDriverError::Unsupported`] without `VIRTIO_BLK_F_DISCARD`; range errors; the device's error.
     pub fn discard(&self, block: u64, count: u64) -> Result<(), BlockError> {
         let ranges = self.ranges(block, count)?;
         self.run(0, Request::Discard { ranges })?.result?;
@@ -200,7 +200,7 @@ impl BlockDevice {
     /// Writes zeroes over `count` blocks from `block` on, letting the device unmap them.
     ///
     /// # Errors
-    /// [`BlkError::Unsupported`] without `VIRTIO_BLK_F_WRITE_ZEROES`; range errors; the device's error.
+    /// [`BlkDriverError::Unsupported`] without `VIRTIO_BLK_F_WRITE_ZEROES`; range errors; the device's error.
     pub fn write_zeroes(&self, block: u64, count: u64) -> Result<(), BlockError> {
         let ranges = self.ranges(block, count)?;
         self.run(
@@ -218,7 +218,7 @@ impl BlockDevice {
         let sector = self.sector_of(block)?;
         let sectors = self.sector_of(count)?;
         let num_sectors =
-            u32::try_from(sectors).map_err(|_| BlockError::Driver(BlkError::OutOfRange))?;
+            u32::try_from(sectors).map_err(|_| BlockError::Driver(BlkDriverError::OutOfRange))?;
         Ok(vec![SectorRange {
             sector,
             num_sectors,

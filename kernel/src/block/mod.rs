@@ -1,5 +1,8 @@
-//! Block devices: every virtio-blk function found on the PCI bus, driven by
-//! [`vireo_drivers::blk`] over the modern virtio-pci transport.
+//! Block devices: every virtio-blk device found on the PCI bus (virtio-pci) or in a virtio-mmio
+//! slot (microvm), driven by [`vireo_drivers::blk`].
+//!
+//! Layer: kernel API (what applications use), above the driver layer (`vireo-drivers`) and the
+//! virtqueue core (`vireo-virtio`).
 //!
 //! Two ways to do I/O, both at the device's logical block granularity:
 //!
@@ -33,8 +36,8 @@ use alloc::vec::Vec;
 
 use spin::Once;
 pub use vireo_drivers::blk::{
-    BlkError, BlkInfo, Completion as DriverCompletion, Output, Request, RequestId, RequestKind,
-    SECTOR_SIZE, SectorRange,
+    BlkDeviceConfig, BlkDriverError, Output, Request, RequestId, RequestKind, SECTOR_SIZE,
+    SectorRange,
 };
 use vireo_virtio::DmaBuffer;
 
@@ -49,7 +52,7 @@ use crate::mm::DeviceAlloc;
 pub type Buffer = DmaBuffer<DeviceAlloc>;
 
 /// A finished request: its id, the caller's buffers back, and the outcome.
-pub type Completion = DriverCompletion<DeviceAlloc>;
+pub type Completion = vireo_drivers::blk::Completion<DeviceAlloc>;
 
 /// A zeroed [`Buffer`] of `len` bytes.
 ///

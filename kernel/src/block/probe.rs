@@ -51,7 +51,7 @@ pub(super) fn probe_all() -> Vec<BlockDevice> {
 
 fn probe(device: Location, opts: ProbeOptions) -> Result<BlockDevice, super::BlockError> {
     let transport =
-        KernelTransport::new(device).map_err(vireo_drivers::blk::BlkError::Transport)?;
+        KernelTransport::new(device).map_err(vireo_drivers::blk::BlkDriverError::Transport)?;
     let queues = transport.queue_count().min(opts.driver.queues).max(1);
     let irq = Interrupts::new(device, queues, opts.polled, "virtio-blk");
     let vectors = irq.queue_vectors(queues);

@@ -3,12 +3,12 @@
 
 use alloc::{collections::VecDeque, vec::Vec};
 
-use vireo_drivers::blk::{BlkError, Request, RequestId, SubmitError};
+use vireo_drivers::blk::{BlkDriverError, Request, RequestId, SubmitError};
 use vireo_virtio::wait::{WaitQueue, Waited};
 
 use super::{
     BlockError, Completion,
-    device::{BlockDevice, InFlight, Inner},
+    device::{BlockDevice, Inner, PendingRequest},
 };
 use crate::{
     mm::DeviceAlloc,
@@ -18,7 +18,7 @@ use crate::{
 impl Inner {
     fn record(&mut self, queue: u16, id: RequestId) {
         self.submitted += 1;
-        self.in_flight.push(InFlight {
+        self.in_flight.push(PendingRequest {
             id,
             queue,
             abandoned: false,
@@ -29,10 +29,10 @@ impl Inner {
     fn file(&mut self, c: Completion) {
         let found = self.in_flight.iter().position(|f| f.id == c.id);
         match found.map(|i| self.in_flight.swap_remove(i)) {
-            Some(InFlight {
+            Some(PendingRequest {
                 abandoned: true, ..
             }) => {}
-            Some(InFlight { queue, .. }) => self.ready[usize::from(queue)].push_back(c),
+            Some(PendingRequest { queue, .. }) => self.ready[usize::from(queue)].push_back(c),
             // Not submitted through this device's API: cannot happen, but never lose it.
             None => self.ready[0].push_back(c),
         }
@@ -220,7 +220,7 @@ impl BlockDevice {
             match self.submit(queue, request) {
                 Ok(id) => return self.wait_until(queue, Some(id)),
                 Err(SubmitError {
-                    error: BlkError::QueueFull,
+                    error: BlkDriverError::QueueFull,
                     request: r,
                 }) => {
                     // Others' requests fill the queue: take one completion out of the way (it

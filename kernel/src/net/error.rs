@@ -1,4 +1,7 @@
 //! [`NetError`]: what a network call can fail with.
+//!
+//! Layer: kernel API (what applications see), above smoltcp and the virtio-net driver, whose own
+//! errors (`vireo_drivers::net::NetDriverError`) stay inside the kernel.
 
 use core::fmt;
 

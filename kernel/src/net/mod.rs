@@ -1,5 +1,9 @@
-//! Networking: every virtio-net function on the PCI bus, driven by [`vireo_drivers::net`] under
-//! one smoltcp interface per device, with sockets shaped like `std::net`.
+//! Networking: every virtio-net device on the PCI bus or in a virtio-mmio slot, driven by
+//! [`vireo_drivers::net`] under one smoltcp interface per device, with sockets shaped like
+//! `std::net`.
+//!
+//! Layer: kernel API (what applications use), above smoltcp, the driver layer
+//! (`vireo-drivers`) and the virtqueue core (`vireo-virtio`).
 //!
 //! - [`TcpStream`] (`connect`, `read`, `write`, `shutdown`), [`TcpListener`] (`bind`, `accept`)
 //!   and [`UdpSocket`] (`bind`, `send_to`, `recv_from`). Every blocking call has a form with a

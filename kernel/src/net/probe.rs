@@ -7,7 +7,7 @@ use smoltcp::{
     iface::{Config, Interface},
     wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr, Ipv6Address},
 };
-use vireo_drivers::net::{NetDriver, NetError as DriverError, NetOptions};
+use vireo_drivers::net::{NetDriver, NetDriverError, NetOptions};
 
 use super::stack::{NetDevice, QUEUES, Stack, now};
 use crate::{
@@ -94,7 +94,7 @@ pub(super) fn probe_all() -> Vec<NetDevice> {
         DEVICE_TYPE_NET,
         "virtio-net",
         |d| probe(d, opts),
-        DriverError::hint,
+        NetDriverError::hint,
     )
 }
 
@@ -113,7 +113,7 @@ fn link_local(mac: [u8; 6]) -> Ipv6Address {
     )
 }
 
-fn probe(device: Location, opts: ProbeOptions) -> Result<NetDevice, DriverError> {
+fn probe(device: Location, opts: ProbeOptions) -> Result<NetDevice, NetDriverError> {
     let transport = KernelTransport::new(device)?;
     let irq = Interrupts::new(device, QUEUES, opts.polled, "virtio-net");
     let vectors = irq.queue_vectors(QUEUES);

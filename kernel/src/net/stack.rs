@@ -11,7 +11,7 @@ use smoltcp::{
     wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address, Ipv4Cidr},
 };
 use spin::Mutex;
-use vireo_drivers::net::{NetDriver, NetError as DriverError};
+use vireo_drivers::net::{NetDriver, NetDriverError};
 use vireo_virtio::{
     virtio_spec::{F, net},
     wait::{WaitQueue, Waited},
@@ -146,7 +146,7 @@ impl Stack {
         let reclaimed = match self.driver.reclaim_tx() {
             Ok(n) => n,
             // The device is down (a recovery that failed): nothing to watch.
-            Err(DriverError::NotReady) => return,
+            Err(NetDriverError::NotReady) => return,
             // A transmit ring the device broke: as for a receive-side error, reset.
             Err(e) => {
                 log::error!("virtio-net: {e}; resetting the device");
@@ -182,7 +182,7 @@ impl Stack {
                     );
                 }
             }
-            Err(DriverError::NeedsReset) => {
+            Err(NetDriverError::NeedsReset) => {
                 log::warn!("virtio-net: device needs a reset");
                 self.recover();
             }
@@ -205,7 +205,7 @@ impl Stack {
                     driver.set_config_vector(Some(config))?;
                 }
                 ok = true;
-                Ok::<(), DriverError>(())
+                Ok::<(), NetDriverError>(())
             },
         );
         self.failed = !ok;
@@ -315,7 +315,8 @@ impl Stack {
     }
 }
 
-/// Addresses, link and features of a network device.
+/// Addresses, link and features of a network device (kernel API; built from the driver's
+/// [`NetDeviceConfig`](vireo_drivers::net::NetDeviceConfig) and the interface's addresses).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NetInfo {
     /// The MAC address.
@@ -349,7 +350,7 @@ pub struct NetInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NetStats {
     /// The driver's counters (frames, drops, kicks).
-    pub driver: vireo_drivers::net::NetStats,
+    pub driver: vireo_drivers::net::NetDriverStats,
     /// Receive interrupts so far.
     pub interrupts: u64,
     /// Waits that an interrupt woke.

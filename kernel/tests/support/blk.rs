@@ -120,7 +120,7 @@ pub fn random_io(dev: &BlockDevice, name: &str, rng: &mut Rng, ops: usize) {
                     submitted += 1;
                     max_in_flight = max_in_flight.max(in_flight.len());
                 }
-                Err(e) if e.error == block::BlkError::QueueFull => break,
+                Err(e) if e.error == block::BlkDriverError::QueueFull => break,
                 Err(e) => panic!("submit: {}", e.error),
             }
         }
@@ -200,7 +200,7 @@ fn check_model(dev: &BlockDevice, model: &[u64], range: core::ops::Range<u64>) {
             };
             match dev.submit(0, request) {
                 Ok(id) => pending.push_back((id, next)),
-                Err(e) if e.error == block::BlkError::QueueFull => break,
+                Err(e) if e.error == block::BlkDriverError::QueueFull => break,
                 Err(e) => panic!("submit read: {}", e.error),
             }
             next += len;

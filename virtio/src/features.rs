@@ -88,6 +88,20 @@ mod tests {
     }
 
     #[test]
+    fn version_1_is_accepted_whether_the_driver_names_it_or_not() {
+        for wanted in [
+            F::VERSION_1,
+            F::VERSION_1 | F::EVENT_IDX,
+            F::EVENT_IDX,
+            F::empty(),
+        ] {
+            let got = negotiate(F::VERSION_1 | F::EVENT_IDX, wanted).unwrap();
+            assert!(got.contains(F::VERSION_1), "wanted {wanted:?} gave {got:?}");
+            assert_eq!(got.contains(F::EVENT_IDX), wanted.contains(F::EVENT_IDX));
+        }
+    }
+
+    #[test]
     fn device_type_bits_pass_through() {
         let blk_ro = F::from_bits_retain(le128::from_ne(1 << 5));
         let got = negotiate(F::VERSION_1 | blk_ro, blk_ro).unwrap();

@@ -35,7 +35,7 @@ pub trait SimDevice {
 /// A ring layout with its driver side and its simulated device.
 pub trait Layout {
     /// The driver's queue.
-    type Vq: Virtq<GuestDma>;
+    type Vq: Virtq<GuestDma> + std::fmt::Debug;
     /// The simulated device.
     type Dev: SimDevice;
     /// The queue index the tests create the queue with.
@@ -47,6 +47,9 @@ pub trait Layout {
     /// Whether the device's `needs_notification` honours those flags (rust-vmm's
     /// `virtio-queue` ignores `VIRTQ_AVAIL_F_NO_INTERRUPT`).
     const DEVICE_HONOURS_DRIVER_FLAGS: bool;
+    /// The name the queue's `Debug` output gives the driver's next available position, and
+    /// whether it counts descriptors (packed: ring slots) rather than buffers (split: `avail.idx`).
+    const AVAIL_POSITION: (&'static str, bool);
 
     /// The sizes of `wanted` the layout allows (split: rounded up to a power of two), without
     /// repeats.
@@ -82,6 +85,7 @@ impl Layout for Split {
     const QUEUE: u16 = 3;
     const DRIVER_FLAGS_OFFSET: u64 = 0;
     const DEVICE_HONOURS_DRIVER_FLAGS: bool = false;
+    const AVAIL_POSITION: (&'static str, bool) = ("avail_idx", false);
 
     fn sizes(wanted: &[u16]) -> Vec<u16> {
         let mut sizes: Vec<u16> = wanted.iter().map(|s| s.next_power_of_two()).collect();
@@ -108,6 +112,7 @@ impl Layout for Packed {
     const QUEUE: u16 = 2;
     const DRIVER_FLAGS_OFFSET: u64 = 2;
     const DEVICE_HONOURS_DRIVER_FLAGS: bool = true;
+    const AVAIL_POSITION: (&'static str, bool) = ("next_avail", true);
 
     fn sizes(wanted: &[u16]) -> Vec<u16> {
         wanted.to_vec()

@@ -11,6 +11,29 @@ use super::{
     make_token,
 };
 
+/// What a queue's `Debug` output (the ring state logs print when a device stalls) says: its
+/// index, size, free descriptors, buffers in flight and where the driver's next buffer goes.
+pub fn debug_output_tells_the_ring_state<L: Layout>() {
+    let (dma, mut vq, _dev, _) = L::setup(8, F::empty());
+    for tag in 0..3 {
+        vq.dispatch(make_token(&dma, &[4], &[4], tag), BufferType::Direct)
+            .unwrap();
+    }
+    let text = format!("{vq:?}");
+    let (position, counts_descriptors) = L::AVAIL_POSITION;
+    // Three buffers of two descriptors each.
+    let avail = if counts_descriptors { 6 } else { 3 };
+    for field in [
+        format!("index: {}", L::QUEUE),
+        "size: 8".to_string(),
+        "num_free: 2".to_string(),
+        "in_flight: 3".to_string(),
+        format!("{position}: {avail}"),
+    ] {
+        assert!(text.contains(&field), "`{field}` missing from {text}");
+    }
+}
+
 /// Round trips, direct and indirect, single element and chains: what the device reads, what
 /// the driver gets back, and that descriptors and memory all return.
 pub fn round_trip_and_chains<L: Layout>() {
@@ -30,6 +53,8 @@ pub fn round_trip_and_chains<L: Layout>() {
     });
     for &(features, bt, readable, writable, tag, written, free) in single.iter().chain(&chains) {
         let (dma, mut vq, mut dev, notifier) = L::setup(8, features);
+        // The transport notifies the device with this index.
+        assert_eq!(vq.index(), L::QUEUE);
         let baseline = dma.live();
         assert!(
             vq.dispatch(make_token(&dma, readable, writable, tag), bt)
@@ -249,6 +274,7 @@ macro_rules! shared_tests {
         $crate::support::scenarios::shared_tests!(
             @each $layout:
             round_trip_and_chains,
+            debug_output_tells_the_ring_state,
             event_idx_driver_to_device,
             event_idx_device_to_driver,
             flags_suppression_without_event_idx,

@@ -130,11 +130,11 @@ pub(crate) unsafe fn init(boot_info: &BootInfo) {
         EARLY_IDENTITY_LIMIT,
     )
     .expect("no RAM below 4 GiB for the frame bitmap");
+    let (at, len) = (bitmap_at as *mut u64, FrameBitmap::storage_words(frames));
     // SAFETY: `bitmap_at` is RAM below 4 GiB (identity-mapped by the boot tables), clear of the
     // image and of low memory, `bitmap_bytes` long, and nothing else uses it: it is marked used
     // below before any frame is handed out.
-    let words =
-        unsafe { BitmapWords::new(bitmap_at as *mut u64, FrameBitmap::storage_words(frames)) };
+    let words = unsafe { BitmapWords::new(at, len) };
     let mut bitmap = FrameBitmap::new(words, frames);
     for r in ram_ranges(boot_info) {
         bitmap.set_range(

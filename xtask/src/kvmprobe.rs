@@ -1,7 +1,8 @@
 //! A quick measure of how fast `/dev/kvm` runs guest code: a throw-away VM with one vCPU runs a
 //! counted loop in real mode (the mode QEMU's firmware starts in) until `hlt`, and the vCPU
 //! thread's CPU time is read around `KVM_RUN` (so a busy host preempting the probe does not
-//! make KVM look slow). Natively the loop takes tens of microseconds; a hypervisor that emulates
+//! make KVM look slow). Natively the loop should take tens of microseconds (an estimate from
+//! instruction rates; no native KVM was at hand to measure it); a hypervisor that emulates
 //! every instruction takes a thousand times longer.
 
 use std::{fs::File, io, os::fd::AsRawFd, ptr, time::Duration};

@@ -234,7 +234,7 @@ impl<A: DmaAllocator> core::fmt::Debug for DmaRegion<A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("DmaRegion")
             .field("virt", &self.ptr)
-            .field("phys", &self.phys())
+            .field("phys", &format_args!("{:#x}", self.phys()))
             .field("len", &self.layout.size())
             .finish()
     }

@@ -104,7 +104,6 @@ fn advance(size: RingSize, pos: u16, wrap_counter: bool, n: u16) -> (u16, bool) 
 
 /// The packed layout's part of a [`PackedVq`]: its three areas, ring positions and wrap
 /// counters, and the free Buffer IDs.
-#[derive(Debug)]
 pub struct PackedRing<A: DmaAllocator> {
     /// Descriptor ring (§2.8.13), 16-byte aligned.
     desc: DmaRegion<A>,
@@ -364,11 +363,20 @@ impl<A: DmaAllocator> Ring<A> for PackedRing<A> {
             in_flight,
         }
     }
+}
 
-    fn debug_fields(&self, f: &mut fmt::DebugStruct<'_, '_>) {
-        f.field("next_avail", &self.next_avail)
+/// The areas (where the device finds them), positions and wrap counters; not the free buffer
+/// ids, which are as many as the ring's descriptors.
+impl<A: DmaAllocator> fmt::Debug for PackedRing<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PackedRing")
+            .field("desc", &self.desc)
+            .field("driver_event", &self.driver_event)
+            .field("device_event", &self.device_event)
+            .field("next_avail", &self.next_avail)
             .field("avail_wrap_counter", &self.avail_wrap_counter)
             .field("next_used", &self.next_used)
-            .field("used_wrap_counter", &self.used_wrap_counter);
+            .field("used_wrap_counter", &self.used_wrap_counter)
+            .finish_non_exhaustive()
     }
 }

@@ -84,7 +84,7 @@ pub struct Shared<A: DmaAllocator> {
 impl<A: DmaAllocator> fmt::Debug for Shared<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
-            .field("size", &self.size)
+            .field("size", &self.size.get())
             .field("features", &self.features)
             .field("num_free", &self.num_free)
             .field("notifications_enabled", &self.notifications_enabled)
@@ -128,7 +128,7 @@ pub struct Placed {
 ///
 /// Every method that reads device-written memory treats it as untrusted: it either checks the
 /// value or only compares it.
-pub trait Ring<A: DmaAllocator>: Sized {
+pub trait Ring<A: DmaAllocator>: Sized + fmt::Debug {
     /// The name `Debug` prints for a queue of this layout.
     const NAME: &'static str;
 
@@ -199,9 +199,6 @@ pub trait Ring<A: DmaAllocator>: Sized {
 
     /// The layout's indices and suppression fields, for diagnostics.
     fn ring_state(&self, in_flight: usize) -> RingState;
-
-    /// Adds the layout's position fields to a `Debug` output.
-    fn debug_fields(&self, f: &mut fmt::DebugStruct<'_, '_>);
 }
 
 /// A virtqueue driven by the driver side, in ring layout `R`. Name it by its layout:
@@ -460,13 +457,10 @@ impl<R: Ring<A>, A: DmaAllocator, N: Notifier> Virtq<A> for Queue<R, A, N> {
 
 impl<R: Ring<A>, A: DmaAllocator, N: Notifier> fmt::Debug for Queue<R, A, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut debug = f.debug_struct(R::NAME);
-        debug
+        f.debug_struct(R::NAME)
             .field("index", &self.index)
-            .field("size", &self.shared.size.get())
-            .field("num_free", &self.shared.num_free)
-            .field("in_flight", &self.shared.slots.count());
-        self.ring.debug_fields(&mut debug);
-        debug.finish_non_exhaustive()
+            .field("shared", &self.shared)
+            .field("ring", &self.ring)
+            .finish_non_exhaustive()
     }
 }

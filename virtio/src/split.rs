@@ -103,7 +103,6 @@ pub type SplitVq<A, N> = Queue<SplitRing<A>, A, N>;
 
 /// The split layout's part of a [`SplitVq`]: its three areas and the driver-private state that
 /// walks them.
-#[derive(Debug)]
 pub struct SplitRing<A: DmaAllocator> {
     /// Descriptor table (§2.7.5), 16-byte aligned.
     desc: DmaRegion<A>,
@@ -372,9 +371,19 @@ impl<A: DmaAllocator> Ring<A> for SplitRing<A> {
             in_flight,
         }
     }
+}
 
-    fn debug_fields(&self, f: &mut fmt::DebugStruct<'_, '_>) {
-        f.field("avail_idx", &self.avail_idx)
-            .field("last_used_idx", &self.last_used_idx);
+/// The areas (where the device finds them) and the driver's positions; not the descriptors'
+/// free list, which is as long as the ring.
+impl<A: DmaAllocator> fmt::Debug for SplitRing<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SplitRing")
+            .field("desc", &self.desc)
+            .field("avail", &self.avail)
+            .field("used", &self.used)
+            .field("avail_idx", &self.avail_idx)
+            .field("last_used_idx", &self.last_used_idx)
+            .field("free_head", &self.free_head)
+            .finish_non_exhaustive()
     }
 }

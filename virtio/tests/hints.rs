@@ -1,8 +1,13 @@
-//! Every queue, feature and transport error says what a user can do about it: the errors a
-//! misconfigured or misbehaving device produces at bring-up carry the hint that names the fix.
+//! What a log shows of the queue layer. Every queue, feature and transport error says what a
+//! user can do about it: the errors a misconfigured or misbehaving device produces at bring-up
+//! carry the hint that names the fix. Every error's message tells the variants apart and
+//! carries the values a device reported; a failed dispatch prints its reason and its token; a
+//! DMA buffer prints its size, never its contents.
 
 use vireo_virtio::{
-    FeatureError, QueueError,
+    AvailBufferToken, BufferType, DmaBuffer, FeatureError, Notifier, QueueError, SplitVq, Virtq,
+    mock::GuestDma,
+    negotiate,
     transport::{
         Device, MmioTransport, TransportError, WaitBudget,
         fake::{FakeClock, FakeMmio, Hostility},
@@ -92,19 +97,8 @@ fn a_queue_error_inside_a_transport_error_keeps_its_hint() {
 
 #[test]
 fn protocol_violations_say_the_device_is_broken() {
-    let violations = [
-        QueueError::UsedIdOutOfRange { id: 9 },
-        QueueError::UsedIdNotInFlight { id: 1 },
-        QueueError::WrittenLenTooLarge {
-            len: 10,
-            capacity: 4,
-        },
-        QueueError::UsedIndexAhead {
-            used_idx: 5,
-            last_used_idx: 1,
-        },
-        QueueError::UsedWithoutInFlight,
-    ];
+    // The variants from `UsedIdOutOfRange` on.
+    let violations = &all_queue_errors()[8..];
     for v in violations {
         let h = v.hint().unwrap();
         assert!(h.contains("broke the virtio protocol"), "{v}: {h}");
@@ -142,4 +136,120 @@ fn every_transport_error_has_a_hint() {
     }
     assert!(hint(TransportError::BadCapability).contains("disable-modern=on"));
     assert!(hint(TransportError::VectorRejected).contains("polled=on"));
+}
+
+/// The dispatch below fails before any notification.
+struct NoKicks;
+
+impl Notifier for NoKicks {
+    fn notify(&self, _: u16, _: Option<u32>) {}
+}
+
+/// Every `QueueError`, with the values a device-reported one carries.
+fn all_queue_errors() -> [QueueError; 13] {
+    [
+        QueueError::EmptyToken,
+        QueueError::EmptyElement,
+        QueueError::ElementTooLarge,
+        QueueError::ChainTooLong,
+        QueueError::QueueFull,
+        QueueError::IndirectNotNegotiated,
+        QueueError::AllocFailed,
+        QueueError::InvalidQueueSize,
+        QueueError::UsedIdOutOfRange { id: 70_001 },
+        QueueError::UsedIdNotInFlight { id: 70_002 },
+        QueueError::WrittenLenTooLarge {
+            len: 70_003,
+            capacity: 70_004,
+        },
+        QueueError::UsedIndexAhead {
+            used_idx: 60_005,
+            last_used_idx: 60_006,
+        },
+        QueueError::UsedWithoutInFlight,
+    ]
+}
+
+#[test]
+fn queue_error_messages_are_distinct_and_carry_the_device_values() {
+    let messages: Vec<String> = all_queue_errors().iter().map(|e| e.to_string()).collect();
+    for (i, m) in messages.iter().enumerate() {
+        assert!(m.len() >= 10, "{:?}: `{m}`", all_queue_errors()[i]);
+        assert!(
+            !messages[..i].contains(m),
+            "two variants print the same message `{m}`"
+        );
+    }
+    for (e, values) in [
+        (QueueError::UsedIdOutOfRange { id: 70_001 }, &["70001"][..]),
+        (QueueError::UsedIdNotInFlight { id: 70_002 }, &["70002"]),
+        (
+            QueueError::WrittenLenTooLarge {
+                len: 70_003,
+                capacity: 70_004,
+            },
+            &["70003", "70004"],
+        ),
+        (
+            QueueError::UsedIndexAhead {
+                used_idx: 60_005,
+                last_used_idx: 60_006,
+            },
+            &["60005", "60006"],
+        ),
+    ] {
+        let m = e.to_string();
+        for v in values {
+            assert!(m.contains(v), "`{m}` lacks {v}");
+        }
+    }
+    // The ones a user meets first name what is wrong.
+    assert!(
+        QueueError::QueueFull
+            .to_string()
+            .contains("free descriptors")
+    );
+    assert!(
+        QueueError::IndirectNotNegotiated
+            .to_string()
+            .contains("VIRTIO_F_INDIRECT_DESC")
+    );
+}
+
+#[test]
+fn feature_error_names_the_missing_feature() {
+    assert!(
+        FeatureError::Version1NotOffered
+            .to_string()
+            .contains("VIRTIO_F_VERSION_1")
+    );
+}
+
+#[test]
+fn a_failed_dispatch_prints_its_reason_and_its_token() {
+    let dma = GuestDma::new(1 << 20);
+    let features = negotiate(F::VERSION_1, F::empty()).unwrap();
+    let mut vq = SplitVq::new(0, 2, features, dma.clone(), NoKicks).unwrap();
+    let token = AvailBufferToken::new(vec![dma.buffer(&[1, 2, 3])], Vec::new()).with_tag(4242);
+    let err = vq.dispatch(token, BufferType::Indirect).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        QueueError::IndirectNotNegotiated.to_string()
+    );
+    let debug = format!("{err:?}");
+    for part in ["IndirectNotNegotiated", "tag: 4242", "readable_bytes: 3"] {
+        assert!(debug.contains(part), "`{part}` missing from {debug}");
+    }
+}
+
+#[test]
+fn a_dma_buffer_prints_its_size_not_its_contents() {
+    let dma = GuestDma::new(1 << 20);
+    let mut buffer = DmaBuffer::from_slice_in(&[0xEE; 40], dma).unwrap();
+    assert!(buffer.set_len(24));
+    let debug = format!("{buffer:?}");
+    for part in ["DmaBuffer", "len: 24", "capacity: 40"] {
+        assert!(debug.contains(part), "`{part}` missing from {debug}");
+    }
+    assert!(!debug.contains("238"), "contents printed: {debug}");
 }

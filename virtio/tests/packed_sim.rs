@@ -127,6 +127,34 @@ fn event_idx_driver_to_device_with_offset_and_wrap() {
     );
 }
 
+/// `RING_EVENT_FLAGS_DESC` is only valid with `VIRTIO_F_EVENT_IDX` (§2.8.10), and 0x3 is
+/// reserved. A device that writes either otherwise gets a notification for every buffer, not
+/// one at the event it names: a notification too many costs a little time, one too few stalls
+/// the queue.
+#[test]
+fn invalid_event_flags_mean_notify_every_time() {
+    let (dma, mut vq, mut dev, notifier) = setup(5, F::empty());
+    let mut tag = 0;
+    for (flags, off) in [(2, 4), (2, 3), (3, 4)] {
+        // An event further ahead than the next buffers, in this lap (wrap counter 1).
+        dev.set_device_event(flags, off, true);
+        for _ in 0..2 {
+            let before = notifier.count();
+            assert!(
+                vq.dispatch(make_token(&dma, &[1], &[], tag), BufferType::Direct)
+                    .unwrap(),
+                "flags {flags:#x}, buffer {tag}"
+            );
+            assert_eq!(notifier.count(), before + 1);
+            tag += 1;
+        }
+        for p in dev.pop_all() {
+            dev.complete(&p);
+        }
+        while vq.poll().unwrap().is_some() {}
+    }
+}
+
 #[test]
 fn notification_data_carries_offset_and_wrap() {
     let (dma, mut vq, mut dev, notifier) = setup(3, F::NOTIFICATION_DATA);

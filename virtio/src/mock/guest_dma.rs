@@ -144,13 +144,19 @@ impl GuestDma {
 
     /// Poisons and frees a block that `allocate_block` returned for `layout`.
     /// `Allocator::deallocate`.
+    ///
+    /// # Panics
+    ///
+    /// If `ptr` is not in the arena: every block this allocator hands out is, even for a
+    /// zero-sized layout, so such a pointer was never allocated here (`Allocator::deallocate`
+    /// requires one that was). An empty `DmaBuffer` holds a dangling pointer and must never
+    /// come here.
     pub(crate) fn deallocate_block(&self, ptr: NonNull<u8>, layout: Layout) {
-        // Empty blocks hold a dangling pointer that was never allocated here.
-        let inside = (ptr.as_ptr().addr()).wrapping_sub(self.0.host) < self.0.size;
-        if layout.size() == 0 && !inside {
-            return;
-        }
-        let offset = ptr.as_ptr().addr() - self.0.host;
+        let offset = ptr.as_ptr().addr().wrapping_sub(self.0.host);
+        assert!(
+            offset < self.0.size,
+            "deallocate of memory outside the DMA arena (never allocated here)"
+        );
         let poison = vec![0xA5; 1 << Self::class(layout)];
         self.0
             .mem

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use vireo_virtio::{BufferType, Virtq, virtio_spec::F};
+use vireo_virtio::{BufferType, DmaBuffer, QueueError, Virtq, virtio_spec::F};
 
 use super::{
     check_used,
@@ -12,23 +12,32 @@ use super::{
 };
 
 /// What a queue's `Debug` output (the ring state logs print when a device stalls) says: its
-/// index, size, free descriptors, buffers in flight and where the driver's next buffer goes.
+/// index, size, negotiated ring features, free descriptors, buffers in flight, whether
+/// used-buffer notifications are on, where the driver's next buffer goes, and the device
+/// addresses of its three areas (in hex, as QEMU's `info virtio-queue-status` shows them).
 pub fn debug_output_tells_the_ring_state<L: Layout>() {
-    let (dma, mut vq, _dev, _) = L::setup(8, F::empty());
+    let (dma, mut vq, _dev, _) = L::setup(8, F::EVENT_IDX);
     for tag in 0..3 {
         vq.dispatch(make_token(&dma, &[4], &[4], tag), BufferType::Direct)
             .unwrap();
     }
+    vq.disable_notifications();
     let text = format!("{vq:?}");
     let (position, counts_descriptors) = L::AVAIL_POSITION;
     // Three buffers of two descriptors each.
     let avail = if counts_descriptors { 6 } else { 3 };
+    let areas = vq.ring_addresses();
     for field in [
         format!("index: {}", L::QUEUE),
         "size: 8".to_string(),
+        "event_idx: true".to_string(),
         "num_free: 2".to_string(),
         "in_flight: 3".to_string(),
+        "notifications_enabled: false".to_string(),
         format!("{position}: {avail}"),
+        format!("phys: {:#x}", areas.descriptor_area),
+        format!("phys: {:#x}", areas.driver_area),
+        format!("phys: {:#x}", areas.device_area),
     ] {
         assert!(text.contains(&field), "`{field}` missing from {text}");
     }
@@ -181,6 +190,15 @@ pub fn event_idx_device_to_driver<L: Layout>() {
                 "pending used buffers are reported"
             );
         }
+        // Disabled with every used buffer consumed: the next one used raises no notification
+        // either (the event is moved out of reach, not left at the next used index).
+        while vq.poll().unwrap().is_some() {}
+        vq.disable_notifications();
+        dispatch(&mut vq, 6..7);
+        let popped = dev.pop_all();
+        dev.complete(&popped[0]);
+        assert!(!dev.needs_notification(), "disabled after consuming all");
+        assert!(vq.enable_notifications());
     }
 }
 
@@ -207,6 +225,56 @@ pub fn flags_suppression_without_event_idx<L: Layout>() {
         dev.complete(&popped[0]);
         assert!(dev.needs_notification());
     }
+}
+
+/// A token with an empty element is refused (§2.7.5, §2.8.13: a descriptor's length is not
+/// zero) before anything is written: it comes back intact, the queue keeps every descriptor,
+/// and dropping it returns all its memory (its empty element never had any).
+pub fn token_with_an_empty_element_comes_back_intact<L: Layout>() {
+    let (dma, mut vq, _dev, notifier) = L::setup(8, F::INDIRECT_DESC);
+    let baseline = dma.live();
+    for (readable, writable, bt) in [
+        (&[0][..], &[4][..], BufferType::Direct),
+        (&[4, 0][..], &[][..], BufferType::Direct),
+        (&[4][..], &[2, 0][..], BufferType::Indirect),
+    ] {
+        let err = vq
+            .dispatch(make_token(&dma, readable, writable, 9), bt)
+            .unwrap_err();
+        assert_eq!(err.error, QueueError::EmptyElement);
+        assert_eq!(err.token.tag(), 9);
+        let lens = |b: &[DmaBuffer<_>]| b.iter().map(|b| b.len()).collect::<Vec<_>>();
+        assert_eq!(lens(err.token.readable()), readable);
+        assert_eq!(lens(err.token.writable()), writable);
+        assert_eq!(vq.free_descriptors(), 8);
+        assert_eq!(vq.in_flight(), 0);
+        drop(err);
+        assert_eq!(dma.live(), baseline);
+    }
+    assert_eq!(notifier.count(), 0);
+}
+
+/// A token edited in place before dispatch (`readable_mut`, `writable_mut`, as a driver does
+/// when it reuses one) is described by its new contents and lengths: the device reads the new
+/// bytes and writes no more than the shortened writable element holds.
+pub fn token_edited_in_place_is_what_the_device_sees<L: Layout>() {
+    let (dma, mut vq, mut dev, _) = L::setup(8, F::empty());
+    let mut token = make_token(&dma, &[4], &[16, 16], 3);
+    token.readable_mut()[0].copy_from_slice(b"edit");
+    assert!(token.writable_mut()[0].set_len(6));
+    token.writable_mut().swap(0, 1);
+    assert_eq!(
+        token.writable().iter().map(|b| b.len()).collect::<Vec<_>>(),
+        [16, 6]
+    );
+    vq.dispatch(token, BufferType::Direct).unwrap();
+    let popped = dev.pop_all();
+    assert_eq!(<L::Dev as SimDevice>::readable(&popped[0]), b"edit");
+    assert_eq!(<L::Dev as SimDevice>::writable_count(&popped[0]), 2);
+    dev.complete(&popped[0]);
+    let used = vq.poll().unwrap().unwrap();
+    assert!(used.written_len() <= 22, "{}", used.written_len());
+    check_used(&used);
 }
 
 /// `VIRTIO_F_IN_ORDER`: one used entry for a run of buffers returns them all, in order, with
@@ -278,6 +346,8 @@ macro_rules! shared_tests {
             event_idx_driver_to_device,
             event_idx_device_to_driver,
             flags_suppression_without_event_idx,
+            token_with_an_empty_element_comes_back_intact,
+            token_edited_in_place_is_what_the_device_sees,
             in_order_batch_returns_all_in_order,
             reset_returns_in_flight_tokens_and_ring_works_again,
         );

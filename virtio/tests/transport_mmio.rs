@@ -116,6 +116,40 @@ fn notifications_and_interrupts() {
     assert_eq!(t.ack_interrupt(), Default::default());
 }
 
+/// §4.2.2.2 (and §4.1.3.1 for PCI): 8-bit accesses for 8-bit fields, 16-bit aligned ones for
+/// 16-bit fields, 32-bit aligned ones for 32- and 64-bit fields. The transport does not know
+/// the fields, so it reads a range with the widest aligned access that fits at each position.
+#[test]
+fn device_config_accesses_have_natural_widths() {
+    let fake = fake(F::VERSION_1);
+    let mut device = init(&fake, F::empty()).unwrap();
+    fake.take_config_accesses();
+    // (offset, length) → (offset, width) of each access.
+    type Accesses = &'static [(usize, usize)];
+    let reads: [(usize, usize, Accesses); 6] = [
+        (0, 1, &[(0, 1)]),
+        (2, 2, &[(2, 2)]),
+        (4, 4, &[(4, 4)]),
+        (0, 8, &[(0, 4), (4, 4)]),
+        (1, 6, &[(1, 1), (2, 2), (4, 2), (6, 1)]),
+        (6, 6, &[(6, 2), (8, 4)]),
+    ];
+    for (offset, len, expected) in reads {
+        device.read_config(offset, &mut vec![0; len]).unwrap();
+        let got = fake.take_config_accesses();
+        let want: Vec<_> = expected.iter().map(|&(o, w)| (o, w, false)).collect();
+        assert_eq!(got, want, "read of {len} at {offset}");
+    }
+    device
+        .transport_mut()
+        .write_config_raw(1, &[0xa1, 0xa2, 0xa3, 0xa4])
+        .unwrap();
+    assert_eq!(
+        fake.take_config_accesses(),
+        [(1, 1, true), (2, 2, true), (4, 1, true)]
+    );
+}
+
 #[test]
 fn device_config_is_bounded_by_the_window() {
     let fake = fake(F::VERSION_1);

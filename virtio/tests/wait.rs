@@ -99,6 +99,9 @@ impl WaitPlatform for Platform {
     }
 
     fn sleep(&self, seen: u64, until: u64) -> bool {
+        let now = self.0.borrow().ticks;
+        // A sleep until a tick already reached returns at once: the waiter would spin.
+        assert!(until > now, "sleep until tick {until} at tick {now}");
         loop {
             let mut w = self.0.borrow_mut();
             w.step();
@@ -308,7 +311,8 @@ fn a_completion_at_any_step_is_noticed_within_a_tick() {
 
 #[test]
 fn a_device_that_never_answers_times_out_at_the_deadline() {
-    for packed in [false, true] {
+    // The wait starts at tick 0 (boot) or later: intervals count from its start.
+    for (packed, start) in [(false, 0), (true, 0), (false, 1000), (true, 1000)] {
         let case = Case {
             packed,
             event_idx: true,
@@ -316,20 +320,24 @@ fn a_device_that_never_answers_times_out_at_the_deadline() {
             lose_kick: false,
         };
         let (dma, mut q) = setup(case);
+        q.world.borrow_mut().ticks = start;
         q.vq.dispatch(make_token(&dma, &[8], &[8], 1), BufferType::Direct)
             .unwrap();
         let platform = Platform(q.world.clone());
         assert_eq!(
-            wait::wait(&platform, &mut q, 50).unwrap().map_none(),
+            wait::wait(&platform, &mut q, start + 50)
+                .unwrap()
+                .map_none(),
             Waited::TimedOut
         );
         let ticks = q.world.borrow().ticks;
         assert_eq!(
-            ticks, 50,
+            ticks,
+            start + 50,
             "the wait ends at the deadline tick, not before or after"
         );
-        // Notified again at doubling intervals: ticks 2, 4, 8, 16, 32.
-        assert_eq!(q.counts.renotified, 5);
+        // Notified again at doubling intervals: 2, 4, 8, 16 and 32 ticks after the start.
+        assert_eq!(q.counts.renotified, 5, "start {start}");
     }
 }
 

@@ -381,6 +381,11 @@ impl Transport for FakeTransport {
     fn ack_interrupt(&mut self) -> InterruptCause {
         core::mem::take(&mut self.0.lock().unwrap().isr)
     }
+
+    /// The simulated transport has no per-queue reset.
+    fn reset_queue(&mut self, _: u16, _: &mut WaitBudget<'_>) -> Result<bool, TransportError> {
+        Ok(false)
+    }
 }
 
 /// A chain the device took from a ring.

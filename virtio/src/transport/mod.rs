@@ -130,8 +130,5 @@ pub trait Transport {
         &mut self,
         index: u16,
         budget: &mut WaitBudget<'_>,
-    ) -> Result<bool, TransportError> {
-        let _ = (index, budget);
-        Ok(false)
-    }
+    ) -> Result<bool, TransportError>;
 }

@@ -19,6 +19,8 @@ struct State {
     device_id: u32,
     device: DeviceState,
     config: Vec<u8>,
+    /// Every access to the device configuration: offset in it, width in bytes, write or not.
+    config_log: Vec<(usize, usize, bool)>,
 }
 
 /// The fake MMIO device; clones share it. It is its own register window
@@ -42,6 +44,7 @@ impl FakeMmio {
             device_id: device_type.into(),
             device: DeviceState::new(device_features, queue_max_sizes),
             config: config.to_vec(),
+            config_log: Vec::new(),
         })))
     }
 
@@ -88,6 +91,12 @@ impl FakeMmio {
     /// The device configuration bytes.
     pub fn device_config(&self) -> Vec<u8> {
         self.state().config.clone()
+    }
+
+    /// Takes the device-configuration accesses recorded so far: offset in the configuration,
+    /// width in bytes, and whether it was a write.
+    pub fn take_config_accesses(&self) -> Vec<(usize, usize, bool)> {
+        core::mem::take(&mut self.state().config_log)
     }
 
     /// Takes the `QueueNotify` writes recorded so far.
@@ -139,6 +148,7 @@ impl State {
 
     fn config_access(&mut self, offset: usize, width: usize, write: Option<u32>) -> u32 {
         let at = offset - CONFIG;
+        self.config_log.push((at, width, write.is_some()));
         if let Some(v) = write {
             self.config[at..at + width].copy_from_slice(&v.to_le_bytes()[..width]);
             return 0;

@@ -16,6 +16,7 @@ use vireo_virtio::{
     AvailBufferToken, BufferType, DmaBuffer, QueueError, SplitVq, Virtq, virtio_spec::F,
 };
 use virtio_queue::QueueT;
+use vm_memory::{Bytes, GuestAddress};
 
 support::scenarios::shared_tests!(crate::support::layout::Split);
 
@@ -82,6 +83,55 @@ fn in_order_descriptors_are_used_in_table_order() {
     // In-order descriptors are used in table order (§2.7.9).
     let heads: Vec<u16> = popped.iter().map(|p| p.head).collect();
     assert_eq!(heads, [0, 2, 4, 6, 8]);
+}
+
+/// A `struct virtq_desc` as the device reads it: address, length, flags, next.
+fn read_desc(dma: &GuestDma, table: u64, i: u64) -> (u64, u32, u16, u16) {
+    let at = |off| GuestAddress(table + 16 * i + off);
+    let mem = dma.mem();
+    (
+        mem.read_obj(at(0)).unwrap(),
+        mem.read_obj(at(8)).unwrap(),
+        mem.read_obj(at(12)).unwrap(),
+        mem.read_obj(at(14)).unwrap(),
+    )
+}
+
+/// §2.7.5.3: the ring descriptor of an indirect buffer has INDIRECT (not NEXT) and the table's
+/// length; the table's entries are chained like a direct chain, NEXT and `next` to the
+/// following entry on all but the last, WRITE on the device-writable ones, each with its
+/// element's address and length.
+#[test]
+fn indirect_table_is_chained_like_a_direct_chain() {
+    const NEXT: u16 = 1;
+    const WRITE: u16 = 2;
+    const INDIRECT: u16 = 4;
+    let (dma, mut vq, _dev, _) = setup(8, F::INDIRECT_DESC);
+    let token = make_token(&dma, &[3, 5], &[7, 9], 1);
+    let lens: Vec<u32> = token
+        .readable()
+        .iter()
+        .chain(token.writable())
+        .map(|b| b.len() as u32)
+        .collect();
+    vq.dispatch(token, BufferType::Indirect).unwrap();
+    let ring = vq.ring_addresses().descriptor_area;
+    let (table, table_len, flags, _) = read_desc(&dma, ring, 0);
+    assert_eq!((table_len, flags), (4 * 16, INDIRECT));
+    let mut seen = Vec::new();
+    for i in 0..4u16 {
+        let (addr, len, flags, next) = read_desc(&dma, table, i.into());
+        let last = i == 3;
+        let want = if i >= 2 { WRITE } else { 0 } | if last { 0 } else { NEXT };
+        assert_eq!(flags, want, "entry {i}");
+        if !last {
+            assert_eq!(next, i + 1, "entry {i}");
+        }
+        assert_eq!(len, lens[usize::from(i)], "entry {i}");
+        seen.push(addr);
+    }
+    seen.dedup();
+    assert_eq!(seen.len(), 4, "four distinct element addresses");
 }
 
 #[test]

@@ -57,6 +57,36 @@ fn init_queues_and_driver_ok() {
     assert_eq!(fake.status(), 0x0f);
 }
 
+/// A queue is programmed only with a size from 1 to the device's maximum, and only while it is
+/// disabled (§4.2.3.2); otherwise nothing is written and the queue stays as it was.
+#[test]
+fn a_queue_is_programmed_only_with_a_valid_size() {
+    let fake = fake(F::VERSION_1);
+    let mut device = init(&fake, F::empty()).unwrap();
+    let dma = GuestDma::new(1 << 20);
+    let vq = device.create_queue(1, 64, dma, None).unwrap();
+    let addresses = vq.ring_addresses();
+    let before = fake.queue(0);
+    for size in [0, before.max_size + 1] {
+        assert_eq!(
+            device.transport_mut().setup_queue(0, size, addresses, None),
+            Err(TransportError::QueueUnavailable),
+            "size {size}"
+        );
+        let q = fake.queue(0);
+        assert_eq!(
+            (q.size, q.enable, q.desc),
+            (before.size, 0, 0),
+            "size {size}"
+        );
+    }
+    // Queue 1 is enabled already: not programmed again.
+    assert_eq!(
+        device.transport_mut().setup_queue(1, 64, addresses, None),
+        Err(TransportError::QueueUnavailable)
+    );
+}
+
 #[test]
 fn packed_queue_on_mmio() {
     let fake = fake(F::VERSION_1 | F::RING_PACKED);

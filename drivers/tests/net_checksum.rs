@@ -3,7 +3,8 @@
 //! `GUEST_CSUM` smoltcp keeps verifying. Each case on both ring layouts, with and without
 //! merged buffers (small ones, so every frame spans several), into a smoltcp interface with
 //! a listening TCP socket and a bound UDP socket: a segment that reaches TCP moves the
-//! listener to SYN-RECEIVED.
+//! listener to SYN-RECEIVED. IP packets at the edges of their lengths, against the tests' own
+//! reading. Transmitted checksums left to the device (`VIRTIO_NET_F_CSUM`).
 
 mod support;
 
@@ -282,14 +283,22 @@ fn without_guest_csum_smoltcp_verifies() {
                 host.receive(&f, flags, (0, 0));
                 assert!(!host.tcp_reached());
             }
+            // A DATA_VALID a device sets even without GUEST_CSUM is counted, and only that
+            // one (frames without the flag are not).
             let s = host.stats();
             assert_eq!(
-                (s.rx_frames, s.rx_csum_failed, s.rx_csum_verified),
-                (2, 0, 0)
+                (
+                    s.rx_frames,
+                    s.rx_csum_failed,
+                    s.rx_csum_verified,
+                    s.rx_data_valid
+                ),
+                (2, 0, 0, 1)
             );
             let (good, _) = syn(false);
             host.receive(&good, 0, (0, 0));
             assert!(host.tcp_reached());
+            assert_eq!(host.stats().rx_data_valid, 1);
         }
     }
 }
@@ -315,5 +324,129 @@ fn smoltcp_is_told_who_answers_for_each_direction() {
         // IPv4 header and ICMP checksums always stay with smoltcp.
         assert!(matches!(caps.ipv4, Checksum::Both));
         assert!(matches!(caps.icmpv4, Checksum::Both));
+    }
+}
+
+/// IP packets at the edges of their lengths, as a broken or hostile peer may send them:
+/// every truncation of a frame (runts too short for their IP header), an IPv4 total length
+/// one short of the header or equal to it, an IPv6 packet that is the fixed header alone or
+/// whose extension header ends the payload, a small datagram behind extension headers. With
+/// `GUEST_CSUM` and no flags the driver hands out exactly the frames whose TCP or UDP
+/// checksum is not wrong by the tests' own reading (`checksum_verdict`, also the fuzz
+/// target's), unchanged, and never panics.
+#[test]
+fn ip_lengths_at_their_edges_are_read_as_smoltcp_reads_them() {
+    let tcp = L4::Tcp {
+        port: TCP_PORT,
+        syn: false,
+        seq: 1,
+    };
+    let udp = L4::Udp { port: UDP_PORT };
+    let mut cases = Vec::new();
+    for ipv6 in [false, true] {
+        for l4 in [tcp, udp] {
+            let f = frame(MAC, ipv6, l4, b"x");
+            cases.extend((0..f.len()).map(|len| (f[..len].to_vec(), None)));
+            cases.push((f, Some(true)));
+        }
+    }
+    // No room for a TCP header: the "segment" is empty, its checksum wrong.
+    let set_len = |f: &mut Vec<u8>, at: usize, len: usize| {
+        f[at..at + 2].copy_from_slice(&(len as u16).to_be_bytes());
+    };
+    for (total, verdict) in [(19, None), (20, Some(false))] {
+        let mut f = frame(MAC, false, tcp, &[]);
+        set_len(&mut f, ETH + 2, total);
+        cases.push((f, verdict));
+    }
+    let mut f = frame(MAC, true, tcp, &[]);
+    f.truncate(ETH + 40);
+    set_len(&mut f, ETH + 4, 0);
+    cases.push((f, Some(false)));
+    let mut f = with_ext_header(&frame(MAC, true, tcp, &[]), 0, 0);
+    f.truncate(ETH + 48);
+    set_len(&mut f, ETH + 4, 8);
+    cases.push((f, Some(false)));
+    // An empty datagram behind one, then two extension headers, right and wrong.
+    let empty = frame(MAC, true, udp, &[]);
+    for f in [
+        with_ext_header(&empty, 0, 0),
+        with_ext_header(&with_ext_header(&empty, 60, 1), 0, 0),
+    ] {
+        let mut bad = f.clone();
+        bad[f.len() - 2] ^= 0x5a;
+        cases.push((f, Some(true)));
+        cases.push((bad, Some(false)));
+    }
+    let net = Net::standard();
+    let mut drv = net.driver(NetOptions::default());
+    for (f, verdict) in cases {
+        assert_eq!(checksum_verdict(&f), verdict, "{f:02x?}");
+        assert!(net.dev.borrow_mut().deliver(&f));
+        let expected = if verdict == Some(false) {
+            vec![]
+        } else {
+            vec![f]
+        };
+        assert_eq!(drain(&mut drv), expected);
+    }
+}
+
+/// With `VIRTIO_NET_F_CSUM` every TCP or UDP packet written through the smoltcp token, down
+/// to a UDP header alone, goes with `NEEDS_CSUM` and offsets from which the device computes
+/// the right checksum (virtio 1.2 §5.1.6.2); one cut short before its checksum field (a raw
+/// socket may send it) goes as it was written, without the flag.
+#[test]
+fn transmitted_checksums_are_left_to_the_device_where_the_field_is() {
+    let net = Net::standard();
+    let mut drv = net.driver(NetOptions::default());
+    let mut send = |f: &[u8]| {
+        send_segmented(&mut drv, f, 0);
+        assert_eq!(drv.take_error(), None);
+        let mut sent = net.dev.borrow_mut().take_tx();
+        assert_eq!(sent.len(), 1);
+        sent.pop().unwrap()
+    };
+    let tcp = L4::Tcp {
+        port: TCP_PORT,
+        syn: true,
+        seq: 7,
+    };
+    for ipv6 in [false, true] {
+        for l4 in [tcp, L4::Udp { port: UDP_PORT }] {
+            for payload in [&[][..], &[1], &[0xa5; 301]] {
+                let expected = frame(PEER_MAC, ipv6, l4, payload);
+                let (start, offset) = (l4_start(ipv6), csum_offset(l4));
+                let mut f = expected.clone();
+                f[start + offset..start + offset + 2].copy_from_slice(&[0, 0]);
+                let (h, mut wire) = send(&f);
+                assert_eq!(h, header(NEEDS_CSUM, start as u16, offset as u16, 0));
+                complete_checksum(&mut wire, start, offset);
+                assert_eq!(wire, expected);
+            }
+        }
+    }
+    // TCP over IPv4 cut to 10 bytes, and to 17 over IPv6 (the field would end at 18); UDP
+    // cut to 7; each also padded to Ethernet's 60 bytes.
+    for (ipv6, l4, cut) in [
+        (false, tcp, 10),
+        (true, tcp, 17),
+        (false, L4::Udp { port: 1 }, 7),
+    ] {
+        let mut f = frame(PEER_MAC, ipv6, l4, &[]);
+        let start = l4_start(ipv6);
+        f.truncate(start + cut);
+        let (at, len) = if ipv6 {
+            (ETH + 4, cut)
+        } else {
+            (ETH + 2, 20 + cut)
+        };
+        f[at..at + 2].copy_from_slice(&(len as u16).to_be_bytes());
+        let mut padded = f.clone();
+        padded.resize(60, 0);
+        for f in [f, padded] {
+            let (h, wire) = send(&f);
+            assert_eq!((h, wire), ([0; 12], f));
+        }
     }
 }

@@ -5,7 +5,7 @@ mod support;
 
 use support::net::*;
 use vireo_drivers::net::{
-    MAX_MAC_FILTERS, NetDriverError, NetOptions, TxChecksum, default_multicast,
+    HEADER_LEN, MAX_MAC_FILTERS, NetDriverError, NetOptions, TxChecksum, default_multicast,
 };
 use vireo_virtio::virtio_spec::{F, net};
 
@@ -125,6 +125,34 @@ fn merged_frames_are_reassembled_and_single_ones_stay_in_place() {
         assert_eq!(drain(&mut drv), [big.clone(), small, big]);
         let stats = drv.stats();
         assert_eq!((stats.rx_frames, stats.rx_merged), (3, 2));
+    }
+}
+
+#[test]
+fn merged_buffers_hold_the_header_and_a_byte_at_least() {
+    // With MRG_RXBUF each buffer must hold at least the net header (virtio 1.2 §5.1.6.3.1);
+    // the driver's floor (`NetOptions::mrg_buffer_len`) is one frame byte more.
+    for (asked, len) in [
+        (0, HEADER_LEN + 1),
+        (1, 13),
+        (11, 13),
+        (12, 13),
+        (13, 13),
+        (14, 14),
+    ] {
+        let net = Net::standard();
+        let mut drv = net.driver(NetOptions {
+            mrg_buffer_len: asked,
+            tso: false,
+            queue_size: 64,
+            rx_buffers: 64,
+            ..NetOptions::default()
+        });
+        assert_eq!(drv.info().rx_buffer_len, len, "asked for {asked}");
+        assert_eq!(net.dev.borrow_mut().rx_buffer_len(), len);
+        let frame = eth_frame(MAC, 60, 1);
+        assert!(net.dev.borrow_mut().deliver(&frame));
+        assert_eq!(drain(&mut drv), [frame]);
     }
 }
 
@@ -263,6 +291,59 @@ fn control_commands() {
     }
 }
 
+/// `VIRTIO_NET_CTRL_MAC_TABLE_SET` (virtio 1.2 §5.1.6.5.2) as the device must read it: the
+/// unicast `struct virtio_net_ctrl_mac` (a `le32` count, the addresses), then the multicast one.
+fn mac_table_command(unicast: &[[u8; 6]], multicast: &[[u8; 6]]) -> Vec<u8> {
+    let mut data = Vec::new();
+    for table in [unicast, multicast] {
+        data.extend_from_slice(&(table.len() as u32).to_le_bytes());
+        data.extend(table.iter().flatten());
+    }
+    data
+}
+
+/// Tables of up to [`MAX_MAC_FILTERS`] addresses in all, however split between unicast and
+/// multicast, reach the device whole; a larger one, of any size, is refused before anything
+/// is sent, and the queue serves on.
+fn mac_tables_up_to_the_limit(net: &Net, drv: &mut NetDrv) {
+    let addresses = |n: usize, first: u8| -> Vec<[u8; 6]> {
+        (0..n).map(|i| [first, 0, 0, 0, i as u8, 1]).collect()
+    };
+    let max = MAX_MAC_FILTERS;
+    for (uni, multi) in [
+        (max, 0),
+        (0, max),
+        (1, max - 1),
+        (max / 2 + 1, max / 2 - 1),
+        (3, 2),
+    ] {
+        let (unicast, multicast) = (addresses(uni, 2), addresses(multi, 0x33));
+        drv.set_mac_table(&unicast, &multicast, &mut net.budget())
+            .unwrap();
+        let sent = net.dev.borrow_mut().ctrl_log.pop().unwrap();
+        assert_eq!((sent.class, sent.command), (1, 0));
+        assert_eq!(
+            sent.data,
+            mac_table_command(&unicast, &multicast),
+            "{uni} + {multi}"
+        );
+    }
+    for (uni, multi) in [
+        (max + 1, 0),
+        (0, max + 1),
+        (max, 1),
+        (2 * max + 1, 0),
+        (1000, 3),
+    ] {
+        let (unicast, multicast) = (addresses(uni, 2), addresses(multi, 0x33));
+        let err = drv.set_mac_table(&unicast, &multicast, &mut net.budget());
+        assert_eq!(err, Err(NetDriverError::CtrlTooLarge), "{uni} + {multi}");
+    }
+    assert!(net.dev.borrow().ctrl_log.is_empty());
+    drv.set_mac_table(&[], &[], &mut net.budget()).unwrap();
+    assert_eq!(net.dev.borrow_mut().ctrl_log.pop().unwrap().data, [0; 8]);
+}
+
 fn control_commands_on(options: NetOptions) {
     let net = Net::standard();
     let mut drv = net.driver(options);
@@ -281,9 +362,8 @@ fn control_commands_on(options: NetOptions) {
         (0, 1, &[1][..])
     );
     assert_eq!(log[2].data, [1, 0, 0, 0, 2, 0, 0, 0, 0, 7, 0, 0, 0, 0]);
-    let too_many = vec![[1u8; 6]; MAX_MAC_FILTERS + 1];
-    let err = drv.set_mac_table(&too_many, &[], &mut net.budget());
-    assert_eq!(err, Err(NetDriverError::CtrlTooLarge));
+    net.dev.borrow_mut().ctrl_log.clear();
+    mac_tables_up_to_the_limit(&net, &mut drv);
     net.dev.borrow_mut().ctrl_ack = 1;
     let err = drv.set_promiscuous(false, &mut net.budget());
     assert_eq!(err, Err(NetDriverError::CtrlRejected));

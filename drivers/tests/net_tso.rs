@@ -159,6 +159,27 @@ fn bad_gso_drops_the_frame_and_its_buffers_come_back() {
 }
 
 #[test]
+fn with_one_of_tso4_and_tso6_the_other_type_is_refused() {
+    // A device sends GSO_TCPV4 only with GUEST_TSO4, GSO_TCPV6 only with GUEST_TSO6 (virtio
+    // 1.2 §5.1.6.4.1): the other type is one not negotiated, however long its frame.
+    for (only, ipv6_taken) in [(net::F::GUEST_TSO4, false), (net::F::GUEST_TSO6, true)] {
+        let offered = (all_net() - tso()) | F::from(only);
+        let net = Net::new(offered, net_config(MAC, true, 1500));
+        let mut drv = net.driver(options(false));
+        assert_eq!(drv.features() & tso(), only.into());
+        for ipv6 in [false, true] {
+            let (h, f) = coalesced(ipv6, 20_000);
+            assert!(net.dev.borrow_mut().deliver_header(&f, h));
+            let expected = if ipv6 == ipv6_taken { vec![f] } else { vec![] };
+            assert_eq!(drain(&mut drv), expected, "ipv6 {ipv6}");
+        }
+        let s = drv.stats();
+        assert_eq!((s.rx_gso, s.rx_bad_gso, s.rx_oversize), (1, 1, 0));
+        assert_eq!(s.rx_dropped(), 1);
+    }
+}
+
+#[test]
 fn gso_without_the_feature_is_refused_on_every_ring() {
     for options in net_matrix() {
         let net = Net::standard();
@@ -240,18 +261,6 @@ fn host_tso4_is_negotiated_with_csum_and_told_to_smoltcp() {
     }
 }
 
-/// Sends a frame through smoltcp's transmit token with a segmentation size, as smoltcp's TCP
-/// socket does for a segment longer than the MSS.
-fn send_segmented(drv: &mut NetDrv, frame: &[u8], mss: u16) {
-    use smoltcp::phy::{Device, PacketMeta, TxToken};
-    let mut phy = drv.phy();
-    let mut token = phy.transmit(smoltcp::time::Instant::ZERO).unwrap();
-    let mut meta = PacketMeta::default();
-    meta.segmentation_offload_size = std::num::NonZeroU16::new(mss);
-    token.set_meta(meta);
-    token.consume(frame.len(), |b| b.copy_from_slice(frame));
-}
-
 #[test]
 fn a_segment_for_the_device_to_cut_carries_the_gso_fields() {
     for packed in [false, true] {
@@ -296,10 +305,32 @@ fn a_segment_the_device_cannot_cut_is_dropped_and_reported() {
         host_tso: true,
         ..NetOptions::default()
     });
-    // UDP is not TCP/IPv4: taken out of the batch, its buffer free again.
-    let udp = frame(MAC, false, L4::Udp { port: 53 }, &[1; 3000]);
-    send_segmented(&mut drv, &udp, 1448);
-    assert_eq!(drv.take_error(), Some(NetDriverError::ChecksumOffload));
+    let tcp = L4::Tcp {
+        port: 80,
+        syn: false,
+        seq: 1,
+    };
+    let data_offset_at = l4_start(false) + 12;
+    let mut cases = Vec::new();
+    // TCP over IPv6: HOST_TSO6 is never negotiated.
+    cases.push(frame(MAC, true, tcp, &[3; 3000]));
+    // A data offset below 5 words (RFC 9293 §3.1: the header is 20 bytes at least)…
+    for words in 0..5 {
+        let mut f = frame(MAC, false, tcp, &[3; 3000]);
+        f[data_offset_at] = words << 4;
+        cases.push(f);
+    }
+    // …or past the end of the segment (60 bytes of header in a 50-byte segment).
+    let mut f = frame(MAC, false, tcp, &[3; 30]);
+    f[data_offset_at] = 15 << 4;
+    cases.push(f);
+    // UDP, though its bytes where a data offset would lie say 5 words.
+    cases.push(frame(MAC, false, L4::Udp { port: 53 }, &[5 << 4; 3000]));
+    for f in &cases {
+        // Taken out of the batch, its buffer free again.
+        send_segmented(&mut drv, f, 1448);
+        assert_eq!(drv.take_error(), Some(NetDriverError::ChecksumOffload));
+    }
     // Longer than the largest IPv4 packet: refused before it is written.
     send_segmented(&mut drv, &vec![0; MAX_TSO_FRAME_LEN + 1], 1448);
     assert!(matches!(
@@ -309,19 +340,15 @@ fn a_segment_the_device_cannot_cut_is_dropped_and_reported() {
     assert!(net.dev.borrow_mut().take_tx().is_empty());
     assert_eq!(drv.tx_outstanding(), 0);
     let s = drv.stats();
-    assert_eq!((s.tx_frames, s.tx_tso, s.phy_errors), (0, 0, 2));
+    let refused = cases.len() as u64 + 1;
+    assert_eq!((s.tx_frames, s.tx_tso, s.phy_errors), (0, 0, refused));
     // Without HOST_TSO4 a segmentation size is refused above the MTU.
     let net = Net::standard();
     let mut drv = net.driver(NetOptions {
         host_tso: false,
         ..NetOptions::default()
     });
-    let l4 = L4::Tcp {
-        port: 80,
-        syn: false,
-        seq: 1,
-    };
-    send_segmented(&mut drv, &frame(MAC, false, l4, &[0; 3000]), 1448);
+    send_segmented(&mut drv, &frame(MAC, false, tcp, &[0; 3000]), 1448);
     assert!(matches!(
         drv.take_error(),
         Some(NetDriverError::FrameTooLarge { max: 1514, .. })

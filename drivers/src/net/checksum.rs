@@ -356,14 +356,10 @@ mod tests {
 
     #[test]
     fn ipv6_hop_by_hop_header_is_walked() {
-        let mut f = frame(true, IpProtocol::Tcp, b"behind a hop-by-hop header");
-        // Insert an 8-byte hop-by-hop header (next header TCP, length 0, PadN) after the
-        // fixed header: the TCP checksum does not cover it.
-        let hbh = [6u8, 0, 1, 4, 0, 0, 0, 0];
-        f.splice(14 + 40..14 + 40, hbh);
-        f[14 + 6] = 0;
-        let len = u16::from_be_bytes([f[14 + 4], f[14 + 5]]) + 8;
-        f[14 + 4..14 + 6].copy_from_slice(&len.to_be_bytes());
+        let f = frame(true, IpProtocol::Tcp, b"behind a hop-by-hop header");
+        // An 8-byte hop-by-hop header after the fixed header: the TCP checksum does not
+        // cover it.
+        let mut f = test_frames::with_ext_header(&f, 0, 0);
         assert_eq!(verify_received(&f), RxVerdict::Valid);
         f[14 + 48 + 16] ^= 1;
         assert_eq!(verify_received(&f), RxVerdict::Invalid);

@@ -90,19 +90,20 @@ impl<A: DmaAllocator> CtrlQueue<A> {
     ) -> Result<(), NetDriverError> {
         let mut token = self.token.take().ok_or(NetDriverError::CtrlBusy)?;
         let len = 2 + data.iter().map(|d| d.len()).sum::<usize>();
-        let filled = match token.readable_mut().first_mut() {
-            Some(buffer) if buffer.capacity() >= len => {
-                buffer.set_len(len);
-                buffer[0] = class;
-                buffer[1] = command;
-                let mut at = 2;
-                for part in data {
-                    buffer[at..at + part.len()].copy_from_slice(part);
-                    at += part.len();
-                }
-                true
+        // `set_len` refuses a length past the buffer's capacity.
+        let filled = if let Some(buffer) = token.readable_mut().first_mut()
+            && buffer.set_len(len)
+        {
+            buffer[0] = class;
+            buffer[1] = command;
+            let mut at = 2;
+            for part in data {
+                buffer[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
             }
-            _ => false,
+            true
+        } else {
+            false
         };
         if let Some(ack) = token.writable_mut().first_mut() {
             ack[0] = ACK_UNSET;

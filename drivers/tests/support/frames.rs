@@ -99,6 +99,22 @@ pub fn frame(dst_mac: [u8; 6], ipv6: bool, l4: L4, payload: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// `frame` (IPv6, as built by [`frame`]) with an extension header of type `kind` (0
+/// hop-by-hop, 60 destination options: RFC 8200 §4.3, §4.6) inserted after the fixed header:
+/// `(len8 + 1) * 8` bytes, a PadN option filling them, the payload length grown to match. The
+/// TCP or UDP checksum stays right: the pseudo-header does not cover extension headers.
+pub fn with_ext_header(frame: &[u8], kind: u8, len8: u8) -> Vec<u8> {
+    let mut f = frame.to_vec();
+    let len = (usize::from(len8) + 1) * 8;
+    let mut ext = vec![0u8; len];
+    ext[..4].copy_from_slice(&[f[ETH + 6], len8, 1, (len - 4) as u8]);
+    f.splice(ETH + 40..ETH + 40, ext.iter().copied());
+    f[ETH + 6] = kind;
+    let payload = u16::from_be_bytes([f[ETH + 4], f[ETH + 5]]) + len as u16;
+    f[ETH + 4..ETH + 6].copy_from_slice(&payload.to_be_bytes());
+    f
+}
+
 /// The 16-bit ones' complement sum of `data` (RFC 1071), big-endian words, folded.
 pub fn ones_complement_sum(data: &[u8]) -> u16 {
     let mut sum: u64 = data

@@ -398,6 +398,19 @@ pub fn eth_frame(dst: [u8; 6], len: usize, seed: u8) -> Vec<u8> {
     f
 }
 
+/// Sends a frame through smoltcp's transmit token (what smoltcp, and so a raw socket, writes
+/// through), with a segmentation size unless `mss` is 0, as smoltcp's TCP socket asks for a
+/// segment longer than the MSS.
+pub fn send_segmented(drv: &mut NetDrv, frame: &[u8], mss: u16) {
+    use smoltcp::phy::{Device, PacketMeta, TxToken};
+    let mut phy = drv.phy();
+    let mut token = phy.transmit(smoltcp::time::Instant::ZERO).unwrap();
+    let mut meta = PacketMeta::default();
+    meta.segmentation_offload_size = std::num::NonZeroU16::new(mss);
+    token.set_meta(meta);
+    token.consume(frame.len(), |b| b.copy_from_slice(frame));
+}
+
 /// Receives every frame the driver has.
 pub fn drain(drv: &mut NetDrv) -> Vec<Vec<u8>> {
     let mut out = Vec::new();

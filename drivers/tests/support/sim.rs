@@ -288,6 +288,14 @@ impl Transport for FakeTransport {
             s.resets += 1;
             return;
         }
+        // Each step of the initialisation sets one more bit (virtio 1.2 §3.1.1), and "the
+        // driver MUST NOT clear a device status bit" (§2.1.2): only a reset (0) clears them.
+        assert_eq!(
+            status.bits() & s.status,
+            s.status,
+            "status {status:?} written over {:#04x} clears a bit (virtio 1.2 §2.1.2)",
+            s.status
+        );
         let mut bits = status.bits();
         if status.contains(DeviceStatus::FEATURES_OK) && !s.offered.contains(s.driver_features) {
             bits &= !DeviceStatus::FEATURES_OK.bits();

@@ -370,6 +370,14 @@ fn control_commands_on(options: NetOptions) {
     net.dev.borrow_mut().ctrl_ack = 7;
     let err = drv.set_promiscuous(false, &mut net.budget());
     assert_eq!(err, Err(NetDriverError::CtrlBadAck(7)));
+    // OK in the ack byte, but a used length of 0 says the device wrote nothing (§2.7.8): the
+    // command is not confirmed, whatever the byte holds.
+    net.dev.borrow_mut().ctrl_ack = 0;
+    net.dev.borrow_mut().ctrl_used_len = 0;
+    let err = drv.set_promiscuous(false, &mut net.budget());
+    assert!(matches!(err, Err(NetDriverError::CtrlBadAck(_))), "{err:?}");
+    net.dev.borrow_mut().ctrl_used_len = 1;
+    assert_eq!(drv.set_promiscuous(false, &mut net.budget()), Ok(()));
     // Without the control queue.
     let plain = Net::standard();
     let mut drv = plain.driver(NetOptions {

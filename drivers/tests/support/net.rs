@@ -90,6 +90,8 @@ pub struct NetSim {
     pub ctrl_log: Vec<CtrlCommand>,
     /// The ack the device writes (0: OK).
     pub ctrl_ack: u8,
+    /// The used length the device reports for a control command (1: the ack byte).
+    pub ctrl_used_len: u32,
     /// The device leaves control commands unanswered.
     pub ctrl_silent: bool,
     /// Once the driver uses the control queue, the device stops finishing resets.
@@ -270,7 +272,7 @@ impl NetSim {
             });
             mem.write_obj(self.ctrl_ack, ack_at.expect("ack descriptor"))
                 .unwrap();
-            self.sim.push_used(2, &chain, 1);
+            self.sim.push_used(2, &chain, self.ctrl_used_len);
         }
     }
 
@@ -322,6 +324,7 @@ impl Net {
             rx_epoch: None,
             ctrl_log: Vec::new(),
             ctrl_ack: 0,
+            ctrl_used_len: 1,
             ctrl_silent: false,
             stick_reset_on_ctrl: false,
             tx_notifications_served: 0,

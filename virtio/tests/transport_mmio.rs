@@ -57,6 +57,47 @@ fn init_queues_and_driver_ok() {
     assert_eq!(fake.status(), 0x0f);
 }
 
+/// §3.1.1 as the device sees it: reset, ACKNOWLEDGE, DRIVER, FEATURES_OK, then DRIVER_OK, each
+/// write keeping the bits before it (the fake panics on a cleared bit, §2.1.2).
+#[test]
+fn initialisation_sets_the_status_bits_in_order() {
+    let fake = fake(F::VERSION_1 | F::EVENT_IDX);
+    let mut device = init(&fake, F::EVENT_IDX).unwrap();
+    assert_eq!(fake.take_status_writes(), [0, 0x01, 0x03, 0x0b]);
+    device.driver_ok().unwrap();
+    assert_eq!(fake.take_status_writes(), [0x0f]);
+    assert_eq!(fake.status(), 0x0f);
+}
+
+/// A device that sets DEVICE_NEEDS_RESET as it is told DRIVER_OK (§2.1.1), keeping every other
+/// bit, is not used.
+#[test]
+fn a_device_needing_a_reset_at_driver_ok_is_refused() {
+    let fake = fake(F::VERSION_1);
+    fake.set_hostility(Hostility {
+        needs_reset_at_driver_ok: true,
+        ..Hostility::default()
+    });
+    let mut device = init(&fake, F::empty()).unwrap();
+    assert_eq!(device.driver_ok(), Err(TransportError::DeviceNeedsReset));
+    assert_eq!(fake.status(), 0x4f);
+}
+
+/// A wait budget ends at its deadline on the clock it was made with, and says so in a log.
+#[test]
+fn a_wait_budget_expires_at_its_deadline() {
+    // Each reading advances the clock by 1 µs: the budget is made at 0, read at 1, 2, ... µs.
+    let clock = FakeClock::new(1_000);
+    let budget = WaitBudget::new(&clock, 3_000);
+    assert!(
+        format!("{budget:?}").contains("deadline_ns: 3000"),
+        "{budget:?}"
+    );
+    let expired: Vec<bool> = (0..4).map(|_| budget.expired()).collect();
+    assert_eq!(expired, [false, false, true, true]);
+    assert!(WaitBudget::new(&FakeClock::new(0), 0).expired());
+}
+
 /// A queue is programmed only with a size from 1 to the device's maximum, and only while it is
 /// disabled (§4.2.3.2); otherwise nothing is written and the queue stays as it was.
 #[test]

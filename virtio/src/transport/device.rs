@@ -120,12 +120,16 @@ impl<T: Transport> Device<T> {
     ) -> Result<(), TransportError> {
         self.reset(budget)?;
         let t = &mut self.transport;
-        t.set_status(DeviceStatus::ACKNOWLEDGE);
-        t.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER);
+        // Steps 2 to 5 of §3.1.1, each setting one more bit (§2.1.2: none is ever cleared).
+        let mut status = DeviceStatus::ACKNOWLEDGE;
+        t.set_status(status);
+        status |= DeviceStatus::DRIVER;
+        t.set_status(status);
         let offered = negotiate(t.device_features(), wanted)?;
         let features = (settle(offered) & offered) | F::VERSION_1;
         t.set_driver_features(features);
-        t.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER | DeviceStatus::FEATURES_OK);
+        status |= DeviceStatus::FEATURES_OK;
+        t.set_status(status);
         if !t.status().contains(DeviceStatus::FEATURES_OK) {
             return Err(TransportError::FeaturesRejected);
         }

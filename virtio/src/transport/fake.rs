@@ -65,6 +65,9 @@ pub struct Hostility {
     pub refuse_vectors: bool,
     /// A queue reset completes after this many `queue_reset` reads (`None`: never).
     pub queue_reset_polls: Option<u32>,
+    /// The device sets `DEVICE_NEEDS_RESET` (virtio 1.2 §2.1.1) as the driver sets `DRIVER_OK`,
+    /// keeping every other bit.
+    pub needs_reset_at_driver_ok: bool,
 }
 
 impl Default for Hostility {
@@ -75,6 +78,7 @@ impl Default for Hostility {
             generation_changes: 0,
             refuse_vectors: false,
             queue_reset_polls: Some(0),
+            needs_reset_at_driver_ok: false,
         }
     }
 }

@@ -8,6 +8,10 @@ use super::{FakeNotification, FakeQueue, Hostility};
 
 /// `FEATURES_OK` in the device status.
 const FEATURES_OK: u8 = 0x08;
+/// `DRIVER_OK` in the device status.
+const DRIVER_OK: u8 = 0x04;
+/// `DEVICE_NEEDS_RESET` in the device status.
+const DEVICE_NEEDS_RESET: u8 = 0x40;
 
 /// A register of the selected queue, as both transports have it.
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +47,8 @@ pub(super) struct DeviceState {
     /// Interrupt causes not yet acknowledged (PCI's ISR byte, MMIO's `InterruptStatus`).
     pub(super) interrupt: u32,
     pub(super) notifications: Vec<FakeNotification>,
+    /// Every value the driver wrote to the device status, in order.
+    pub(super) status_writes: Vec<u8>,
 }
 
 impl DeviceState {
@@ -66,6 +72,7 @@ impl DeviceState {
                 .collect(),
             interrupt: 0,
             notifications: Vec::new(),
+            status_writes: Vec::new(),
         }
     }
 
@@ -130,7 +137,19 @@ impl DeviceState {
 
     /// Writes the status: 0 starts a reset; `FEATURES_OK` sticks only for offered features
     /// (and a device that does not reject them).
+    ///
+    /// # Panics
+    ///
+    /// If the driver clears a bit the status holds: virtio 1.2 §2.1.2 forbids it (0 is the
+    /// reset, not a clear; `DEVICE_NEEDS_RESET` is the device's to set, and a reset clears it).
     pub(super) fn write_status(&mut self, value: u8) {
+        self.status_writes.push(value);
+        let held = self.status & !DEVICE_NEEDS_RESET;
+        assert!(
+            value == 0 || self.reset_pending.is_some() || value & held == held,
+            "fake: the driver cleared status bits {:#x} by writing {value:#x} (§2.1.2)",
+            held & !value
+        );
         if value == 0 {
             match self.hostility.reset_polls {
                 Some(0) => self.reset_device(),
@@ -142,6 +161,9 @@ impl DeviceState {
         let offered_only = self.driver_features & !self.device_features == 0;
         if value & FEATURES_OK != 0 && (self.hostility.reject_features || !offered_only) {
             value &= !FEATURES_OK;
+        }
+        if value & DRIVER_OK != 0 && self.hostility.needs_reset_at_driver_ok {
+            value |= DEVICE_NEEDS_RESET;
         }
         self.status = value;
     }

@@ -93,6 +93,11 @@ impl FakeMmio {
         self.state().config.clone()
     }
 
+    /// Takes the values the driver wrote to the device status so far, in order.
+    pub fn take_status_writes(&self) -> Vec<u8> {
+        core::mem::take(&mut self.state().device.status_writes)
+    }
+
     /// Takes the device-configuration accesses recorded so far: offset in the configuration,
     /// width in bytes, and whether it was a write.
     pub fn take_config_accesses(&self) -> Vec<(usize, usize, bool)> {

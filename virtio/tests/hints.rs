@@ -134,6 +134,11 @@ fn every_transport_error_has_a_hint() {
     for e in all {
         assert!(!hint(e).is_empty(), "{e}");
     }
+    // The messages tell every error apart.
+    let messages: Vec<String> = all.iter().map(ToString::to_string).collect();
+    for (i, m) in messages.iter().enumerate() {
+        assert!(m.len() >= 10 && !messages[..i].contains(m), "`{m}`");
+    }
     assert!(hint(TransportError::BadCapability).contains("disable-modern=on"));
     assert!(hint(TransportError::VectorRejected).contains("polled=on"));
 }

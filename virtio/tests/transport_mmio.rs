@@ -67,6 +67,7 @@ fn initialisation_sets_the_status_bits_in_order() {
     device.driver_ok().unwrap();
     assert_eq!(fake.take_status_writes(), [0x0f]);
     assert_eq!(fake.status(), 0x0f);
+    assert!(!device.needs_reset());
 }
 
 /// A device that sets DEVICE_NEEDS_RESET as it is told DRIVER_OK (§2.1.1), keeping every other
@@ -81,6 +82,22 @@ fn a_device_needing_a_reset_at_driver_ok_is_refused() {
     let mut device = init(&fake, F::empty()).unwrap();
     assert_eq!(device.driver_ok(), Err(TransportError::DeviceNeedsReset));
     assert_eq!(fake.status(), 0x4f);
+    assert!(device.needs_reset());
+    // Giving up sets FAILED on top of what the status holds, however often the driver says so.
+    device.fail();
+    device.fail();
+    assert_eq!(fake.status(), 0xcf);
+}
+
+/// What the window says about the device: its type and how long its configuration is.
+#[test]
+fn the_window_tells_the_device_type_and_configuration_length() {
+    let transport = MmioTransport::new(fake(F::VERSION_1)).unwrap();
+    assert_eq!(transport.config_len(), 12);
+    let debug = format!("{transport:?}");
+    for field in [format!("device_type: {NET}"), "window_len: 268".to_string()] {
+        assert!(debug.contains(&field), "`{field}` missing from {debug}");
+    }
 }
 
 /// A wait budget ends at its deadline on the clock it was made with, and says so in a log.

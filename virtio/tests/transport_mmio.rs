@@ -195,7 +195,20 @@ fn notifications_and_interrupts() {
         fake.take_notifications(),
         [(0x50, 4, 0x8005_0001), (0x50, 4, 1)]
     );
+    let debug = format!("{n1:?}");
+    assert!(
+        debug.contains("queue: 1") && debug.contains("data: true"),
+        "{debug}"
+    );
     assert_eq!(t.notifier(2).err(), Some(TransportError::QueueUnavailable));
+
+    // Without VIRTIO_F_NOTIFICATION_DATA the register takes the queue index only (§4.2.3.3),
+    // whatever a caller passes.
+    let plain = self::fake(F::VERSION_1);
+    let mut plain_device = init(&plain, F::empty()).unwrap();
+    let n0 = plain_device.transport_mut().notifier(0).unwrap();
+    n0.notify(0, Some(0x8005_0000));
+    assert_eq!(plain.take_notifications(), [(0x50, 4, 0)]);
 
     fake.raise_interrupt(3);
     let cause = t.ack_interrupt();

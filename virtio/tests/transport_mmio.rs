@@ -7,7 +7,8 @@ use support::GuestDma;
 use vireo_virtio::{
     Notifier,
     transport::{
-        Device, MmioTransport, Transport, TransportError, VIRTIO_MMIO_MAGIC, WaitBudget,
+        Device, MmioTransport, RegisterBlock, Transport, TransportError, VIRTIO_MMIO_MAGIC,
+        WaitBudget,
         fake::{FakeClock, FakeMmio, Hostility},
     },
     virtio_spec::F,
@@ -92,7 +93,9 @@ fn a_device_needing_a_reset_at_driver_ok_is_refused() {
 /// What the window says about the device: its type and how long its configuration is.
 #[test]
 fn the_window_tells_the_device_type_and_configuration_length() {
-    let transport = MmioTransport::new(fake(F::VERSION_1)).unwrap();
+    let window = fake(F::VERSION_1);
+    assert_eq!((window.len(), window.is_empty()), (0x100 + 12, false));
+    let transport = MmioTransport::new(window).unwrap();
     assert_eq!(transport.config_len(), 12);
     let debug = format!("{transport:?}");
     for field in [format!("device_type: {NET}"), "window_len: 268".to_string()] {

@@ -362,4 +362,38 @@ fn identity_is_checked() {
     }
     let fake = fake(F::VERSION_1);
     assert_eq!(MmioTransport::new(fake).unwrap().device_type(), NET);
+    // An empty window (a slot the platform describes with no registers) is read nowhere.
+    assert!(NoRegisters.is_empty());
+    assert_eq!(
+        MmioTransport::new(NoRegisters).err(),
+        Some(TransportError::NotVirtio)
+    );
+}
+
+/// A register block of length 0: every access would be outside it.
+#[derive(Clone)]
+struct NoRegisters;
+
+impl RegisterBlock for NoRegisters {
+    fn len(&self) -> usize {
+        0
+    }
+    fn read_u8(&self, offset: usize) -> u8 {
+        panic!("read at {offset} of an empty block")
+    }
+    fn read_u16(&self, offset: usize) -> u16 {
+        panic!("read at {offset} of an empty block")
+    }
+    fn read_u32(&self, offset: usize) -> u32 {
+        panic!("read at {offset} of an empty block")
+    }
+    fn write_u8(&self, offset: usize, _: u8) {
+        panic!("write at {offset} of an empty block")
+    }
+    fn write_u16(&self, offset: usize, _: u16) {
+        panic!("write at {offset} of an empty block")
+    }
+    fn write_u32(&self, offset: usize, _: u32) {
+        panic!("write at {offset} of an empty block")
+    }
 }

@@ -4,8 +4,9 @@
 //! `pci_caps` test when the kernel's own parser was retired.)
 
 use vireo_virtio::transport::{
-    PciPlatform, VirtioCapKind, VirtioPciCap,
-    fake::{FIRST_CAP, FakeCap, FakePci},
+    PciPlatform, TransportError, VirtioCap, VirtioCapKind, VirtioPciCap,
+    fake::{AREA_LEN, COMMON_OFFSET, FAKE_BAR, FIRST_CAP, FakeCap, FakePci},
+    find_virtio_caps, pci_device_type,
 };
 
 /// A vendor capability with the given `cap_len`, `cfg_type`, BAR, offset and length.
@@ -85,4 +86,90 @@ fn kinds_are_named_for_logs() {
         format!("{cap}"),
         "virtio notify at cfg 0x40: BAR4 0x3000+0x1000 multiplier 4"
     );
+}
+
+/// Shared memory regions are told apart by the capability's `id` (virtio 1.2 §4.1.4,
+/// §4.1.4.7), which is read with the rest.
+#[test]
+fn a_shared_memory_capability_keeps_its_id() {
+    let fake = FakePci::new(2, 0, &[], &[]);
+    fake.set_caps(&[cap(24, 8, 2, 0x8000, 0x4000, 0)]);
+    fake.poke_config(FIRST_CAP + 5, 3);
+    let cap = VirtioPciCap::read(fake.platform().config(), FIRST_CAP).unwrap();
+    assert_eq!(cap.kind, VirtioCapKind::SharedMemory);
+    assert_eq!(
+        (cap.bar, cap.id, cap.offset, cap.length),
+        (2, 3, 0x8000, 0x4000)
+    );
+}
+
+/// Transitional devices keep the fixed device ids of virtio 1.2 §4.1.2.1; the ids between and
+/// around them name no virtio device.
+#[test]
+fn transitional_device_ids_follow_the_spec_table() {
+    let not_virtio = Err(TransportError::NotVirtio);
+    for (id, expected) in [
+        (0x1000u16, Ok(1)), // network card
+        (0x1001, Ok(2)),    // block device
+        (0x1002, Ok(5)),    // memory ballooning (traditional)
+        (0x1003, Ok(3)),    // console
+        (0x1004, Ok(8)),    // SCSI host
+        (0x1005, Ok(4)),    // entropy source
+        (0x1009, Ok(9)),    // 9P transport
+        (0x0fff, not_virtio),
+        (0x1006, not_virtio),
+        (0x1007, not_virtio),
+        (0x1008, not_virtio),
+        (0x100a, not_virtio),
+        (0x103f, not_virtio),
+    ] {
+        let fake = FakePci::new(2, 0, &[], &[]);
+        for (i, byte) in id.to_le_bytes().into_iter().enumerate() {
+            fake.poke_config(2 + i as u8, byte);
+        }
+        assert_eq!(
+            pci_device_type(fake.platform().config()),
+            expected,
+            "{id:#x}"
+        );
+    }
+}
+
+/// "The driver MUST ignore any vendor-specific capability structure which has a reserved bar
+/// value" (virtio 1.2 §4.1.4): common configuration capabilities in BARs 6 and 255 before the
+/// real one are skipped, and the real one is used.
+#[test]
+fn capabilities_in_reserved_bars_are_skipped() {
+    let fake = FakePci::new(2, 0, &[], &[]);
+    let mut caps = FakeCap::standard(16);
+    for bar in [6, 0xff] {
+        let mut reserved = FakeCap::virtio(1, 0, 0x1000);
+        reserved.bar = bar;
+        caps.insert(0, reserved);
+    }
+    fake.set_caps(&caps);
+    let platform = fake.platform();
+    let found = find_virtio_caps(platform.config(), |bar| platform.bar_size(bar)).unwrap();
+    assert_eq!(
+        found.common,
+        Some(VirtioCap {
+            bar: FAKE_BAR,
+            offset: COMMON_OFFSET.into(),
+            length: AREA_LEN.into(),
+            notify_off_multiplier: 0
+        })
+    );
+}
+
+/// BAR 5 is the last valid BAR index (virtio 1.2 §4.1.4): structures there are found.
+#[test]
+fn the_last_bar_holds_structures_too() {
+    let fake = FakePci::new(2, 0, &[], &[]);
+    let mut caps = FakeCap::standard(16);
+    caps.iter_mut().for_each(|c| c.bar = 5);
+    fake.set_caps(&caps);
+    let platform = fake.platform();
+    let found = find_virtio_caps(platform.config(), |bar| (bar == 5).then_some(0x4000)).unwrap();
+    let bars = [found.common, found.notify, found.isr, found.device].map(|c| c.map(|c| c.bar));
+    assert_eq!(bars, [Some(5); 4]);
 }

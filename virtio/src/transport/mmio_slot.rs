@@ -90,13 +90,14 @@ mod aml {
     pub const BYTE_PREFIX: u8 = 0x0a;
     pub const WORD_PREFIX: u8 = 0x0b;
     pub const DWORD_PREFIX: u8 = 0x0c;
+    pub const QWORD_PREFIX: u8 = 0x0e;
     pub const EXT_OP_PREFIX: u8 = 0x5b;
     pub const DEVICE_OP: u8 = 0x82;
-    /// Large resource descriptors (tag bit 7 set) by type.
+    /// Large resource descriptors (tag bit 7 set) by type (ACPI 6.5 §6.4.3).
     pub const MEMORY32: u8 = 0x05;
     pub const MEMORY32_FIXED: u8 = 0x06;
     pub const EXTENDED_IRQ: u8 = 0x09;
-    /// Small resource descriptors by type.
+    /// Small resource descriptors by type (ACPI 6.5 §6.4.2).
     pub const IRQ: u8 = 0x04;
     pub const END_TAG: u8 = 0x0f;
 }
@@ -109,29 +110,34 @@ const VIRTIO_MMIO_HID: &[u8] = b"LNRO0005";
 /// interrupt. `aml` is the table's AML (after its 36-byte header, or the whole table: the
 /// header holds no match).
 ///
-/// This is not an AML interpreter: it finds the `Name` objects by their encoding inside the
-/// innermost `Device` package that holds the `_HID`, which is how firmware writes them.
+/// This is not an AML interpreter: it finds the `Name` objects by their encoding, the `_CRS`
+/// anywhere in the innermost `Device` package that holds the `_HID` but not inside a `Device`
+/// nested in it, which is how firmware writes them.
 pub fn dsdt_slots(aml: &[u8]) -> Vec<MmioSlot> {
     let mut hid = Vec::with_capacity(VIRTIO_MMIO_HID.len() + 7);
     hid.extend_from_slice(&[aml::NAME_OP, b'_', b'H', b'I', b'D', aml::STRING_PREFIX]);
     hid.extend_from_slice(VIRTIO_MMIO_HID);
     hid.push(0);
+    let crs = [aml::NAME_OP, b'_', b'C', b'R', b'S', aml::BUFFER_OP];
     let devices = device_extents(aml);
+    // The innermost device whose package holds the byte at `at`.
+    let innermost = |at: usize| {
+        devices
+            .iter()
+            .copied()
+            .filter(|&(start, end)| (start..end).contains(&at))
+            .min_by_key(|&(start, end)| end - start)
+    };
     let mut slots = Vec::new();
     for at in find_all(aml, &hid) {
-        // The innermost device that holds this `_HID`.
-        let Some(&(_, end)) = devices
-            .iter()
-            .filter(|(start, end)| *start < at && at < *end)
-            .min_by_key(|(start, end)| end - start)
-        else {
+        let Some(device @ (start, end)) = innermost(at) else {
             continue;
         };
-        let scope = &aml[at..end];
-        let crs = [aml::NAME_OP, b'_', b'C', b'R', b'S', aml::BUFFER_OP];
-        if let Some(slot) = find_all(scope, &crs)
-            .next()
-            .and_then(|c| buffer_contents(&scope[c + crs.len()..]))
+        // The device's own `_CRS`, before or after its `_HID`, not one of a device inside it.
+        if let Some(slot) = find_all(&aml[start..end], &crs)
+            .map(|c| start + c)
+            .find(|&c| innermost(c) == Some(device))
+            .and_then(|c| buffer_contents(&aml[c + crs.len()..end]))
             .and_then(resource_slot)
         {
             slots.push(slot);
@@ -177,54 +183,77 @@ fn pkg_length(b: &[u8]) -> Option<(usize, usize)> {
     Some((len, 1 + follow))
 }
 
-/// The bytes of a `Buffer` whose `PkgLength` starts `b` (after the `BufferOp`).
+/// The bytes of a `Buffer` whose `PkgLength` starts `b` (after the `BufferOp`). Its size is an
+/// integer constant; the initializer must hold that many bytes.
 fn buffer_contents(b: &[u8]) -> Option<&[u8]> {
     let (len, used) = pkg_length(b)?;
     let body = b.get(used..len)?;
-    let (size, skip) = match *body.first()? {
-        aml::BYTE_PREFIX => (usize::from(*body.get(1)?), 2),
-        aml::WORD_PREFIX => (
-            usize::from(u16::from_le_bytes([*body.get(1)?, *body.get(2)?])),
-            3,
-        ),
-        aml::DWORD_PREFIX => (
-            usize::try_from(u32::from_le_bytes(body.get(1..5)?.try_into().ok()?)).ok()?,
-            5,
-        ),
-        _ => return None,
-    };
-    body.get(skip..size.checked_add(skip)?)
+    let (size, skip) = integer_const(body)?;
+    body.get(skip..skip.checked_add(usize::try_from(size).ok()?)?)
 }
 
-/// Walks a resource template: the first 32-bit memory window and the first interrupt.
+/// The integer constant at the start of `b` (ByteConst, WordConst, DWordConst or QWordConst:
+/// ACPI 6.5 §20.2.3) and how many bytes encode it.
+fn integer_const(b: &[u8]) -> Option<(u64, usize)> {
+    let width = match *b.first()? {
+        aml::BYTE_PREFIX => 1,
+        aml::WORD_PREFIX => 2,
+        aml::DWORD_PREFIX => 4,
+        aml::QWORD_PREFIX => 8,
+        _ => return None,
+    };
+    let encoded = 1 + width;
+    let mut le = [0; 8];
+    le[..width].copy_from_slice(b.get(1..encoded)?);
+    Some((u64::from_le_bytes(le), encoded))
+}
+
+/// A resource descriptor's type: small and large descriptors number theirs separately.
+enum Descriptor {
+    Small(u8),
+    Large(u8),
+}
+
+/// Walks a resource template up to its End Tag: the first 32-bit memory window (a fixed one, or
+/// a range whose minimum and maximum base agree) and the first interrupt (extended or legacy).
 fn resource_slot(mut t: &[u8]) -> Option<MmioSlot> {
     let u32_at =
         |d: &[u8], at: usize| Some(u32::from_le_bytes(d.get(at..at + 4)?.try_into().ok()?));
     let (mut window, mut irq) = (None, None);
     while let Some(&tag) = t.first() {
-        let (kind, data, next) = if tag & 0x80 != 0 {
-            let len = usize::from(u16::from_le_bytes([*t.get(1)?, *t.get(2)?]));
-            (tag & 0x7f, t.get(3..3 + len)?, 3 + len)
+        // Large descriptors have a 3-byte header with a 16-bit length, small ones a 1-byte
+        // header with a 3-bit length (ACPI 6.5 §6.4.1, §6.4.3).
+        let (kind, header, len) = if tag & 0x80 != 0 {
+            let len = u16::from_le_bytes([*t.get(1)?, *t.get(2)?]);
+            (Descriptor::Large(tag & 0x7f), 3, usize::from(len))
         } else {
-            let len = usize::from(tag & 7);
-            ((tag >> 3) & 0x0f | 0x80, t.get(1..1 + len)?, 1 + len)
+            (
+                Descriptor::Small((tag >> 3) & 0x0f),
+                1,
+                usize::from(tag & 7),
+            )
         };
+        // Each step consumes the whole descriptor, header included, so the walk ends.
+        let (descriptor, rest) = t.split_at_checked(header + len)?;
+        let data = &descriptor[header..];
         match kind {
-            aml::MEMORY32_FIXED if window.is_none() => {
+            Descriptor::Large(aml::MEMORY32_FIXED) if window.is_none() => {
                 window = Some((u32_at(data, 1)?, u32_at(data, 5)?));
             }
             // A window whose minimum and maximum base agree is a fixed one.
-            aml::MEMORY32 if window.is_none() && u32_at(data, 1)? == u32_at(data, 5)? => {
+            Descriptor::Large(aml::MEMORY32)
+                if window.is_none() && u32_at(data, 1)? == u32_at(data, 5)? =>
+            {
                 window = Some((u32_at(data, 1)?, u32_at(data, 13)?));
             }
-            aml::EXTENDED_IRQ if irq.is_none() => {
+            Descriptor::Large(aml::EXTENDED_IRQ) if irq.is_none() => {
                 let flags = *data.first()?;
                 if *data.get(1)? == 0 {
                     return None;
                 }
                 irq = Some((u32_at(data, 2)?, flags & 2 == 0, flags & 4 != 0));
             }
-            k if k == aml::IRQ | 0x80 && irq.is_none() => {
+            Descriptor::Small(aml::IRQ) if irq.is_none() => {
                 let mask = u16::from_le_bytes([*data.first()?, *data.get(1)?]);
                 if mask == 0 {
                     return None;
@@ -233,10 +262,10 @@ fn resource_slot(mut t: &[u8]) -> Option<MmioSlot> {
                 let flags = data.get(2).copied().unwrap_or(1);
                 irq = Some((mask.trailing_zeros(), flags & 1 == 0, flags & 8 != 0));
             }
-            k if k == aml::END_TAG | 0x80 => break,
+            Descriptor::Small(aml::END_TAG) => break,
             _ => {}
         }
-        t = &t[next..];
+        t = rest;
     }
     let (base, size) = window?;
     let (irq, level, active_low) = irq?;
@@ -250,246 +279,4 @@ fn resource_slot(mut t: &[u8]) -> Option<MmioSlot> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn command_line_words() {
-        let cmdline = "log=debug virtio_mmio.device=512@0xfeb00e00:12 \
-                       virtio_mmio.device=4K@0xd0000000:5:3 virtio_mmio.device=oops \
-                       virtio_mmio.device=1M@4096:7";
-        let slots: Vec<_> = cmdline_slots(cmdline).collect();
-        assert_eq!(
-            slots[0],
-            Ok(MmioSlot {
-                base: 0xfeb0_0e00,
-                size: 512,
-                irq: 12,
-                level: true,
-                active_low: false
-            })
-        );
-        assert_eq!(
-            slots[1].map(|s| (s.base, s.size, s.irq)),
-            Ok((0xd000_0000, 4096, 5))
-        );
-        assert_eq!(slots[2], Err("virtio_mmio.device=oops"));
-        assert_eq!(
-            slots[3].map(|s| (s.base, s.size, s.irq)),
-            Ok((4096, 1 << 20, 7))
-        );
-        assert_eq!(slots.len(), 4);
-    }
-
-    #[test]
-    fn bad_command_line_values_are_refused() {
-        for bad in [
-            "512@0xfeb00e00",
-            "512@0xfeb00e00:12:3:4",
-            "0@0x1000:5",
-            "512@0xffffffffffffff00:5",
-            "512@0x1000:99999999999",
-            "x@0x1000:5",
-            "512@zz:5",
-            "@0x1000:5",
-        ] {
-            assert_eq!(parse_cmdline_value(bad), None, "{bad}");
-        }
-    }
-
-    /// `PkgLength` as AML writes it (ACPI 6.5 §20.2.4), for `len` bytes after it.
-    fn pkg(len: usize) -> Vec<u8> {
-        for follow in 0..4usize {
-            let total = len + 1 + follow;
-            if follow == 0 && total < 0x40 {
-                return vec![total as u8];
-            }
-            if follow > 0 && total < 1 << (4 + 8 * follow) {
-                let mut v = vec![(follow as u8) << 6 | (total & 0x0f) as u8];
-                v.extend((0..follow).map(|i| (total >> (4 + 8 * i)) as u8));
-                return v;
-            }
-        }
-        unreachable!()
-    }
-
-    fn name(seg: &[u8; 4], value: &[u8]) -> Vec<u8> {
-        [&[aml::NAME_OP][..], seg, value].concat()
-    }
-
-    fn string(s: &[u8]) -> Vec<u8> {
-        [&[aml::STRING_PREFIX][..], s, &[0]].concat()
-    }
-
-    fn buffer(bytes: &[u8]) -> Vec<u8> {
-        let body = [&[aml::BYTE_PREFIX, bytes.len() as u8][..], bytes].concat();
-        [&[aml::BUFFER_OP][..], &pkg(body.len()), &body].concat()
-    }
-
-    fn device(seg: &[u8; 4], body: &[u8]) -> Vec<u8> {
-        let inner = [&seg[..], body].concat();
-        [
-            &[aml::EXT_OP_PREFIX, aml::DEVICE_OP][..],
-            &pkg(inner.len()),
-            &inner,
-        ]
-        .concat()
-    }
-
-    fn memory32_fixed(base: u32, len: u32) -> Vec<u8> {
-        [
-            &[0x86, 9, 0, 1][..],
-            &base.to_le_bytes(),
-            &len.to_le_bytes(),
-        ]
-        .concat()
-    }
-
-    fn extended_irq(flags: u8, gsi: u32) -> Vec<u8> {
-        [&[0x89, 6, 0, flags, 1][..], &gsi.to_le_bytes()].concat()
-    }
-
-    const END: [u8; 2] = [0x79, 0];
-
-    fn virtio_device(seg: &[u8; 4], crs: &[u8]) -> Vec<u8> {
-        [
-            name(b"_HID", &string(b"LNRO0005")),
-            name(b"_UID", &[aml::BYTE_PREFIX, 3]),
-            name(b"_CRS", &buffer(crs)),
-        ]
-        .concat()
-        .pipe(|body| device(seg, &body))
-    }
-
-    trait Pipe: Sized {
-        fn pipe<R>(self, f: impl FnOnce(Self) -> R) -> R {
-            f(self)
-        }
-    }
-    impl<T> Pipe for T {}
-
-    #[test]
-    fn dsdt_devices_with_their_windows_and_lines() {
-        // A system bus scope with another device, then two virtio-mmio devices (level high and
-        // edge low), one whose template has no interrupt, one with another _HID.
-        let crs_a = [
-            memory32_fixed(0xfeb0_2e00, 0x200),
-            extended_irq(0x01, 47),
-            END.to_vec(),
-        ]
-        .concat();
-        let crs_b = [
-            extended_irq(0x07, 46),
-            memory32_fixed(0xfeb0_2c00, 0x200),
-            END.to_vec(),
-        ]
-        .concat();
-        let crs_none = [memory32_fixed(0xfeb0_2a00, 0x200), END.to_vec()].concat();
-        let other = [
-            name(b"_HID", &string(b"PNP0C0C")),
-            name(
-                b"_CRS",
-                &buffer(
-                    &[
-                        memory32_fixed(0x1000, 0x10),
-                        extended_irq(1, 9),
-                        END.to_vec(),
-                    ]
-                    .concat(),
-                ),
-            ),
-        ]
-        .concat();
-        let sb = [
-            device(b"PWRB", &other),
-            virtio_device(b"VR23", &crs_a),
-            virtio_device(b"VR22", &crs_b),
-            virtio_device(b"VR21", &crs_none),
-        ]
-        .concat();
-        let table = [vec![0u8; 36], device(b"_SB_", &sb)].concat();
-        let slots = dsdt_slots(&table);
-        assert_eq!(
-            slots,
-            [
-                MmioSlot {
-                    base: 0xfeb0_2e00,
-                    size: 0x200,
-                    irq: 47,
-                    level: true,
-                    active_low: false
-                },
-                MmioSlot {
-                    base: 0xfeb0_2c00,
-                    size: 0x200,
-                    irq: 46,
-                    level: false,
-                    active_low: true
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn long_packages_and_legacy_irq_descriptors() {
-        // A template padded past 63 bytes (a two-byte PkgLength), with a small IRQ descriptor.
-        let mut crs = vec![0x87, 17, 0];
-        crs.extend_from_slice(&[0; 17]); // a DWord address space descriptor to skip
-        crs.extend_from_slice(&[0x86, 9, 0, 1, 0, 0, 0, 0xd0, 0, 0x10, 0, 0]);
-        crs.extend_from_slice(&[0x22, 1 << 5, 0]); // IRQ 5, no flags byte: edge, high
-        crs.extend_from_slice(&[0x70 | 1, 0]); // a vendor-defined small descriptor to skip
-        crs.extend_from_slice(&END);
-        crs.extend_from_slice(&[0; 40]);
-        let table = virtio_device(b"VR00", &crs);
-        assert!(table.len() > 64);
-        assert_eq!(
-            dsdt_slots(&table),
-            [MmioSlot {
-                base: 0xd000_0000,
-                size: 0x1000,
-                irq: 5,
-                level: false,
-                active_low: false
-            }]
-        );
-    }
-
-    #[test]
-    fn truncated_or_lying_tables_give_nothing_and_do_not_panic() {
-        let crs = [
-            memory32_fixed(0xfeb0_2e00, 0x200),
-            extended_irq(0x01, 47),
-            END.to_vec(),
-        ]
-        .concat();
-        let table = [vec![0u8; 36], virtio_device(b"VR23", &crs)].concat();
-        assert_eq!(dsdt_slots(&table).len(), 1);
-        for cut in 0..table.len() {
-            let slots = dsdt_slots(&table[..cut]);
-            assert!(slots.len() <= 1);
-        }
-        // Every byte changed in turn: whatever comes out is bounded, nothing panics.
-        for i in 36..table.len() {
-            for v in [0u8, 0x3f, 0x40, 0x7f, 0x80, 0xc0, 0xff] {
-                let mut t = table.clone();
-                t[i] = v;
-                assert!(dsdt_slots(&t).len() <= 1);
-            }
-        }
-        // A zero-length window or an interrupt descriptor with no interrupts is no slot.
-        let empty = [
-            memory32_fixed(0xfeb0_2e00, 0),
-            extended_irq(0x01, 47),
-            END.to_vec(),
-        ]
-        .concat();
-        assert!(dsdt_slots(&virtio_device(b"VR23", &empty)).is_empty());
-        let none = [
-            memory32_fixed(0xfeb0_2e00, 0x200),
-            vec![0x89, 2, 0, 1, 0],
-            END.to_vec(),
-        ]
-        .concat();
-        assert!(dsdt_slots(&virtio_device(b"VR23", &none)).is_empty());
-    }
-}
+mod tests;

@@ -67,7 +67,9 @@ pub struct NetPhy<'a, T: Transport, A: DmaAllocator + 'static> {
 
 impl<T: Transport, A: DmaAllocator + 'static> core::fmt::Debug for NetPhy<'_, T, A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("NetPhy").finish_non_exhaustive()
+        f.debug_struct("NetPhy")
+            .field("driver", &self.driver)
+            .finish()
     }
 }
 
@@ -197,7 +199,11 @@ pub struct NetRxToken<'a, A: DmaAllocator> {
 
 impl<A: DmaAllocator> core::fmt::Debug for NetRxToken<'_, A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("NetRxToken").finish_non_exhaustive()
+        // The frame's length, never its bytes.
+        let len = self.held.as_ref().map(|held| self.rx.frame(held).len());
+        f.debug_struct("NetRxToken")
+            .field("len", &len)
+            .finish_non_exhaustive()
     }
 }
 
@@ -235,7 +241,9 @@ pub struct NetTxToken<'a, A: DmaAllocator> {
 
 impl<A: DmaAllocator> core::fmt::Debug for NetTxToken<'_, A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("NetTxToken").finish_non_exhaustive()
+        f.debug_struct("NetTxToken")
+            .field("mss", &self.mss)
+            .finish_non_exhaustive()
     }
 }
 

@@ -490,6 +490,35 @@ fn checksum_flags() {
     );
 }
 
+/// `transmit_with_checksum` takes a checksum field anywhere inside the frame, up to its last
+/// two bytes, and gives the device exactly the offsets asked for (virtio 1.2 §5.1.6.2); a
+/// field reaching one byte past the frame is refused, and nothing of it sent.
+#[test]
+fn a_tx_checksum_field_may_lie_anywhere_inside_the_frame() {
+    let net = Net::standard();
+    let mut drv = net.driver(NetOptions::default());
+    let frame = eth_frame([0xff; 6], 60, 4);
+    for start in 0..=58 {
+        let last = TxChecksum {
+            start,
+            offset: 58 - start,
+        };
+        drv.transmit_with_checksum(60, last, |b| b.copy_from_slice(&frame))
+            .unwrap();
+        let past = TxChecksum {
+            start,
+            offset: 59 - start,
+        };
+        assert_eq!(
+            drv.transmit_with_checksum(60, past, |_| ()),
+            Err(NetDriverError::ChecksumOffload)
+        );
+        drv.flush().unwrap();
+        let sent = net.dev.borrow_mut().take_tx();
+        assert_eq!(sent, [(header(1, start, 58 - start, 0), frame.clone())]);
+    }
+}
+
 #[test]
 fn link_and_mac_follow_config_changes_only() {
     let net = Net::standard();

@@ -368,37 +368,53 @@ fn a_segment_the_device_cannot_cut_is_dropped_and_reported() {
         drv.take_error(),
         Some(NetDriverError::FrameTooLarge { max: 1514, .. })
     ));
+    // Within the MTU it is not handed over for cutting either (GSO fields without the
+    // feature, §5.1.6.2): dropped and reported.
+    send_segmented(&mut drv, &frame(MAC, false, tcp, &[0; 1000]), 536);
+    assert_eq!(drv.take_error(), Some(NetDriverError::ChecksumOffload));
+    assert!(net.dev.borrow_mut().take_tx().is_empty());
+    assert_eq!(drv.stats().tx_tso, 0);
 }
 
+/// Segment buffers serve segments only, and come back to serve them again once the device
+/// has read them, whatever the MTU (a jumbo frame's buffer is still no segment buffer).
 #[test]
 fn segments_have_their_own_buffers_and_tokens_wait_for_one() {
     use smoltcp::phy::Device;
-    let net = Net::standard();
-    let mut drv = net.driver(NetOptions {
-        host_tso: true,
-        tso_buffers: 2,
-        ..NetOptions::default()
-    });
-    let l4 = L4::Tcp {
-        port: 80,
-        syn: false,
-        seq: 1,
-    };
-    let big = frame([2, 0, 0, 0, 0, 9], false, l4, &[5; 20_000]);
-    send_segmented(&mut drv, &big, 1448);
-    send_segmented(&mut drv, &big, 1448);
-    // Both segment buffers are with the device: smoltcp gets no token, though ordinary
-    // buffers are free, and frames up to the MTU still go through the driver's own call.
-    assert!(drv.phy().transmit(smoltcp::time::Instant::ZERO).is_none());
-    let small = eth_frame([0xff; 6], 100, 1);
-    drv.transmit(100, |b| b.copy_from_slice(&small)).unwrap();
-    drv.flush().unwrap();
-    assert_eq!(net.dev.borrow_mut().take_tx().len(), 3);
-    // The device has read them: a token again, and the segment buffers serve again.
-    assert!(drv.phy().transmit(smoltcp::time::Instant::ZERO).is_some());
-    send_segmented(&mut drv, &big, 1448);
-    assert_eq!(drv.take_error(), None);
-    assert_eq!(drv.stats().tx_tso, 3);
+    for mtu in [1500, 9000] {
+        let net = Net::new(all_net(), net_config(MAC, true, mtu));
+        let mut drv = net.driver(NetOptions {
+            host_tso: true,
+            tso_buffers: 2,
+            ..NetOptions::default()
+        });
+        let l4 = L4::Tcp {
+            port: 80,
+            syn: false,
+            seq: 1,
+        };
+        let big = frame([2, 0, 0, 0, 0, 9], false, l4, &[5; 20_000]);
+        send_segmented(&mut drv, &big, 1448);
+        send_segmented(&mut drv, &big, 1448);
+        // Both segment buffers are with the device: smoltcp gets no token, though ordinary
+        // buffers are free, and frames up to the MTU still go through the driver's own call.
+        assert!(drv.phy().transmit(smoltcp::time::Instant::ZERO).is_none());
+        let small = eth_frame([0xff; 6], 100, 1);
+        drv.transmit(100, |b| b.copy_from_slice(&small)).unwrap();
+        drv.flush().unwrap();
+        assert_eq!(net.dev.borrow_mut().take_tx().len(), 3);
+        // The device has read them: a token again, and the segment buffers serve again.
+        for _ in 0..4 {
+            assert!(
+                drv.phy().transmit(smoltcp::time::Instant::ZERO).is_some(),
+                "MTU {mtu}"
+            );
+            send_segmented(&mut drv, &big, 1448);
+            assert_eq!(net.dev.borrow_mut().take_tx().len(), 1);
+        }
+        assert_eq!(drv.take_error(), None);
+        assert_eq!(drv.stats().tx_tso, 6);
+    }
 }
 
 /// With `HOST_TSO4` the tx ring is shared out: segment buffers as many as asked for up to half

@@ -38,7 +38,7 @@
 //! `hdr_len`, with the checksum left to the device as above).
 
 use alloc::vec;
-use core::num::NonZeroUsize;
+use core::num::{NonZeroU16, NonZeroUsize};
 
 use smoltcp::{
     phy::{self, Checksum, DeviceCapabilities, Medium, PacketMeta},
@@ -236,7 +236,7 @@ pub struct NetTxToken<'a, A: DmaAllocator> {
     tx: &'a mut TxQueue<A>,
     error: &'a mut Option<NetDriverError>,
     /// The MSS smoltcp asked the device to cut this TCP segment at (see the module docs).
-    mss: Option<u16>,
+    mss: Option<NonZeroU16>,
 }
 
 impl<A: DmaAllocator> core::fmt::Debug for NetTxToken<'_, A> {
@@ -277,6 +277,6 @@ impl<A: DmaAllocator> phy::TxToken for NetTxToken<'_, A> {
 
     /// Keeps the segmentation size smoltcp asks for (`PacketMeta::segmentation_offload_size`).
     fn set_meta(&mut self, meta: PacketMeta) {
-        self.mss = meta.segmentation_offload_size.map(|mss| mss.get());
+        self.mss = meta.segmentation_offload_size;
     }
 }

@@ -56,40 +56,20 @@ fn a_driver_prints_its_options_and_what_it_knows() {
 fn every_error_says_what_went_wrong_with_its_figures() {
     use vireo_drivers::blk::BlkDriverError::*;
     use vireo_virtio::transport::TransportError;
+    let timeout = TransportError::Timeout.to_string();
     let errors = [
-        OutOfRange,
-        Misaligned,
-        ReadOnly,
-        EmptyBuffer,
-        TooManySegments { max: 17 },
-        SegmentTooLarge { max: 4099 },
-        Unsupported,
-        NoSuchQueue,
-        QueueFull,
-        AllocFailed,
-        IoError,
-        DeviceUnsupported,
-        BadStatus(0x7f),
-        UsedLength {
-            len: 3,
-            expected: 513,
-        },
-        BadId,
-        DeviceReset,
-        BadCapacity,
-        NotReady,
-        NeedsReset,
-        Transport(TransportError::Timeout),
-    ];
-    let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
-    let mut distinct = messages.clone();
-    distinct.sort();
-    distinct.dedup();
-    assert_eq!(distinct.len(), errors.len(), "{messages:#?}");
-    assert!(messages.iter().all(|m| m.len() > 10), "{messages:#?}");
-    for (error, figures) in [
-        (TooManySegments { max: 17 }, &["17"][..]),
+        (OutOfRange, &[][..]),
+        (Misaligned, &[]),
+        (ReadOnly, &[]),
+        (EmptyBuffer, &[]),
+        (TooManySegments { max: 17 }, &["17"]),
         (SegmentTooLarge { max: 4099 }, &["4099"]),
+        (Unsupported, &[]),
+        (NoSuchQueue, &[]),
+        (QueueFull, &[]),
+        (AllocFailed, &[]),
+        (IoError, &[]),
+        (DeviceUnsupported, &[]),
         (BadStatus(0x7f), &["0x7f"]),
         (
             UsedLength {
@@ -98,15 +78,14 @@ fn every_error_says_what_went_wrong_with_its_figures() {
             },
             &["3", "513"],
         ),
-    ] {
-        let text = error.to_string();
-        assert!(figures.iter().all(|f| text.contains(f)), "{text}");
-    }
-    assert!(
-        Transport(TransportError::Timeout)
-            .to_string()
-            .contains(&TransportError::Timeout.to_string())
-    );
+        (BadId, &[]),
+        (DeviceReset, &[]),
+        (BadCapacity, &[]),
+        (NotReady, &[]),
+        (NeedsReset, &[]),
+        (Transport(TransportError::Timeout), &[timeout.as_str()]),
+    ];
+    check_error_messages(&errors);
 }
 
 #[test]

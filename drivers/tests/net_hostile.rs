@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::net::*;
+use support::{frames::*, net::*};
 use vireo_drivers::net::{NetDriverError, NetOptions};
 use vireo_virtio::QueueError;
 
@@ -218,4 +218,60 @@ fn protocol_errors_inside_a_smoltcp_poll_are_kept_for_the_caller() {
         assert_eq!(drv.take_error(), None);
         assert!(drv.stats().phy_errors >= 1);
     });
+}
+
+/// A device sending every kind of malformed frame among good ones: each dropped frame is
+/// counted once, under its reason, `rx_dropped` is their sum, and every good frame arrives.
+#[test]
+fn every_dropped_frame_is_counted_once_under_its_reason() {
+    let net = Net::standard();
+    let mut drv = net.driver(NetOptions::default());
+    let good = eth_frame(MAC, 100, 7);
+    let short = || vec![(vec![0xAA; 11], None)];
+    let no_buffers = || {
+        let mut b = header(0, 0, 0, 0).to_vec();
+        b.extend_from_slice(&good);
+        vec![(b, None)]
+    };
+    let l4 = L4::Tcp {
+        port: 80,
+        syn: true,
+        seq: 1,
+    };
+    let mut wrong_sum = frame(MAC, false, l4, &[1, 2, 3]);
+    wrong_sum[l4_start(false) + csum_offset(l4)] ^= 0x5a;
+    let mut udp_gso = header(0, 0, 0, 1);
+    udp_gso[1] = 3;
+    let mut dev = net.dev.borrow_mut();
+    let mut sent_good = 0;
+    for (kind, count) in (0..6).zip(1..) {
+        for _ in 0..count {
+            let delivered = match kind {
+                0 => dev.deliver_raw(&short()),
+                1 => dev.deliver(&eth_frame(MAC, 1515, 1)),
+                2 => dev.deliver_raw(&no_buffers()),
+                3 => dev.deliver_with(&good, 1, (100, 0)),
+                4 => dev.deliver(&wrong_sum),
+                _ => dev.deliver_header(&good, udp_gso),
+            };
+            assert!(delivered && dev.deliver(&good));
+            sent_good += 1;
+        }
+    }
+    drop(dev);
+    let received = drain(&mut drv);
+    assert_eq!(received.len(), sent_good);
+    assert!(received.iter().all(|f| *f == good));
+    let s = drv.stats();
+    let reasons = [
+        s.rx_short,
+        s.rx_oversize,
+        s.rx_bad_num_buffers,
+        s.rx_bad_csum,
+        s.rx_csum_failed,
+        s.rx_bad_gso,
+    ];
+    assert_eq!(reasons, [1, 2, 3, 4, 5, 6], "{s:?}");
+    assert_eq!(s.rx_dropped(), 21);
+    assert_eq!(s.rx_frames, sent_good as u64);
 }

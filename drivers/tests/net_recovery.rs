@@ -32,6 +32,7 @@ fn reset_and_reinit_reclaims_every_buffer() {
         }
         drv.flush().unwrap();
         drv.transmit(100, |b| b.copy_from_slice(&frame)).unwrap();
+        assert!(!drv.needs_reset());
         net.set_hostile(|s| s.needs_reset = true);
         assert!(drv.needs_reset());
         assert_eq!(drv.config_changed(), Err(NetDriverError::NeedsReset));
@@ -51,6 +52,7 @@ fn reset_and_reinit_reclaims_every_buffer() {
         assert_eq!(drv.rx_buffers(), (16, 0));
         assert_eq!(drv.tx_outstanding(), 0);
         assert_eq!(drv.stats().rx_frames, frames_before, "counters kept");
+        assert!(!drv.needs_reset());
         // The device is live again: filters set again, frames flow.
         assert_eq!(net.dev.borrow().ctrl_log.len(), 6);
         assert!(net.dev.borrow_mut().deliver(&frame));

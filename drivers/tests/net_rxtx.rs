@@ -3,11 +3,14 @@
 
 mod support;
 
-use support::net::*;
+use support::{check_interrupt_acks, net::*};
 use vireo_drivers::net::{
     HEADER_LEN, MAX_MAC_FILTERS, NetDriverError, NetOptions, TxChecksum, default_multicast,
 };
-use vireo_virtio::virtio_spec::{F, net};
+use vireo_virtio::{
+    transport::TransportError,
+    virtio_spec::{F, net},
+};
 
 #[test]
 fn bring_up_negotiates_and_turns_filtering_on() {
@@ -39,6 +42,127 @@ fn bring_up_negotiates_and_turns_filtering_on() {
         let mut table = vec![0, 0, 0, 0, 2, 0, 0, 0];
         table.extend(default_multicast(MAC).concat());
         assert_eq!((log[2].class, log[2].command, &log[2].data), (1, 0, &table));
+    }
+}
+
+/// The queues as the device sees them (virtio 1.2 §5.1.2): receiveq1 at index 0 and
+/// transmitq1 at 1, of the size asked for, and with `VIRTIO_NET_F_CTRL_VQ` the control queue
+/// at 2 × `max_virtqueue_pairs` = 2 (`VIRTIO_NET_F_MQ` is not negotiated: one pair) with its
+/// 8 descriptors; each with the MSI-X vector given for its index, nothing beyond.
+#[test]
+fn bring_up_lays_out_one_queue_pair_then_the_control_queue() {
+    for packed in [false, true] {
+        for ctrl_vq in [true, false] {
+            let net = Net::standard();
+            let _drv = net.driver(NetOptions {
+                packed,
+                ctrl_vq,
+                queue_size: 32,
+                ..NetOptions::default()
+            });
+            let dev = net.dev.borrow();
+            let layout: Vec<_> = dev
+                .state()
+                .queues
+                .iter()
+                .map(|q| q.map(|q| (q.size, q.vector)))
+                .collect();
+            let ctrl = ctrl_vq.then_some((8, Some(3)));
+            assert_eq!(
+                layout,
+                [Some((32, Some(1))), Some((32, Some(2))), ctrl, None]
+            );
+        }
+    }
+}
+
+/// A device with a control queue but without `VIRTIO_NET_F_CTRL_RX`: the queue is set up, but
+/// no receive-filter command goes to it (virtio 1.2 §5.1.6.5.1 and §5.1.6.5.2 need
+/// `CTRL_RX`), at bring-up or when asked for; the calls say there is no filtering.
+#[test]
+fn without_ctrl_rx_no_filter_command_reaches_the_control_queue() {
+    let net = Net::new(
+        all_net() - F::from(net::F::CTRL_RX),
+        net_config(MAC, true, 1500),
+    );
+    let mut drv = net.driver(NetOptions::default());
+    assert!(drv.features().contains(net::F::CTRL_VQ.into()));
+    assert!(net.dev.borrow().state().queues[2].is_some());
+    let budget = &mut net.budget();
+    assert_eq!(
+        [
+            drv.set_promiscuous(true, budget),
+            drv.set_all_multicast(true, budget),
+            drv.set_mac_table(&[], &[], budget),
+        ],
+        [Err(NetDriverError::NoControlQueue); 3]
+    );
+    assert!(net.dev.borrow().ctrl_log.is_empty());
+}
+
+/// Configuration changes are signalled on the MSI-X entry asked for (`config_msix_vector`,
+/// virtio 1.2 §4.1.4.3), or on none; a vector the device refuses is reported, and a device
+/// reset forgets the vector (set it again after `reset_and_reinit`).
+#[test]
+fn config_change_notifications_go_to_the_vector_asked_for() {
+    let net = Net::standard();
+    let mut drv = net.driver(NetOptions::default());
+    let routed = || net.dev.borrow().state().config_vector;
+    assert_eq!(routed(), None);
+    drv.set_config_vector(Some(4)).unwrap();
+    assert_eq!(routed(), Some(4));
+    drv.reset_and_reinit(&mut net.budget(), &[]).unwrap();
+    assert_eq!(routed(), None);
+    drv.set_config_vector(Some(5)).unwrap();
+    drv.set_config_vector(None).unwrap();
+    assert_eq!(routed(), None);
+    net.set_hostile(|s| s.refuse_config_vector = true);
+    assert_eq!(
+        drv.set_config_vector(Some(6)),
+        Err(NetDriverError::Transport(TransportError::VectorRejected))
+    );
+    assert_eq!(routed(), None);
+}
+
+#[test]
+fn ack_interrupt_reports_and_clears_what_the_device_raised() {
+    let net = Net::standard();
+    let mut drv = net.driver(NetOptions::default());
+    let state = net.dev.borrow().sim.state.clone();
+    check_interrupt_acks(&state, || drv.ack_interrupt());
+}
+
+/// Receive interrupts as the device sees them (virtio 1.2 §2.7.10, §2.8.10), on both ring
+/// layouts with and without `VIRTIO_F_EVENT_IDX`: a frame delivered after
+/// `disable_rx_notifications` asks for none, one after `enable_rx_notifications` does.
+#[test]
+fn rx_notifications_are_suppressed_as_the_device_sees_it() {
+    for packed in [false, true] {
+        for event_idx in [false, true] {
+            let net = Net::standard();
+            let mut drv = net.driver(NetOptions {
+                packed,
+                event_idx,
+                ..net_matrix()[0]
+            });
+            let frame = eth_frame(MAC, 100, 3);
+            let interrupts = |drv: &mut NetDrv| {
+                let mut dev = net.dev.borrow_mut();
+                assert!(dev.deliver(&frame));
+                let wanted = dev.sim.wants_interrupt(0);
+                drop(dev);
+                assert_eq!(drain(drv), std::slice::from_ref(&frame));
+                wanted
+            };
+            let case = format!("packed {packed}, event_idx {event_idx}");
+            assert!(!drv.enable_rx_notifications().unwrap());
+            assert!(interrupts(&mut drv), "{case}: enabled");
+            drv.disable_rx_notifications().unwrap();
+            assert!(!interrupts(&mut drv), "{case}: disabled");
+            assert!(!interrupts(&mut drv), "{case}: still disabled");
+            assert!(!drv.enable_rx_notifications().unwrap());
+            assert!(interrupts(&mut drv), "{case}: enabled again");
+        }
     }
 }
 
@@ -192,6 +316,107 @@ fn rx_pool_exhausted_then_refilled_in_batches() {
     }
 }
 
+/// Receive buffers go back to the device in batches (`NetOptions::refill_batch`, one kick
+/// each): a spare buffer waits until a batch has gathered while at least a batch stays posted,
+/// and the spares are all posted as soon as fewer are.
+#[test]
+fn rx_buffers_are_posted_again_a_batch_at_a_time() {
+    for refill_batch in 1..=8 {
+        let net = Net::standard();
+        let mut drv = net.driver(NetOptions {
+            rx_buffers: 8,
+            refill_batch,
+            ..net_matrix()[0]
+        });
+        let batch = usize::from(refill_batch);
+        let frame = eth_frame(MAC, 100, 1);
+        let (mut posted, mut spare) = (8, 0);
+        for step in 0..24 {
+            assert!(net.dev.borrow_mut().deliver(&frame));
+            // Each call posts the spares first when it is time…
+            if spare > 0 && (posted < batch || spare >= batch) {
+                (posted, spare) = (posted + spare, 0);
+            }
+            assert!(drv.receive(|_| ()).unwrap().is_some());
+            // …then takes a frame, whose buffer is spare again.
+            (posted, spare) = (posted - 1, spare + 1);
+            let case = format!("batch {batch}, frame {step}");
+            assert_eq!(drv.rx_buffers(), (posted, spare), "{case}");
+        }
+    }
+}
+
+/// The kick counters are the notifications the device received, queue by queue (with
+/// `VIRTIO_F_EVENT_IDX` the device asks for fewer).
+#[test]
+fn kicks_count_the_notifications_the_device_received() {
+    for options in net_matrix() {
+        for event_idx in [false, true] {
+            let net = Net::standard();
+            let mut drv = net.driver(NetOptions {
+                event_idx,
+                ..options
+            });
+            let frame = eth_frame(MAC, 100, 1);
+            for _ in 0..20 {
+                assert!(net.dev.borrow_mut().deliver(&frame));
+                assert_eq!(drain(&mut drv).len(), 1);
+                drv.transmit(100, |b| b.copy_from_slice(&frame)).unwrap();
+                drv.flush().unwrap();
+                assert_eq!(net.dev.borrow_mut().take_tx().len(), 1);
+            }
+            let received = |q| {
+                let dev = net.dev.borrow();
+                dev.state()
+                    .notifications
+                    .iter()
+                    .filter(|&&n| n == q)
+                    .count() as u64
+            };
+            let s = drv.stats();
+            assert!(s.rx_kicks >= 1 && s.tx_kicks >= 1, "{s:?}");
+            assert_eq!((s.rx_kicks, s.tx_kicks), (received(0), received(1)));
+        }
+    }
+}
+
+/// What smoltcp is told of frame sizes and of the receive pool: the MTU in use as a frame
+/// length (the device's, with `VIRTIO_NET_F_MTU`), and a burst of exactly as many full-sized
+/// frames as the device can deliver back to back into the posted buffers.
+#[test]
+fn smoltcp_is_told_the_frame_size_and_the_burst_the_rx_pool_takes() {
+    for (mtu, mrg_rxbuf, mrg_buffer_len) in [
+        (1500, false, 2048),
+        (1500, true, 2048),
+        (1500, true, 512),
+        (9000, true, 2048),
+        (576, true, 256),
+    ] {
+        let net = Net::new(all_net(), net_config(MAC, true, mtu));
+        let drv = net.driver(NetOptions {
+            mrg_rxbuf,
+            mrg_buffer_len,
+            tso: false,
+            queue_size: 64,
+            rx_buffers: 64,
+            ..NetOptions::default()
+        });
+        let caps = drv.capabilities();
+        let frame_len = usize::from(mtu) + 14;
+        assert_eq!(caps.max_transmission_unit, frame_len);
+        let mut burst = 0;
+        while net
+            .dev
+            .borrow_mut()
+            .deliver(&eth_frame(MAC, frame_len, burst as u8))
+        {
+            burst += 1;
+        }
+        let case = format!("MTU {mtu}, merged buffers {mrg_rxbuf} of {mrg_buffer_len}");
+        assert_eq!(caps.max_burst_size, Some(burst), "{case}");
+    }
+}
+
 #[test]
 fn tx_buffers_are_reclaimed_lazily() {
     let net = Net::standard();
@@ -263,6 +488,35 @@ fn checksum_flags() {
         drv.transmit_with_checksum(80, csum, |_| ()),
         Err(NetDriverError::ChecksumOffload)
     );
+}
+
+/// `transmit_with_checksum` takes a checksum field anywhere inside the frame, up to its last
+/// two bytes, and gives the device exactly the offsets asked for (virtio 1.2 §5.1.6.2); a
+/// field reaching one byte past the frame is refused, and nothing of it sent.
+#[test]
+fn a_tx_checksum_field_may_lie_anywhere_inside_the_frame() {
+    let net = Net::standard();
+    let mut drv = net.driver(NetOptions::default());
+    let frame = eth_frame([0xff; 6], 60, 4);
+    for start in 0..=58 {
+        let last = TxChecksum {
+            start,
+            offset: 58 - start,
+        };
+        drv.transmit_with_checksum(60, last, |b| b.copy_from_slice(&frame))
+            .unwrap();
+        let past = TxChecksum {
+            start,
+            offset: 59 - start,
+        };
+        assert_eq!(
+            drv.transmit_with_checksum(60, past, |_| ()),
+            Err(NetDriverError::ChecksumOffload)
+        );
+        drv.flush().unwrap();
+        let sent = net.dev.borrow_mut().take_tx();
+        assert_eq!(sent, [(header(1, start, 58 - start, 0), frame.clone())]);
+    }
 }
 
 #[test]

@@ -212,6 +212,21 @@ fn a_small_pool_gets_buffers_long_enough_for_a_coalesced_frame() {
         assert!(net.dev.borrow_mut().deliver_header(&f, h));
         assert_eq!(drain(&mut drv), [f]);
     }
+    // A device offering one of GUEST_TSO4 and GUEST_TSO6 coalesces frames of that type just
+    // as long.
+    for (only, ipv6) in [(net::F::GUEST_TSO4, false), (net::F::GUEST_TSO6, true)] {
+        let other = tso() - F::from(only);
+        let net = Net::new(all_net() - other, net_config(MAC, true, 1500));
+        let mut drv = net.driver(NetOptions {
+            rx_buffers: 16,
+            ..options(false)
+        });
+        assert_eq!(drv.features() & tso(), only.into());
+        assert_eq!(drv.info().rx_buffer_len, 4371, "{only:?} alone");
+        let (h, f) = coalesced(ipv6, 65_000);
+        assert!(net.dev.borrow_mut().deliver_header(&f, h));
+        assert_eq!(drain(&mut drv), [f]);
+    }
     // Without TSO the configured length stays.
     let net = Net::standard();
     let drv = net.driver(NetOptions {
@@ -353,35 +368,98 @@ fn a_segment_the_device_cannot_cut_is_dropped_and_reported() {
         drv.take_error(),
         Some(NetDriverError::FrameTooLarge { max: 1514, .. })
     ));
+    // Within the MTU it is not handed over for cutting either (GSO fields without the
+    // feature, §5.1.6.2): dropped and reported.
+    send_segmented(&mut drv, &frame(MAC, false, tcp, &[0; 1000]), 536);
+    assert_eq!(drv.take_error(), Some(NetDriverError::ChecksumOffload));
+    assert!(net.dev.borrow_mut().take_tx().is_empty());
+    assert_eq!(drv.stats().tx_tso, 0);
 }
 
+/// Segment buffers serve segments only, and come back to serve them again once the device
+/// has read them, whatever the MTU (a jumbo frame's buffer is still no segment buffer).
 #[test]
 fn segments_have_their_own_buffers_and_tokens_wait_for_one() {
+    use smoltcp::phy::Device;
+    for mtu in [1500, 9000] {
+        let net = Net::new(all_net(), net_config(MAC, true, mtu));
+        let mut drv = net.driver(NetOptions {
+            host_tso: true,
+            tso_buffers: 2,
+            ..NetOptions::default()
+        });
+        let l4 = L4::Tcp {
+            port: 80,
+            syn: false,
+            seq: 1,
+        };
+        let big = frame([2, 0, 0, 0, 0, 9], false, l4, &[5; 20_000]);
+        send_segmented(&mut drv, &big, 1448);
+        send_segmented(&mut drv, &big, 1448);
+        // Both segment buffers are with the device: smoltcp gets no token, though ordinary
+        // buffers are free, and frames up to the MTU still go through the driver's own call.
+        assert!(drv.phy().transmit(smoltcp::time::Instant::ZERO).is_none());
+        let small = eth_frame([0xff; 6], 100, 1);
+        drv.transmit(100, |b| b.copy_from_slice(&small)).unwrap();
+        drv.flush().unwrap();
+        assert_eq!(net.dev.borrow_mut().take_tx().len(), 3);
+        // The device has read them: a token again, and the segment buffers serve again.
+        for _ in 0..4 {
+            assert!(
+                drv.phy().transmit(smoltcp::time::Instant::ZERO).is_some(),
+                "MTU {mtu}"
+            );
+            send_segmented(&mut drv, &big, 1448);
+            assert_eq!(net.dev.borrow_mut().take_tx().len(), 1);
+        }
+        assert_eq!(drv.take_error(), None);
+        assert_eq!(drv.stats().tx_tso, 6);
+    }
+}
+
+/// With `HOST_TSO4` the tx ring is shared out: segment buffers as many as asked for up to half
+/// the ring, each holding a whole segment of [`MAX_TSO_FRAME_LEN`] bytes, and ordinary buffers
+/// the rest (`NetOptions::tx_buffers`, `tso_buffers`). The 32 segment buffers asked for here
+/// take 2 MiB (4 MiB in the simulated guest's power-of-two blocks) of its 16 MiB.
+#[test]
+fn the_tx_ring_is_shared_between_segment_and_ordinary_buffers() {
     use smoltcp::phy::Device;
     let net = Net::standard();
     let mut drv = net.driver(NetOptions {
         host_tso: true,
-        tso_buffers: 2,
+        queue_size: 64,
+        tx_buffers: 64,
+        tso_buffers: 100,
         ..NetOptions::default()
     });
+    let small = eth_frame([0xff; 6], 100, 1);
+    let mut ordinary = 0;
+    while drv.transmit(100, |b| b.copy_from_slice(&small)).is_ok() {
+        ordinary += 1;
+    }
+    assert_eq!(ordinary, 32, "half the ring for ordinary frames");
+    drv.flush().unwrap();
+    assert_eq!(net.dev.borrow_mut().take_tx().len(), 32);
     let l4 = L4::Tcp {
         port: 80,
         syn: false,
         seq: 1,
     };
-    let big = frame([2, 0, 0, 0, 0, 9], false, l4, &[5; 20_000]);
-    send_segmented(&mut drv, &big, 1448);
-    send_segmented(&mut drv, &big, 1448);
-    // Both segment buffers are with the device: smoltcp gets no token, though ordinary
-    // buffers are free, and frames up to the MTU still go through the driver's own call.
-    assert!(drv.phy().transmit(smoltcp::time::Instant::ZERO).is_none());
-    let small = eth_frame([0xff; 6], 100, 1);
-    drv.transmit(100, |b| b.copy_from_slice(&small)).unwrap();
-    drv.flush().unwrap();
-    assert_eq!(net.dev.borrow_mut().take_tx().len(), 3);
-    // The device has read them: a token again, and the segment buffers serve again.
-    assert!(drv.phy().transmit(smoltcp::time::Instant::ZERO).is_some());
-    send_segmented(&mut drv, &big, 1448);
+    let largest = frame([2, 0, 0, 0, 0, 9], false, l4, &vec![5; 65_535 - 40]);
+    assert_eq!(largest.len(), MAX_TSO_FRAME_LEN);
+    let mut segments = 0;
+    while drv.phy().transmit(smoltcp::time::Instant::ZERO).is_some() {
+        send_segmented(&mut drv, &largest, 1448);
+        segments += 1;
+        assert!(segments <= 64, "more segment buffers than the ring holds");
+    }
     assert_eq!(drv.take_error(), None);
-    assert_eq!(drv.stats().tx_tso, 3);
+    assert_eq!(segments, 32, "the other half for segments");
+    let sent = net.dev.borrow_mut().take_tx();
+    assert_eq!(sent.len(), 32);
+    // Whole, their checksum left to the device (the field holds the pseudo-header sum).
+    assert!(
+        sent.iter()
+            .all(|(_, f)| f.len() == MAX_TSO_FRAME_LEN && f[54..] == largest[54..])
+    );
 }

@@ -38,7 +38,7 @@
 //! `hdr_len`, with the checksum left to the device as above).
 
 use alloc::vec;
-use core::num::NonZeroUsize;
+use core::num::{NonZeroU16, NonZeroUsize};
 
 use smoltcp::{
     phy::{self, Checksum, DeviceCapabilities, Medium, PacketMeta},
@@ -67,7 +67,9 @@ pub struct NetPhy<'a, T: Transport, A: DmaAllocator + 'static> {
 
 impl<T: Transport, A: DmaAllocator + 'static> core::fmt::Debug for NetPhy<'_, T, A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("NetPhy").finish_non_exhaustive()
+        f.debug_struct("NetPhy")
+            .field("driver", &self.driver)
+            .finish()
     }
 }
 
@@ -197,7 +199,11 @@ pub struct NetRxToken<'a, A: DmaAllocator> {
 
 impl<A: DmaAllocator> core::fmt::Debug for NetRxToken<'_, A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("NetRxToken").finish_non_exhaustive()
+        // The frame's length, never its bytes.
+        let len = self.held.as_ref().map(|held| self.rx.frame(held).len());
+        f.debug_struct("NetRxToken")
+            .field("len", &len)
+            .finish_non_exhaustive()
     }
 }
 
@@ -230,12 +236,14 @@ pub struct NetTxToken<'a, A: DmaAllocator> {
     tx: &'a mut TxQueue<A>,
     error: &'a mut Option<NetDriverError>,
     /// The MSS smoltcp asked the device to cut this TCP segment at (see the module docs).
-    mss: Option<u16>,
+    mss: Option<NonZeroU16>,
 }
 
 impl<A: DmaAllocator> core::fmt::Debug for NetTxToken<'_, A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("NetTxToken").finish_non_exhaustive()
+        f.debug_struct("NetTxToken")
+            .field("mss", &self.mss)
+            .finish_non_exhaustive()
     }
 }
 
@@ -269,6 +277,6 @@ impl<A: DmaAllocator> phy::TxToken for NetTxToken<'_, A> {
 
     /// Keeps the segmentation size smoltcp asks for (`PacketMeta::segmentation_offload_size`).
     fn set_meta(&mut self, meta: PacketMeta) {
-        self.mss = meta.segmentation_offload_size.map(|mss| mss.get());
+        self.mss = meta.segmentation_offload_size;
     }
 }

@@ -4,6 +4,7 @@
 //! device whole, for it to cut at the MSS smoltcp asked for.
 
 use alloc::{boxed::Box, collections::VecDeque, vec::Vec};
+use core::num::NonZeroU16;
 
 use vireo_virtio::{AvailBufferToken, BufferType, DmaAllocator, Virtq};
 
@@ -49,7 +50,7 @@ pub(crate) struct TxQueue<A: DmaAllocator> {
 /// `hdr_len` bytes (Ethernet, IP and TCP headers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct TxGso {
-    mss: u16,
+    mss: NonZeroU16,
     hdr_len: u16,
 }
 
@@ -222,7 +223,7 @@ impl<A: DmaAllocator> TxQueue<A> {
     /// # Errors
     /// [`NetDriverError::ChecksumOffload`] when a segment to be cut is not one the device can cut
     /// (not TCP over IPv4, or `HOST_TSO4` not negotiated): it is taken out of the batch.
-    pub(crate) fn offload_last(&mut self, mss: Option<u16>) -> Result<bool, NetDriverError> {
+    pub(crate) fn offload_last(&mut self, mss: Option<NonZeroU16>) -> Result<bool, NetDriverError> {
         if !self.csum {
             return Ok(false);
         }
@@ -235,7 +236,7 @@ impl<A: DmaAllocator> TxQueue<A> {
             // The pseudo-header sum `prepare_offload` wrote covers the whole segment's length:
             // what Linux's GSO (and so QEMU's tap backend) expects of a TSO frame.
             Some(mss) => match (csum, tcp_header_end(frame, false)) {
-                (Some(_), Some(end)) if self.tso4 && mss > 0 => Some(TxGso {
+                (Some(_), Some(end)) if self.tso4 => Some(TxGso {
                     mss,
                     hdr_len: u16::try_from(end).unwrap_or(u16::MAX),
                 }),
@@ -306,6 +307,6 @@ fn write_header(header: &mut [u8], csum: Option<TxChecksum>, gso: Option<TxGso>)
     if let Some(g) = gso {
         header[hdr::GSO_TYPE] = HdrGso::Tcpv4.into();
         header[hdr::HDR_LEN..hdr::HDR_LEN + 2].copy_from_slice(&g.hdr_len.to_le_bytes());
-        header[hdr::GSO_SIZE..hdr::GSO_SIZE + 2].copy_from_slice(&g.mss.to_le_bytes());
+        header[hdr::GSO_SIZE..hdr::GSO_SIZE + 2].copy_from_slice(&g.mss.get().to_le_bytes());
     }
 }

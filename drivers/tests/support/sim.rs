@@ -176,6 +176,9 @@ pub struct SimState {
     pub stick_reset_on_setup: bool,
     /// The device refuses a configuration-change MSI-X vector.
     pub refuse_config_vector: bool,
+    /// The MSI-X vector configuration changes are signalled on (`config_msix_vector`, virtio
+    /// 1.2 §4.1.4.3; `None`: `VIRTIO_MSI_NO_VECTOR`, which a reset sets again).
+    pub config_vector: Option<u16>,
     /// The allocator whose frees [`reset_writes`](Self::reset_writes) records ([`Sim`] sets it).
     pub dma: Option<GuestDma>,
     /// The interrupt status the device raised; reading it clears it, as the ISR register does
@@ -222,6 +225,7 @@ impl SimState {
             refuse_queue: None,
             stick_reset_on_setup: false,
             refuse_config_vector: false,
+            config_vector: None,
             dma: None,
             isr: InterruptCause::default(),
         }
@@ -284,6 +288,7 @@ impl Transport for FakeTransport {
             s.status = 0;
             s.driver_features = F::empty();
             s.needs_reset = false;
+            s.config_vector = None;
             s.queues.iter_mut().for_each(|q| *q = None);
             s.resets += 1;
             return;
@@ -362,9 +367,11 @@ impl Transport for FakeTransport {
     }
 
     fn set_config_vector(&mut self, vector: Option<u16>) -> Result<(), TransportError> {
-        if vector.is_some() && self.0.lock().unwrap().refuse_config_vector {
+        let mut s = self.0.lock().unwrap();
+        if vector.is_some() && s.refuse_config_vector {
             return Err(TransportError::VectorRejected);
         }
+        s.config_vector = vector;
         Ok(())
     }
 
@@ -722,5 +729,35 @@ impl Sim {
             }
             _ => (2, 1),
         }
+    }
+}
+
+/// Raises each interrupt cause in turn in `state`'s interrupt status and checks that `ack` (a
+/// driver's `ack_interrupt`) reports it and that reading it acknowledged it, as reading the
+/// ISR register does (virtio 1.2 §4.1.4.5).
+pub fn check_interrupt_acks(state: &Mutex<SimState>, mut ack: impl FnMut() -> InterruptCause) {
+    assert_eq!(ack(), InterruptCause::default(), "nothing raised");
+    for (queue, config) in [(true, false), (false, true), (true, true)] {
+        let cause = InterruptCause { queue, config };
+        state.lock().unwrap().isr = cause;
+        assert_eq!(ack(), cause);
+        assert_eq!(ack(), InterruptCause::default(), "reading acknowledged it");
+    }
+}
+
+/// Checks what a log shows of errors: each its own message (distinct, more than a few words),
+/// holding the figures listed with it.
+pub fn check_error_messages<E: std::fmt::Display>(errors: &[(E, &[&str])]) {
+    let messages: Vec<String> = errors.iter().map(|(e, _)| e.to_string()).collect();
+    let mut distinct = messages.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), errors.len(), "{messages:#?}");
+    assert!(messages.iter().all(|m| m.len() > 10), "{messages:#?}");
+    for (text, (_, figures)) in messages.iter().zip(errors) {
+        assert!(
+            figures.iter().all(|f| text.contains(f)),
+            "{text}: {figures:?}"
+        );
     }
 }

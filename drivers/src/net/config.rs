@@ -63,6 +63,11 @@ pub(crate) fn hdr_u16(header: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([header[at], header[at + 1]])
 }
 
+/// Writes `value` little-endian at `at` of a net header.
+pub(crate) fn put_hdr_u16(header: &mut [u8], at: usize, value: u16) {
+    header[at..at + 2].copy_from_slice(&value.to_le_bytes());
+}
+
 /// What the kernel lets the driver negotiate, and how much memory it gives the queues.
 ///
 /// Each feature is accepted only when the device offers it too; `false` refuses it.

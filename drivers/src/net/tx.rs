@@ -12,7 +12,7 @@ use vireo_virtio::virtio_spec::net::HdrGso;
 
 use super::{
     checksum::{prepare_offload, tcp_header_end},
-    config::{HEADER_LEN, MAX_TSO_FRAME_LEN, hdr},
+    config::{HEADER_LEN, MAX_TSO_FRAME_LEN, hdr, put_hdr_u16},
     error::{NetDriverError, NetDriverStats},
 };
 
@@ -301,12 +301,12 @@ fn write_header(header: &mut [u8], csum: Option<TxChecksum>, gso: Option<TxGso>)
     header.fill(0);
     if let Some(c) = csum {
         header[hdr::FLAGS] = hdr::F_NEEDS_CSUM;
-        header[hdr::CSUM_START..hdr::CSUM_START + 2].copy_from_slice(&c.start.to_le_bytes());
-        header[hdr::CSUM_OFFSET..hdr::CSUM_OFFSET + 2].copy_from_slice(&c.offset.to_le_bytes());
+        put_hdr_u16(header, hdr::CSUM_START, c.start);
+        put_hdr_u16(header, hdr::CSUM_OFFSET, c.offset);
     }
     if let Some(g) = gso {
         header[hdr::GSO_TYPE] = HdrGso::Tcpv4.into();
-        header[hdr::HDR_LEN..hdr::HDR_LEN + 2].copy_from_slice(&g.hdr_len.to_le_bytes());
-        header[hdr::GSO_SIZE..hdr::GSO_SIZE + 2].copy_from_slice(&g.mss.get().to_le_bytes());
+        put_hdr_u16(header, hdr::HDR_LEN, g.hdr_len);
+        put_hdr_u16(header, hdr::GSO_SIZE, g.mss.get());
     }
 }

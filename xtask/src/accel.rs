@@ -23,7 +23,7 @@ const PVM_MODULE: &str = "/sys/module/kvm_pvm";
 /// The probe's CPU time above which KVM counts as slower than TCG: 2 ms for its 100,000
 /// instructions is 50 million a second, below TCG's pace on such loops (the arithmetic loop above
 /// runs 80 million iterations a second under TCG) and about a hundred times below a native KVM's.
-/// PVM, which the probe is not needed for, takes 20 ms.
+/// PVM, which the probe is not needed for, takes 20 to 55 ms (measured on two machines).
 pub const SLOW_KVM: Duration = Duration::from_millis(2);
 
 /// An accelerator and the reason it was chosen.
